@@ -1,3 +1,5 @@
 __version__ = "0.1.0"
 # The package is flat: one module per notebook. Every public function is also importable from `rlprims` itself.
 from .core import *
+from .generation import *
+from .rollouts import *
