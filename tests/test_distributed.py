@@ -1,0 +1,190 @@
+"""Several processes: one step on 2 processes (torch.distributed, gloo on CPU) equals the same step on 1 process.
+
+The file is also the worker that `torchrun` starts: `torchrun --nproc_per_node 2 tests/test_distributed.py --out DIR`.
+Generation is made independent of the process layout by `row_seeded_generator` (each sample's RNG seed depends only on
+its prompt and its index in the group), since two processes draw from two RNG streams.
+"""
+import argparse, json, os, socket, subprocess, sys, zlib
+from pathlib import Path
+from types import SimpleNamespace
+import pytest
+import torch
+import torch.nn.functional as F
+
+HERE = Path(__file__).resolve()
+G = 2                       # samples per prompt
+COLS = ["reward", "reward_std", "reward/len3", "loss", "policy_loss", "grad_norm", "entropy", "clip_frac", "tokens",
+        "response_len_mean", "truncated_frac", "kept_frac"]
+
+
+def row_seeded_generator(num_generations: int):
+    "A `generator` whose sample for row i depends only on that row's prompt and i % num_generations."
+    from rlprims.core import RolloutBatch
+    from rlprims.generation import generate_batch
+
+    def gen(model, tokenizer, prompt_ids, prompt_mask, config, compute_logprobs=True):
+        rows, dev = [], next(model.parameters()).device
+        for i in range(prompt_ids.shape[0]):
+            p = prompt_ids[i][prompt_mask[i].bool()]
+            with torch.random.fork_rng(devices=[dev.index] if dev.type == "cuda" else []):   # leave the process's RNG streams alone
+                torch.manual_seed(zlib.crc32(str(p.tolist()).encode()) + 7919 * (i % num_generations))
+                rows.append(generate_batch(model, tokenizer, p[None], torch.ones_like(p)[None], config, compute_logprobs))
+        T = max(r.completion_ids.shape[1] for r in rows)
+        cat = lambda name, v: torch.cat([F.pad(getattr(r, name), (0, T - getattr(r, name).shape[1]), value=v) for r in rows])
+        return RolloutBatch(prompt_ids, prompt_mask.float(), cat("completion_ids", tokenizer.pad_token_id), cat("completion_mask", 0.0),
+                            logprobs=cat("logprobs", 0.0) if compute_logprobs else None)
+    return gen
+
+
+def len3(rollout) -> float:
+    "A reward that varies inside groups even for a random model: the reply's length mod 3."
+    return float(len(rollout.generation.text) % 3)
+
+
+def _full(t):
+    return t.full_tensor() if hasattr(t, "full_tensor") else t
+
+
+VARIANTS = {  # full fine-tune and LoRA with GRPO; DAPO with dynamic sampling, shuffled mini-batches of 3 and micro-batches of 1,
+              # so processes get uneven slices (zero-weight passes) and follow rank 0's shuffle
+    "full": {}, "lora": {"lora": True},
+    "dapo": {"algorithm": "dapo", "train_overrides": {"micro_batch_size": 1, "mini_batch_size": 3}}}
+
+
+def run(out, steps: int = 2, resume_from=None, tokenizer=None, lora: bool = False, **kw) -> dict:
+    "A tiny run (4 prompts x 2 samples a step, micro-batches of 2); rank 0 writes `out/result.json`. Returns the result."
+    from rlprims.core import GenerationConfig
+    from rlprims.generation import load_tokenizer
+    from rlprims.training import train, make_addition_dataset, tiny_test_model, correct
+    tok = load_tokenizer(tokenizer)
+    model = tiny_test_model()
+    if lora:
+        from peft import LoraConfig, get_peft_model
+        model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0))
+    if torch.cuda.is_available(): model = model.to(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
+    res = train(prompts=make_addition_dataset(16), reward_fn={"len3": len3, "correct": correct}, num_steps=steps, batch_size=4,
+                num_generations=G, learning_rate=1e-3, output_dir=out, model=model, tokenizer=tok, progress=False, seed=0,
+                gen_config=GenerationConfig(max_new_tokens=6, temperature=1.0, top_k=0, top_p=1.0), checkpoint_every=1,
+                resume_from=resume_from, generator=row_seeded_generator(G), **{"train_overrides": {"micro_batch_size": 2}, **kw})
+    named = [(n, p) for n, p in res.model.named_parameters() if p.requires_grad]
+    result = {"metrics": res.metrics[[c for c in COLS if c in res.metrics]].to_dict("list"),
+              "params": {n: _full(p.detach()).double().sum().item() for n, p in named},
+              "grads": {n: _full(p.grad).double().norm().item() for n, p in named if p.grad is not None},   # last step's reduced gradient
+              "world": int(os.environ.get("WORLD_SIZE", 1))}
+    if int(os.environ.get("RANK", 0)) == 0: (Path(out) / "result.json").write_text(json.dumps(result))
+    return result
+
+
+def close(a, b, rel=1e-4, abs_=1e-6) -> bool:
+    return abs(a - b) <= abs_ + rel * max(abs(a), abs(b))
+
+
+def assert_same(r1: dict, r2: dict, steps=None, rel=1e-4):
+    "Metrics (per step), weights and last gradients of two results agree to float tolerance."
+    for c, v1 in r1["metrics"].items():
+        v2 = r2["metrics"][c]
+        for s in (steps if steps is not None else range(len(v1))):
+            assert close(v1[s], v2[s], rel), (c, s, v1[s], v2[s])
+    for key in ("params", "grads"):
+        assert r1[key].keys() == r2[key].keys(), key
+        for n in r1[key]: assert close(r1[key][n], r2[key][n], rel, 1e-5), (key, n, r1[key][n], r2[key][n])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
+
+
+def launch(nproc: int, *args, timeout: int = 300):
+    "Run this file as a worker under torchrun with `nproc` processes on a free port."
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port", str(free_port()),
+           str(HERE), *map(str, args)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-6000:]
+
+
+@pytest.fixture(scope="module")
+def two(tmp_path_factory):
+    "One 2-process launch running every variant for 2 steps, with checkpoints every step."
+    out = tmp_path_factory.mktemp("two")
+    launch(2, "--out", out, "--steps", 2, "--variants", ",".join(VARIANTS))
+    return out
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_two_processes_equal_one(two, tmp_path, variant):
+    one = run(tmp_path / variant, **VARIANTS[variant])
+    res = json.loads((two / variant / "result.json").read_text())
+    assert res["world"] == 2 and len(res["metrics"]["loss"]) == 2
+    assert_same(one, res)
+    # rank 0 alone wrote: one row per step, whole checkpoints only, the run's config with its process count
+    import pandas as pd
+    assert pd.read_csv(two / variant / "metrics.csv")["step"].tolist() == [0, 1]
+    assert sorted(p.name for p in (two / variant).iterdir() if "checkpoint" in p.name) == ["checkpoint-1", "checkpoint-2"]
+    assert json.loads((two / variant / "config.json").read_text())["num_processes"] == 2
+
+
+def test_resume_two_process_checkpoint_on_one(two, tmp_path):
+    "A checkpoint written by 2 processes resumes on 1 and continues with the numbers of the uninterrupted runs."
+    full = json.loads((two / "full" / "result.json").read_text())
+    resumed = run(tmp_path / "resumed", resume_from=two / "full" / "checkpoint-1")
+    assert_same(resumed, full, steps=[1])
+
+
+def test_batch_must_split_over_processes(tmp_path, monkeypatch):
+    import rlprims.training as tr
+    from rlprims.generation import load_tokenizer
+    fake = SimpleNamespace(process_index=0, num_processes=2)
+    monkeypatch.setattr(tr, "make_accelerator", lambda d: fake)
+    with pytest.raises(ValueError, match="batch_size=3 prompts do not split over 2 processes"):
+        tr.train(prompts=tr.make_addition_dataset(4), reward_fn=len3, batch_size=3, model=tr.tiny_test_model(),
+                 tokenizer=load_tokenizer(), output_dir=tmp_path)
+
+
+def test_make_accelerator_arguments(monkeypatch):
+    from rlprims.training import make_accelerator
+    with pytest.raises(ValueError, match="expected 'auto', 'ddp', 'fsdp', 'none'"): make_accelerator("mpi")
+    assert make_accelerator("auto") is None and make_accelerator("none") is None   # one process
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="FSDP needs CUDA"): make_accelerator("fsdp")
+
+
+def test_concat_rollout_results_rejects_mixed_fields():
+    from rlprims.core import RolloutBatch
+    from rlprims.rollouts import RolloutResult
+    from rlprims.training import concat_rollout_results
+    b = RolloutBatch(torch.ones(2, 3, dtype=torch.long), torch.ones(2, 3), torch.ones(2, 2, dtype=torch.long), torch.ones(2, 2),
+                     rewards=torch.zeros(2), group_ids=torch.tensor([0, 0]))
+    r1, r2 = RolloutResult([], b, {}), RolloutResult([], b._replace(rewards=None), {})
+    with pytest.raises(ValueError, match="field 'rewards' is set in some results"): concat_rollout_results([r1, r2])
+    test = concat_rollout_results([r1, r1])
+    assert test.batch.group_ids.tolist() == [0, 0, 1, 1] and test.batch.size == 4
+
+
+def compare_main(a: Path, b: Path, steps=None) -> None:
+    "CLI check used on the GPU machine: `python tests/test_distributed.py --compare A B [--steps 1]` (result.json folders)."
+    ra, rb = (json.loads((Path(x) / "result.json").read_text()) for x in (a, b))
+    worst = max(abs(ra["metrics"][c][s] - rb["metrics"][c][s]) / max(abs(ra["metrics"][c][s]), 1e-3)
+                for c in ra["metrics"] for s in (steps or range(len(ra["metrics"][c]))))
+    gw = max(abs(ra["grads"][n] - rb["grads"][n]) / max(abs(ra["grads"][n]), 1e-6) for n in ra["grads"])
+    assert_same(ra, rb, steps)
+    print(f"SAME {a} vs {b} (worlds {ra['world']}, {rb['world']}): metrics max rel diff {worst:.2e}, grad norms {gw:.2e}", flush=True)
+
+
+if __name__ == "__main__":   # worker, started by torchrun / accelerate launch
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--compare", nargs=2, default=None)
+    ap.add_argument("--compare-steps", type=int, nargs="*", default=None)
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--resume-from", default=None)
+    ap.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the embedded SmolLM2's)")
+    ap.add_argument("--distributed", default="auto")
+    ap.add_argument("--variants", default="full", help=f"comma-separated, of: {', '.join(VARIANTS)}")
+    a = ap.parse_args()
+    if a.compare: compare_main(*a.compare, steps=a.compare_steps); sys.exit(0)
+    for v in a.variants.split(","):
+        run(Path(a.out) / v, a.steps, a.resume_from, a.tokenizer, distributed=a.distributed, **VARIANTS[v])
+    if torch.distributed.is_initialized(): torch.distributed.destroy_process_group()
