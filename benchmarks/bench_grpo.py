@@ -1,0 +1,369 @@
+#!/usr/bin/env python
+"""One GRPO step, rlprims vs TRL's GRPOTrainer, side by side (see benchmarks/README.md).
+
+Both libraries get the same model (same seed), prompts, `num_generations`, sampling settings, a forced generation
+length (min_new_tokens = max_new_tokens), full fine-tuning, AdamW at the same learning rate, no vLLM, no gradient
+checkpointing, and one on-policy update per batch. Each library runs in its own child process (so peak memory is its
+own); the parent prints the table.
+
+    python benchmarks/bench_grpo.py --device cpu      # the main job's settings: embedded SmolLM2-135M, fp32, 8x8x16
+    python benchmarks/bench_grpo.py --device cuda     # SmolLM2-135M shape, random weights, bf16, 64x8x256
+    python benchmarks/bench_grpo.py --quick           # a tiny 2-step CPU smoke run (CI)
+"""
+from __future__ import annotations
+import argparse, json, os, platform, resource, statistics, subprocess, sys, tempfile, time
+from datetime import date
+from pathlib import Path
+
+RESULT = "BENCH_RESULT "
+HERE = Path(__file__).resolve().parent
+
+
+def settings(a) -> dict:
+    "The run's settings: the device's defaults, then whatever the flags say."
+    if a.quick: s = dict(device="cpu", prompts=2, G=4, T=8, lr=2e-5, micro=8, steps=2, warmup=0, dtype="float32")
+    elif a.device == "cpu": s = dict(device="cpu", prompts=8, G=8, T=16, lr=2e-5, micro=8, steps=3, warmup=1, dtype="float32")
+    else: s = dict(device="cuda", prompts=64, G=8, T=256, lr=2e-5, micro=64, steps=5, warmup=2, dtype="bfloat16")
+    for k in ("prompts", "G", "T", "lr", "micro", "steps", "warmup"):
+        if getattr(a, k) is not None: s[k] = getattr(a, k)
+    s["model"] = "embedded" if s["device"] == "cpu" else "random"
+    if a.model_dir: s["model_dir"] = a.model_dir
+    return s
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# shared by both workers
+
+def sync(dev):
+    import torch
+    if dev == "cuda": torch.cuda.synchronize()
+
+def load(s):
+    "Model and tokenizer: the embedded SmolLM2 (CPU), or a randomly initialised model of its config (CUDA)."
+    import torch
+    from rlprims.generation import load_model, load_tokenizer, fetch_embedded_model
+    torch.manual_seed(0)
+    if s["model"] == "embedded":
+        return load_model(None, dtype=s["dtype"], device_map=s["device"]), load_tokenizer()
+    from transformers import AutoConfig, AutoModelForCausalLM
+    d = s.get("model_dir") or str(HERE.parent / ".dev" / "smollm2")
+    if not (Path(d) / "config.json").exists(): d = str(fetch_embedded_model())
+    cfg = AutoConfig.from_pretrained(d)
+    model = AutoModelForCausalLM.from_config(cfg, dtype=getattr(torch, s["dtype"])).to(s["device"])
+    return model, load_tokenizer(d)
+
+def dataset(s):
+    from rlprims.training import make_addition_dataset
+    return make_addition_dataset(s["prompts"] * (s["steps"] + s["warmup"]), seed=0)
+
+def _last_int(text):
+    import re
+    m = re.findall(r"-?\d+", text.replace(",", ""))
+    return m[-1] if m else None
+
+def reward_value(text: str, answer: str) -> float:
+    "1 for the right sum, plus 0.1 x the fraction of digits (so random models get rewards that vary)."
+    return float(_last_int(text) == answer) + 0.1 * sum(c.isdigit() for c in text) / max(len(text), 1)
+
+def peak_memory(dev) -> float:
+    "Peak GiB: allocated GPU memory on CUDA, the process' resident set on CPU."
+    import torch
+    if dev == "cuda": return torch.cuda.max_memory_allocated() / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+def reset_peak(dev):
+    import torch
+    if dev == "cuda": torch.cuda.reset_peak_memory_stats()
+
+def emit(d):
+    print(RESULT + json.dumps(d), flush=True)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# rlprims worker
+
+def run_rlprims(s, a):
+    import torch
+    import rlprims.rollouts as R
+    from rlprims.core import GenerationConfig
+    from rlprims.generation import generate_batch, tokenize_prompts
+    from rlprims.algorithms import get_algorithm_config
+    from rlprims.training import training_iteration
+    try: from rlprims.generation import generate_batch_fast
+    except ImportError: generate_batch_fast = None
+    dev = s["device"]
+    model, tok = load(s)
+    data = dataset(s)
+    gen = GenerationConfig(max_new_tokens=s["T"], min_new_tokens=s["T"], temperature=1.0, top_p=1.0, top_k=0)
+    cfg = get_algorithm_config(0, "grpo", learning_rate=s["lr"], kl_coef=0.0, micro_batch_size=s["micro"])
+    opt = torch.optim.AdamW(model.parameters(), lr=s["lr"], weight_decay=0.0, **({"fused": True} if dev == "cuda" else {}))
+    generator = generate_batch_fast if (generate_batch_fast is not None and not a.eager) else generate_batch
+    rec = {}
+    def timed(name, fn):
+        def wrapper(*args, **kw):
+            sync(dev); t0 = time.perf_counter()
+            out = fn(*args, **kw)
+            sync(dev); rec[name] = rec.get(name, 0.0) + time.perf_counter() - t0
+            return out
+        return wrapper
+    R.compute_logprobs_for_tokens = timed("logprobs", R.compute_logprobs_for_tokens)   # reference passes, if any
+    rewards = {"answer": lambda r: reward_value(r.generation.text, r.metadata["answer"])}
+    steps = []
+    reset_peak(dev)
+    for i in range(s["warmup"] + s["steps"]):
+        rec.clear()
+        prompts = data[i * s["prompts"]:(i + 1) * s["prompts"]]
+        sync(dev); t0, c0 = time.perf_counter(), time.process_time()
+        st = training_iteration(model, tok, prompts, gen, cfg, rewards, opt, num_generations=s["G"], step=i,
+                                generator=timed("generation", generator))
+        sync(dev); total = time.perf_counter() - t0
+        row = dict(total=total, generation=rec.get("generation", 0.0), logprobs=rec.get("logprobs", 0.0),
+                   update=total - st.metrics["time_rollout"], tokens=st.metrics["tokens"], cpu=time.process_time() - c0)
+        row["other"] = total - row["generation"] - row["logprobs"] - row["update"]
+        steps.append(row)
+        print(f"rlprims step {i} {'(warm-up)' if i < s['warmup'] else ''}: " + "  ".join(f"{k} {v:.3f}" for k, v in row.items()), flush=True)
+    peak = peak_memory(dev)
+    out = dict(lib="rlprims", generator=generator.__name__, steps=steps[s["warmup"]:], peak_gib=peak)
+    # plain transformers generate at the same batch, and the rlprims generator alone
+    texts = [d["prompt"] for d in data[:s["prompts"]]]
+    pids, pmask = tokenize_prompts(tok, texts, n=s["G"])
+    out["prompt_len"] = pmask.sum(-1).float().mean().item()
+    out["generate_tps"] = plain_generate_tps(model, tok, pids, pmask, s, a.gen_reps)
+    torch.manual_seed(0)
+    t = []
+    for _ in range(a.gen_reps):
+        sync(dev); t0 = time.perf_counter(); b = generator(model, tok, pids, pmask, gen); sync(dev); t.append(time.perf_counter() - t0)
+    out["generator_tps"] = b.completion_mask.sum().item() / statistics.median(t)
+    out["roofline"] = roofline(model, s, out["prompt_len"], dev)
+    if a.profile: profile_step(model, tok, data[:s["prompts"]], gen, cfg, rewards, opt, s, generator)
+    emit(out)
+
+def plain_generate_tps(model, tok, pids, pmask, s, reps):
+    "Tokens/s of `model.generate` (sampling, forced length) at the benchmark's batch."
+    import torch
+    dev = s["device"]
+    ids, am = pids.to(dev), pmask.to(dev)
+    kw = dict(do_sample=True, temperature=1.0, top_p=1.0, top_k=0, pad_token_id=tok.pad_token_id)
+    model.eval()
+    with torch.no_grad():
+        model.generate(input_ids=ids, attention_mask=am, max_new_tokens=s["T"], min_new_tokens=s["T"], **kw)   # warm-up (allocator)
+        t = []
+        for _ in range(reps):
+            sync(dev); t0 = time.perf_counter()
+            o = model.generate(input_ids=ids, attention_mask=am, max_new_tokens=s["T"], min_new_tokens=s["T"], **kw)
+            sync(dev); t.append(time.perf_counter() - t0)
+    model.train()
+    return (o.shape[1] - ids.shape[1]) * ids.shape[0] / statistics.median(t)
+
+def roofline(model, s, prompt_len, dev) -> dict:
+    "Decode floor at this batch: weights + KV cache read per step over measured bandwidth, FLOPs over measured peak."
+    import torch
+    c = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    el = next(model.parameters()).element_size()
+    seen, wbytes, nparams = set(), 0, 0
+    for p in model.parameters():
+        if p.data_ptr() in seen: continue
+        seen.add(p.data_ptr()); wbytes += p.numel() * el; nparams += p.numel()
+    emb = c.vocab_size * c.hidden_size                # an untied input embedding is only looked up, never read whole
+    if not getattr(c, "tie_word_embeddings", False): nparams, wbytes = nparams - emb, wbytes - emb * el
+    hd = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    kv_per_tok = 2 * c.num_hidden_layers * c.num_key_value_heads * hd * el
+    N, T = s["prompts"] * s["G"], s["T"]
+    steps = [prompt_len + t for t in range(1, T)]                 # tokens attended by each decode step
+    bytes_total = sum(wbytes + N * L * kv_per_tok for L in steps)
+    flops_total = sum(2 * N * nparams + 4 * N * L * c.num_hidden_layers * c.num_attention_heads * hd for L in steps)
+    bw, peak = measure_bandwidth(dev), measure_matmul(dev, next(model.parameters()).dtype)
+    return dict(weight_gb=wbytes / 1e9, kv_gb_last_step=N * steps[-1] * kv_per_tok / 1e9, bytes_total_gb=bytes_total / 1e9,
+                tflop_total=flops_total / 1e12, bandwidth_gbs=bw / 1e9, peak_tflops=peak / 1e12,
+                t_mem=bytes_total / bw, t_flop=flops_total / peak, decode_steps=T - 1)
+
+def measure_bandwidth(dev) -> float:
+    "Bytes/s of a large copy on `dev` (bytes read + written)."
+    import torch
+    x = torch.empty(2**28 if dev == "cuda" else 2**25, dtype=torch.float32, device=dev); y = torch.empty_like(x)
+    for _ in range(2): y.copy_(x)
+    sync(dev); t0 = time.perf_counter(); n = 10
+    for _ in range(n): y.copy_(x)
+    sync(dev)
+    return 2 * x.numel() * 4 * n / (time.perf_counter() - t0)
+
+def measure_matmul(dev, dtype) -> float:
+    "FLOP/s of a large square matrix product in `dtype` (fp32 on the CPU)."
+    import torch
+    n = 8192 if dev == "cuda" else 1024
+    dt = dtype if dev == "cuda" else torch.float32
+    a, b = torch.randn(n, n, device=dev, dtype=dt), torch.randn(n, n, device=dev, dtype=dt)
+    for _ in range(2): a @ b
+    sync(dev); t0 = time.perf_counter(); k = 10
+    for _ in range(k): a @ b
+    sync(dev)
+    return 2 * n ** 3 * k / (time.perf_counter() - t0)
+
+def profile_step(model, tok, prompts, gen, cfg, rewards, opt, s, generator):
+    "One more rlprims step under torch.profiler; prints the ops that take the most device (or CPU) time."
+    import torch
+    from torch.profiler import profile, ProfilerActivity
+    from rlprims.training import training_iteration
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if s["device"] == "cuda" else [])
+    with profile(activities=acts) as prof:
+        training_iteration(model, tok, prompts, gen, cfg, rewards, opt, num_generations=s["G"], generator=generator)
+        sync(s["device"])
+    key = "cuda_time_total" if s["device"] == "cuda" else "cpu_time_total"
+    try: print(prof.key_averages().table(sort_by=key, row_limit=30, max_name_column_width=60), flush=True)
+    except Exception as e: print(f"profile table failed: {e}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# TRL worker
+
+def run_trl(s, a):
+    import torch
+    try:
+        import trl
+        from trl import GRPOConfig, GRPOTrainer
+        from datasets import Dataset
+    except ImportError as e:
+        print(f"TRL is not installed ({e}); skipping it. `pip install trl datasets` to compare.", flush=True)
+        emit(dict(lib="trl", skipped=str(e))); return
+    from transformers import TrainerCallback
+    dev = s["device"]
+    model, tok = load(s)
+    data = dataset(s)
+    ds = Dataset.from_list([{"prompt": [{"role": "user", "content": d["prompt"]}], "answer": d["answer"]} for d in data])
+    def answer_reward(completions, answer, **kw):
+        texts = [c[0]["content"] if isinstance(c, list) else c for c in completions]
+        return [reward_value(t, x) for t, x in zip(texts, answer)]
+    n = s["prompts"] * s["G"]
+    if n % s["micro"]: raise ValueError(f"bench: {n} completions per step is not a multiple of --micro {s['micro']}")
+    args = GRPOConfig(
+        output_dir=tempfile.mkdtemp(prefix="bench-trl-"), per_device_train_batch_size=s["micro"],
+        gradient_accumulation_steps=n // s["micro"], num_generations=s["G"], max_completion_length=s["T"],
+        generation_kwargs={"min_new_tokens": s["T"]}, temperature=1.0, top_p=1.0, top_k=0,
+        learning_rate=s["lr"], lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0,
+        optim="adamw_torch_fused" if dev == "cuda" else "adamw_torch", beta=0.0, epsilon=0.2, loss_type="dapo",
+        scale_rewards="group", num_iterations=1, bf16=dev == "cuda" and s["dtype"] == "bfloat16", fp16=False,
+        use_cpu=dev == "cpu", gradient_checkpointing=False, use_vllm=False, max_steps=s["warmup"] + s["steps"],
+        shuffle_dataset=False, logging_steps=1, report_to="none", save_strategy="no", disable_tqdm=True,
+        log_completions=False, seed=0, dataloader_num_workers=0)
+    rec, steps = {}, []
+    class Timer(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kw):
+            sync(dev); rec.clear(); rec["t0"], rec["c0"] = time.perf_counter(), time.process_time()
+        def on_step_end(self, args, state, control, **kw):
+            sync(dev); total = time.perf_counter() - rec["t0"]
+            row = dict(total=total, generation=rec.get("generation", 0.0), logprobs=rec.get("logprobs", 0.0),
+                       update=total - rec.get("rollout", 0.0), tokens=rec.get("tokens", 0), cpu=time.process_time() - rec["c0"])
+            row["other"] = total - row["generation"] - row["logprobs"] - row["update"]
+            steps.append(row)
+            i = len(steps) - 1
+            print(f"trl step {i} {'(warm-up)' if i < s['warmup'] else ''}: " + "  ".join(f"{k} {v:.3f}" for k, v in row.items()), flush=True)
+    trainer = GRPOTrainer(model=model, reward_funcs=[answer_reward], args=args, train_dataset=ds, processing_class=tok, callbacks=[Timer()])
+    def timed(name, fn, when=lambda: True):
+        def wrapper(*args, **kw):
+            if not when(): return fn(*args, **kw)
+            sync(dev); t0 = time.perf_counter()
+            out = fn(*args, **kw)
+            sync(dev); rec[name] = rec.get(name, 0.0) + time.perf_counter() - t0
+            if name == "generation": rec["tokens"] = rec.get("tokens", 0) + sum(len(c) for c in out[0])
+            return out
+        return wrapper
+    trainer._generate_single_turn = timed("generation", trainer._generate_single_turn)
+    trainer._generate_and_score_completions = timed("rollout", trainer._generate_and_score_completions)
+    trainer._get_per_token_logps_and_entropies = timed("logprobs", trainer._get_per_token_logps_and_entropies,
+                                                       when=lambda: not torch.is_grad_enabled())
+    reset_peak(dev)
+    trainer.train()
+    emit(dict(lib="trl", version=trl.__version__, steps=steps[s["warmup"]:], peak_gib=peak_memory(dev)))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# parent: run the workers, print the table
+
+def median(rows, k): return statistics.median(r[k] for r in rows) if rows else float("nan")
+
+def table(s, res) -> str:
+    libs = [l for l in ("rlprims", "trl") if l in res and "steps" in res[l]]
+    N, T = s["prompts"] * s["G"], s["T"]
+    def row(name, f, fmt="{:.3f}"):
+        vals = {l: f(res[l]) for l in libs}
+        cells = [fmt.format(vals[l]) for l in libs]
+        if len(libs) == 2: cells.append(f"{vals['rlprims'] / vals['trl']:.2f}x" if vals["trl"] else "-")
+        return f"| {name} | " + " | ".join(cells) + " |"
+    head = "| per step (median of %d) | " % s["steps"] + " | ".join(libs) + (" | rlprims/TRL |" if len(libs) == 2 else " |")
+    lines = [head, "|" + " --- |" * (len(libs) + 1 + (len(libs) == 2))]
+    lines += [row("step time (s)", lambda r: median(r["steps"], "total")),
+              row("  generation (s)", lambda r: median(r["steps"], "generation")),
+              row("  extra log-prob passes (s)", lambda r: median(r["steps"], "logprobs")),
+              row("  forward+backward+update (s)", lambda r: median(r["steps"], "update")),
+              row("  other: tokenize, decode, rewards (s)", lambda r: median(r["steps"], "other")),
+              row("generated tokens/s (generation phase)", lambda r: N * T / median(r["steps"], "generation"), "{:,.0f}"),
+              row("generated tokens/s (whole step)", lambda r: N * T / median(r["steps"], "total"), "{:,.0f}"),
+              row("peak " + ("GPU memory allocated" if s["device"] == "cuda" else "RSS") + " (GiB)", lambda r: r["peak_gib"], "{:.2f}"),
+              row("process CPU time per step (s)", lambda r: median(r["steps"], "cpu") if "cpu" in r["steps"][0] else float("nan"))]
+    out = "\n".join(lines)
+    r = res.get("rlprims", {})
+    if "generate_tps" in r:
+        gen_phase = N * T / median(r["steps"], "generation")
+        out += (f"\n\nplain model.generate at batch {N} x {T} forced tokens: {r['generate_tps']:,.0f} tokens/s"
+                f"\nrlprims generator ({r['generator']}) alone: {r['generator_tps']:,.0f} tokens/s = {r['generator_tps'] / r['generate_tps']:.2f}x generate;"
+                f" inside the GRPO step: {gen_phase:,.0f} tokens/s = {gen_phase / r['generate_tps']:.2f}x generate")
+        f = r["roofline"]
+        floor = max(f["t_mem"], f["t_flop"])
+        achieved = N * T / r["generator_tps"]
+        out += (f"\ndecode roofline ({f['decode_steps']} steps, batch {N}, mean prompt {r['prompt_len']:.0f} tokens): "
+                f"weights {f['weight_gb']:.3f} GB + KV cache up to {f['kv_gb_last_step']:.2f} GB per step, "
+                f"{f['bytes_total_gb']:.0f} GB in all at a measured {f['bandwidth_gbs']:,.0f} GB/s = {f['t_mem']:.3f} s; "
+                f"{f['tflop_total']:.2f} TFLOP at a measured {f['peak_tflops']:.2f} TFLOP/s = {f['t_flop']:.3f} s; "
+                f"the generator took {achieved:.3f} s = {floor / achieved:.1%} of the roofline")
+    return out
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--steps", type=int); p.add_argument("--warmup", type=int)
+    p.add_argument("--prompts", type=int); p.add_argument("--G", type=int, help="generations per prompt")
+    p.add_argument("--T", type=int, help="new tokens (forced)"); p.add_argument("--lr", type=float)
+    p.add_argument("--micro", type=int, help="completions per forward/backward micro-batch, both libraries")
+    p.add_argument("--model-dir", help="config + tokenizer folder for the random model (CUDA mode)")
+    p.add_argument("--quick", action="store_true", help="tiny 2-step CPU smoke run")
+    p.add_argument("--only", choices=["rlprims", "trl"], help="run one library")
+    p.add_argument("--eager", action="store_true", help="rlprims with generate_batch instead of generate_batch_fast")
+    p.add_argument("--gen-reps", type=int, default=2, help="timed repeats of the generate-only measurements")
+    p.add_argument("--profile", action="store_true", help="print a torch.profiler table of one more rlprims step")
+    p.add_argument("--threads", type=int, help="torch CPU threads in the workers (default: torch's choice)")
+    p.add_argument("--json", help="write all results to this file")
+    p.add_argument("--verbose", action="store_true", help="show all of the workers' output")
+    p.add_argument("--worker", choices=["rlprims", "trl"], help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    s = settings(a)
+    if a.worker:
+        if a.threads:
+            import torch; torch.set_num_threads(a.threads)
+        (run_rlprims if a.worker == "rlprims" else run_trl)(s, a); return
+    import torch
+    if s["device"] == "cuda" and not torch.cuda.is_available(): sys.exit("bench_grpo: --device cuda but no GPU is visible")
+    card = torch.cuda.get_device_name() if s["device"] == "cuda" else platform.processor() or platform.machine()
+    load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
+    print(f"bench_grpo {date.today()} on {card} ({os.cpu_count()} CPU cores{load}), torch {torch.__version__}"
+          f"{f', {a.threads} thread(s)' if a.threads else ''}: {json.dumps(s)}", flush=True)
+    res = {}
+    for lib in ([a.only] if a.only else ["rlprims", "trl"]):
+        cmd = [sys.executable, "-u", __file__, "--worker", lib] + [x for x in (argv if argv is not None else sys.argv[1:])]
+        t0 = time.time()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        tail = []
+        for line in proc.stdout:
+            if line.startswith(RESULT): res[lib] = json.loads(line[len(RESULT):]); continue
+            tail = (tail + [line.rstrip()])[-60:]
+            if a.profile or a.verbose or " step " in line or "skipping" in line: print(f"  [{lib}] {line.rstrip()}", flush=True)
+        if proc.wait() != 0 or lib not in res:
+            print("\n".join(f"  [{lib}] {l}" for l in tail))
+            sys.exit(f"bench_grpo: the {lib} worker failed (exit {proc.returncode})")
+        print(f"  [{lib}] done in {time.time() - t0:.0f} s", flush=True)
+    out = table(s, res)
+    print("\n" + out)
+    if a.json: Path(a.json).write_text(json.dumps(dict(settings=s, card=card, results=res, date=str(date.today())), indent=1))
+    return res
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+#!/usr/bin/env python
+"""Where a GPU GRPO step's time goes, part by part (a development tool; see benchmarks/README.md).
+
+Decode: `generate_batch_fast` end to end with variants of its attention and of the sampler, at the benchmark's batch.
+Update: forward + backward of one micro-batch of log-probs for variants of the scoring pass, with peak memory.
+"""
+import argparse, statistics, time
+from pathlib import Path
+import torch
+import torch.nn.functional as F
+
+def timed(fn, reps=3):
+    ts = []
+    for _ in range(reps):
+        torch.cuda.synchronize(); t0 = time.perf_counter(); fn(); torch.cuda.synchronize(); ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+# ---- sampler variants
+def sample_argmax(logits, config, banned=None):
+    "No sampling at all: what the rest of the step costs."
+    return logits.argmax(-1), torch.zeros(logits.shape[0], device=logits.device)
+
+def sample_gumbel(logits, config, banned=None):
+    "Gumbel-max: argmax(z + g) with g = -log(Exp(1)); the log-prob from one logsumexp."
+    z = logits.float() / config.temperature
+    lse = z.logsumexp(-1)
+    zf = z if banned is None else z.index_fill(-1, banned, float("-inf"))
+    tok = (zf - torch.empty_like(zf).exponential_().log()).argmax(-1)
+    return tok, z.gather(-1, tok[:, None]).squeeze(-1) - lse
+
+# ---- chunked LM head prototype
+def _chunk_lp(h, w, y, temperature):
+    logits = (h @ w.t()).float()
+    if temperature != 1.0: logits = logits / temperature
+    lse = logits.logsumexp(-1)
+    lp = logits.gather(-1, y[:, None]).squeeze(-1) - lse
+    with torch.no_grad(): ent = lse - (logits.softmax(-1) * logits).sum(-1)
+    return lp, ent
+
+def chunked_logprobs(hidden, weight, targets, temperature=1.0, chunk=4096):
+    from torch.utils.checkpoint import checkpoint
+    H = hidden.shape[-1]
+    h, y = hidden.reshape(-1, H), targets.reshape(-1)
+    lps, ents = [], []
+    for s in range(0, h.shape[0], chunk):
+        lp, ent = checkpoint(_chunk_lp, h[s:s + chunk], weight, y[s:s + chunk], temperature, use_reentrant=False)
+        lps.append(lp); ents.append(ent)
+    return torch.cat(lps).view(targets.shape), torch.cat(ents).view(targets.shape)
+
+def _chunk_from_logits(logits, y, temperature):
+    z = logits.float()
+    if temperature != 1.0: z = z / temperature
+    lse = z.logsumexp(-1)
+    lp = z.gather(-1, y[:, None]).squeeze(-1) - lse
+    with torch.no_grad(): ent = lse - (z.softmax(-1) * z).sum(-1)
+    return lp, ent
+
+def lp_logits_chunked(model, p, pm, c, cm, chunk=4096, share=True):
+    "The shipped scoring pass (shared prompts), but fp32 math on bf16 logits in checkpointed chunks of tokens."
+    from torch.utils.checkpoint import checkpoint
+    from transformers import DynamicCache
+    import rlprims.generation as RG
+    P = p.shape[1]
+    mask = torch.cat([pm, cm], 1)
+    if share:
+        cache = DynamicCache()
+        first = RG.prefill(model, p, pm, cache)[:, None]
+        rest = model(input_ids=c[:, :-1], attention_mask=mask[:, :-1], position_ids=RG.position_ids_from_mask(mask)[:, P:-1],
+                     past_key_values=cache, use_cache=True).logits
+        logits = torch.cat([first, rest], 1)
+    else:
+        logits = model(input_ids=torch.cat([p, c], 1), attention_mask=mask, position_ids=RG.position_ids_from_mask(mask),
+                       logits_to_keep=c.shape[1] + 1, use_cache=False).logits[:, :-1]
+    V = logits.shape[-1]
+    z, y = logits.reshape(-1, V), c.reshape(-1)
+    out = [checkpoint(_chunk_from_logits, z[s:s + chunk], y[s:s + chunk], 1.0, use_reentrant=False) for s in range(0, z.shape[0], chunk)]
+    return torch.cat([o[0] for o in out]).view(c.shape), torch.cat([o[1] for o in out]).view(c.shape)
+
+def lp_chunked(model, p, pm, c, cm, share=True, chunk=4096):
+    from transformers import DynamicCache
+    from rlprims.generation import position_ids_from_mask as pos
+    dec, head = model.get_decoder(), model.get_output_embeddings()
+    P = p.shape[1]
+    mask = torch.cat([pm, cm], 1)
+    if share:
+        cache = DynamicCache()
+        uniq, inv = torch.unique(torch.cat([p, pm], 1), dim=0, return_inverse=True)
+        ids, m = uniq[:, :P], uniq[:, P:]
+        h0 = dec(input_ids=ids, attention_mask=m, position_ids=pos(m), past_key_values=cache, use_cache=True).last_hidden_state[:, -1]
+        cache.batch_select_indices(inv)
+        h = dec(input_ids=c[:, :-1], attention_mask=mask[:, :-1], position_ids=pos(mask)[:, P:-1], past_key_values=cache, use_cache=True).last_hidden_state
+        hidden = torch.cat([h0[inv][:, None], h], 1)
+    else:
+        hidden = dec(input_ids=torch.cat([p, c], 1)[:, :-1], attention_mask=mask[:, :-1], position_ids=pos(mask)[:, :-1]).last_hidden_state[:, P - 1:]
+    return chunked_logprobs(hidden, head.weight, c, chunk=chunk)
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--model-dir", default=str(Path(__file__).resolve().parent.parent / ".dev" / "smollm2"))
+    p.add_argument("--prompts", type=int, default=64); p.add_argument("--G", type=int, default=8); p.add_argument("--T", type=int, default=256)
+    p.add_argument("--micro", type=int, default=64)
+    a = p.parse_args()
+    from transformers import AutoConfig, AutoModelForCausalLM, AttentionInterface
+    import rlprims.generation as RG
+    from rlprims.core import GenerationConfig
+    from rlprims.training import make_addition_dataset
+    tok = RG.load_tokenizer(a.model_dir)
+    torch.manual_seed(0)
+    m = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(a.model_dir), dtype=torch.bfloat16).to("cuda")
+    pids, pm = RG.tokenize_prompts(tok, [d["prompt"] for d in make_addition_dataset(a.prompts)], n=a.G)
+    N, T = pids.shape[0], a.T
+    gen = GenerationConfig(max_new_tokens=T, min_new_tokens=T, temperature=1.0, top_p=1.0, top_k=0)
+    run = lambda **kw: RG.generate_batch_fast(m, tok, pids, pm, gen, **kw)
+
+    print(f"== decode, batch {N} x {T}: seconds per call (median of 3, after one call), ms per step")
+    orig_sample, orig_has, orig_fuse = RG.sample_next_token, RG._has_triton, RG._fuse_rms_norms
+    variants = [("as shipped: Triton attention, fused RMSNorm", orig_has, orig_sample, orig_fuse),
+                ("HF RMSNorm layers (not fused)", orig_has, orig_sample, lambda m: []),
+                ("matmul attention in 64-slot buckets", lambda: False, orig_sample, orig_fuse),
+                ("no sampler (argmax)", orig_has, sample_argmax, orig_fuse)]
+    for name, has, samp, fuse in variants:
+        RG._has_triton = has; RG.sample_next_token = samp; RG._fuse_rms_norms = fuse
+        try:
+            t0 = time.perf_counter(); run(); torch.cuda.synchronize(); first = time.perf_counter() - t0
+            t = timed(run)
+            print(f"{name:52s} {t:.3f} s (first call {first:.2f} s)  {t / (T - 1) * 1e3:.2f} ms/step  {N * T / t:,.0f} tokens/s", flush=True)
+        except Exception as e:
+            import traceback; traceback.print_exc(); print(f"{name:52s} FAILED: {type(e).__name__}: {e}", flush=True)
+    RG._has_triton = orig_has; RG.sample_next_token = orig_sample; RG._fuse_rms_norms = orig_fuse
+    torch.cuda.empty_cache()
+
+    print(f"\n== update: one micro-batch of {a.micro} completions x {T} tokens ({a.micro // a.G} distinct prompts): fwd / bwd seconds, peak GiB above the model")
+    b = run()
+    torch.cuda.empty_cache()
+    p_, pm_, c_, cm_ = [x[:a.micro].cuda() for x in (b.prompt_ids, b.prompt_mask.long(), b.completion_ids, b.completion_mask.long())]
+    m.train()
+    def cur(share): return lambda: RG.compute_logprobs_for_tokens(m, p_, pm_, c_, completion_mask=cm_, micro_batch_size=a.micro,
+                                                                  requires_grad=True, return_entropy=True, share_prefix=share)
+    def trl_like():
+        from trl.trainer.utils import add_fused_lm_head
+        if not getattr(m, "_fused", False): add_fused_lm_head(m, outputs=("log_probs", "entropy")); m._fused = True
+        ids = torch.cat([p_, c_], 1); am = torch.cat([pm_, cm_], 1)
+        labels = ids.masked_fill(am == 0, -100); labels[:, :-T] = -100
+        o = m(input_ids=ids, attention_mask=am, labels=labels, fused_lm_head=True)
+        return o.log_probs[:, -T:], o.entropy[:, -T:]
+    base = torch.cuda.memory_allocated()
+    for name, fn in [("as shipped (CUDA: no sharing, backbone + chunked head)", cur(None)),
+                     ("compute_logprobs_for_tokens, shared prompts", cur(True)),
+                     ("TRL's fused LM head (Triton), no sharing", trl_like)]:
+        try:
+            fw, bw = [], []
+            ref = None
+            for _ in range(3):
+                m.zero_grad(set_to_none=True); torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
+                t0 = time.perf_counter(); lp, ent = fn(); loss = (lp * cm_).sum() / cm_.sum(); torch.cuda.synchronize(); t1 = time.perf_counter()
+                loss.backward(); torch.cuda.synchronize(); t2 = time.perf_counter()
+                fw.append(t1 - t0); bw.append(t2 - t1)
+            g = m.model.layers[0].self_attn.q_proj.weight.grad.float().norm().item()
+            print(f"{name:52s} fwd {statistics.median(fw):.3f}  bwd {statistics.median(bw):.3f}  peak +{(torch.cuda.max_memory_allocated() - base) / 2**30:.2f} GiB"
+                  f"  mean lp {(lp * cm_).sum().item() / cm_.sum().item():.4f}  ent {ent.float().mean().item():.3f}  |g| {g:.4e}", flush=True)
+        except Exception as e: print(f"{name:52s} FAILED: {type(e).__name__}: {e}", flush=True)
+        m.zero_grad(set_to_none=True); torch.cuda.empty_cache()
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-5, fused=True)
+    for p__ in m.parameters(): p__.grad = torch.randn_like(p__) * 1e-3
+    print(f"fused AdamW step: {timed(lambda: opt.step()):.4f} s")
+
+if __name__ == "__main__":
+    main()
