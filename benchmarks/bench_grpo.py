@@ -6,7 +6,7 @@ length (min_new_tokens = max_new_tokens), full fine-tuning, AdamW at the same le
 checkpointing, and one on-policy update per batch. Each library runs in its own child process (so peak memory is its
 own); the parent prints the table.
 
-    python benchmarks/bench_grpo.py --device cpu      # the main job's settings: embedded SmolLM2-135M, fp32, 8x8x16
+    python benchmarks/bench_grpo.py --device cpu      # the main job's settings: embedded SmolLM2-135M, fp32, 8x8x24, lr 1e-5, batch-std advantages
     python benchmarks/bench_grpo.py --device cuda     # SmolLM2-135M shape, random weights, bf16, 64x8x256
     python benchmarks/bench_grpo.py --quick           # a tiny 2-step CPU smoke run (CI)
 """
@@ -21,9 +21,9 @@ HERE = Path(__file__).resolve().parent
 
 def settings(a) -> dict:
     "The run's settings: the device's defaults, then whatever the flags say."
-    if a.quick: s = dict(device="cpu", prompts=2, G=4, T=8, lr=2e-5, micro=8, steps=2, warmup=0, dtype="float32")
-    elif a.device == "cpu": s = dict(device="cpu", prompts=8, G=8, T=16, lr=2e-5, micro=8, steps=3, warmup=1, dtype="float32")
-    else: s = dict(device="cuda", prompts=64, G=8, T=256, lr=2e-5, micro=64, steps=5, warmup=2, dtype="bfloat16")
+    if a.quick: s = dict(device="cpu", prompts=2, G=4, T=8, lr=2e-5, micro=8, steps=2, warmup=0, dtype="float32", scale="group")
+    elif a.device == "cpu": s = dict(device="cpu", prompts=8, G=8, T=24, lr=1e-5, micro=8, steps=3, warmup=1, dtype="float32", scale="batch")
+    else: s = dict(device="cuda", prompts=64, G=8, T=256, lr=2e-5, micro=64, steps=5, warmup=2, dtype="bfloat16", scale="group")
     for k in ("prompts", "G", "T", "lr", "micro", "steps", "warmup"):
         if getattr(a, k) is not None: s[k] = getattr(a, k)
     s["model"] = "embedded" if s["device"] == "cpu" else "random"
@@ -95,7 +95,7 @@ def run_rlprims(s, a):
     model, tok = load(s)
     data = dataset(s)
     gen = GenerationConfig(max_new_tokens=s["T"], min_new_tokens=s["T"], temperature=1.0, top_p=1.0, top_k=0)
-    cfg = get_algorithm_config(0, "grpo", learning_rate=s["lr"], kl_coef=0.0, micro_batch_size=s["micro"])
+    cfg = get_algorithm_config(0, "grpo", learning_rate=s["lr"], kl_coef=0.0, micro_batch_size=s["micro"], scale_rewards=s["scale"])
     opt = torch.optim.AdamW(model.parameters(), lr=s["lr"], weight_decay=0.0, **({"fused": True} if dev == "cuda" else {}))
     generator = generate_batch_fast if (generate_batch_fast is not None and not a.eager) else generate_batch
     rec = {}
@@ -241,7 +241,7 @@ def run_trl(s, a):
         generation_kwargs={"min_new_tokens": s["T"]}, temperature=1.0, top_p=1.0, top_k=0,
         learning_rate=s["lr"], lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0,
         optim="adamw_torch_fused" if dev == "cuda" else "adamw_torch", beta=0.0, epsilon=0.2, loss_type="dapo",
-        scale_rewards="group", num_iterations=1, bf16=dev == "cuda" and s["dtype"] == "bfloat16", fp16=False,
+        scale_rewards=s["scale"], num_iterations=1, bf16=dev == "cuda" and s["dtype"] == "bfloat16", fp16=False,
         use_cpu=dev == "cpu", gradient_checkpointing=False, use_vllm=False, max_steps=s["warmup"] + s["steps"],
         shuffle_dataset=False, logging_steps=1, report_to="none", save_strategy="no", disable_tqdm=True,
         log_completions=False, seed=0, dataloader_num_workers=0)

@@ -113,20 +113,22 @@ def main():
     run = lambda **kw: RG.generate_batch_fast(m, tok, pids, pm, gen, **kw)
 
     print(f"== decode, batch {N} x {T}: seconds per call (median of 3, after one call), ms per step")
-    orig_sample, orig_has, orig_fuse = RG.sample_next_token, RG._has_triton, RG._fuse_rms_norms
-    variants = [("as shipped: Triton attention, fused RMSNorm", orig_has, orig_sample, orig_fuse),
-                ("HF RMSNorm layers (not fused)", orig_has, orig_sample, lambda m: []),
-                ("matmul attention in 64-slot buckets", lambda: False, orig_sample, orig_fuse),
-                ("no sampler (argmax)", orig_has, sample_argmax, orig_fuse)]
-    for name, has, samp, fuse in variants:
-        RG._has_triton = has; RG.sample_next_token = samp; RG._fuse_rms_norms = fuse
+    orig_sample, orig_has, orig_fuse, orig_plain = RG.sample_next_token, RG._has_triton, RG._fuse_rms_norms, RG._plain_sampling
+    never = lambda c: False
+    variants = [("as shipped: Triton attention+sampler, fused RMSNorm", orig_has, orig_sample, orig_fuse, orig_plain),
+                ("sampler: sample_next_token (inverse CDF, torch)", orig_has, orig_sample, orig_fuse, never),
+                ("HF RMSNorm layers (not fused)", orig_has, orig_sample, lambda m: [], orig_plain),
+                ("matmul attention in 64-slot buckets", lambda: False, orig_sample, orig_fuse, never),
+                ("no sampler (argmax)", orig_has, sample_argmax, orig_fuse, never)]
+    for name, has, samp, fuse, plain in variants:
+        RG._has_triton = has; RG.sample_next_token = samp; RG._fuse_rms_norms = fuse; RG._plain_sampling = plain
         try:
             t0 = time.perf_counter(); run(); torch.cuda.synchronize(); first = time.perf_counter() - t0
             t = timed(run)
             print(f"{name:52s} {t:.3f} s (first call {first:.2f} s)  {t / (T - 1) * 1e3:.2f} ms/step  {N * T / t:,.0f} tokens/s", flush=True)
         except Exception as e:
             import traceback; traceback.print_exc(); print(f"{name:52s} FAILED: {type(e).__name__}: {e}", flush=True)
-    RG._has_triton = orig_has; RG.sample_next_token = orig_sample; RG._fuse_rms_norms = orig_fuse
+    RG._has_triton = orig_has; RG.sample_next_token = orig_sample; RG._fuse_rms_norms = orig_fuse; RG._plain_sampling = orig_plain
     torch.cuda.empty_cache()
 
     print(f"\n== update: one micro-batch of {a.micro} completions x {T} tokens ({a.micro // a.G} distinct prompts): fwd / bwd seconds, peak GiB above the model")
@@ -134,8 +136,8 @@ def main():
     torch.cuda.empty_cache()
     p_, pm_, c_, cm_ = [x[:a.micro].cuda() for x in (b.prompt_ids, b.prompt_mask.long(), b.completion_ids, b.completion_mask.long())]
     m.train()
-    def cur(share): return lambda: RG.compute_logprobs_for_tokens(m, p_, pm_, c_, completion_mask=cm_, micro_batch_size=a.micro,
-                                                                  requires_grad=True, return_entropy=True, share_prefix=share)
+    def cur(share, fuse=None): return lambda: RG.compute_logprobs_for_tokens(m, p_, pm_, c_, completion_mask=cm_, micro_batch_size=a.micro,
+                                                                  requires_grad=True, return_entropy=True, share_prefix=share, fuse_norms=fuse)
     def trl_like():
         from trl.trainer.utils import add_fused_lm_head
         if not getattr(m, "_fused", False): add_fused_lm_head(m, outputs=("log_probs", "entropy")); m._fused = True
@@ -144,7 +146,8 @@ def main():
         o = m(input_ids=ids, attention_mask=am, labels=labels, fused_lm_head=True)
         return o.log_probs[:, -T:], o.entropy[:, -T:]
     base = torch.cuda.memory_allocated()
-    for name, fn in [("as shipped (CUDA: no sharing, backbone + chunked head)", cur(None)),
+    for name, fn in [("as shipped (CUDA: no sharing, fused RMSNorm, backbone + chunked head)", cur(None)),
+                     ("HF RMSNorm layers (not fused)", cur(None, False)),
                      ("compute_logprobs_for_tokens, shared prompts", cur(True)),
                      ("TRL's fused LM head (Triton), no sharing", trl_like)]:
         try:

@@ -19,7 +19,7 @@ __all__ = ['EMBEDDED_MODEL', 'EMBEDDED_WHEEL', 'EMBEDDED_ALIASES', 'rlprims_cach
            'model_context_length', 'tokenize_prompts', 'parse_thinking', 'position_ids_from_mask',
            'entropy_from_logits', 'token_logprobs', 'prefill', 'compute_logprobs_for_tokens', 'sample_from_logprobs',
            'sample_next_token', 'eos_token_ids', 'generate_batch', 'decode_completions', 'generate', 'decode_attention',
-           'static_kv_attention', 'generate_batch_fast']
+           'sample_gumbel', 'static_kv_attention', 'generate_batch_fast']
 
 # %% ../nbs/01_generation.ipynb #126eb64e
 EMBEDDED_MODEL = "SmolLM2-135M-Instruct"
@@ -309,6 +309,7 @@ def compute_logprobs_for_tokens(
     requires_grad: bool = False,           # True: keep the graph (call per micro-batch when training)
     return_entropy: bool = False,
     share_prefix: Optional[bool] = None,   # run identical prompts once (see `prefill`); None = on CPU only (slower on a GPU, see below)
+    fuse_norms: Optional[bool] = None,     # run RMSNorm layers as one `F.rms_norm` (less activation memory); None = on CUDA only
 ) -> Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
     "Log-probs `[B, T]` (fp32) of `generated_ids` given the prompts; with `return_entropy`, also entropies `[B, T]`."
     B, T = generated_ids.shape
@@ -319,9 +320,11 @@ def compute_logprobs_for_tokens(
     from transformers import DynamicCache
     dev = next(model.parameters()).device
     if share_prefix is None: share_prefix = dev.type == "cpu"
+    if fuse_norms is None: fuse_norms = dev.type == "cuda"
     lps, ents = [], []
     P = prompt_ids.shape[1]
-    with (contextlib.nullcontext() if requires_grad else torch.no_grad()):
+    norms = _fuse_rms_norms(model) if fuse_norms else []
+    with (contextlib.nullcontext() if requires_grad else torch.no_grad()), _undo_fused(norms):
         for i in range(0, B, micro_batch_size):
             p, pm = prompt_ids[i:i+micro_batch_size].to(dev), prompt_mask[i:i+micro_batch_size].to(dev).long()
             c, cm = generated_ids[i:i+micro_batch_size].to(dev), completion_mask[i:i+micro_batch_size].to(dev).long()
@@ -519,6 +522,65 @@ def decode_attention(q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, mask: to
         IEEE=q.dtype == torch.float32)
     return out
 
+# %% ../nbs/01_generation.ipynb #fade97b5
+def _sample_kernel():
+    "The Triton kernel of `sample_gumbel` (built once)."
+    if "sample" in _TRITON: return _TRITON["sample"]
+    import triton, triton.language as tl
+
+    @triton.jit
+    def kernel(X, SEED, STEP, BAN, TOK, LP, V, sx, inv_temp, n_ban, BLOCK: tl.constexpr, NB: tl.constexpr):
+        n = tl.program_id(0)
+        seed = tl.load(SEED) + tl.load(STEP) * 1000003      # a new stream every step, read on the device
+        b = tl.arange(0, NB)
+        ban = tl.load(BAN + b, mask=b < n_ban, other=-1)
+        m = tl.full([], float("-inf"), tl.float32)         # running max and sum of exp: the log-normaliser
+        s = tl.zeros([], tl.float32)
+        best = tl.full([], float("-inf"), tl.float32)      # best Gumbel score so far, its token and its logit
+        best_i = tl.zeros([], tl.int32)
+        best_z = tl.zeros([], tl.float32)
+        for start in range(0, V, BLOCK):
+            c = start + tl.arange(0, BLOCK)
+            ok = c < V
+            z = tl.load(X + n * sx + c, mask=ok, other=float("-inf")).to(tl.float32) * inv_temp
+            m_new = tl.maximum(m, tl.max(z, 0))
+            s = s * tl.exp(m - m_new) + tl.sum(tl.where(ok, tl.exp(z - m_new), 0.0), 0)
+            m = m_new
+            u = tl.rand(seed, n * V + c)
+            banned = tl.sum((c[:, None] == ban[None, :]).to(tl.int32), 1) > 0
+            score = tl.where(ok & (~banned), z - tl.log(-tl.log(u)), float("-inf"))
+            i = tl.argmax(score, 0)
+            v = tl.max(score, 0)
+            zi = tl.sum(tl.where(tl.arange(0, BLOCK) == i, z, 0.0), 0)
+            take = v > best
+            best_i = tl.where(take, start + i, best_i)
+            best_z = tl.where(take, zi, best_z)
+            best = tl.where(take, v, best)
+        tl.store(TOK + n, best_i.to(tl.int64))
+        tl.store(LP + n, best_z - m - tl.log(s))
+
+    _TRITON["sample"] = kernel
+    return kernel
+
+def sample_gumbel(logits: torch.Tensor, temperature: float, seed: torch.Tensor, step: torch.Tensor,
+                  banned: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    "Sample one token per row of CUDA `logits` `[N, V]` at `temperature` (Triton, Gumbel-max); `(tokens [N], logprobs [N])`."
+    N, V = logits.shape
+    if logits.stride(-1) != 1: logits = logits.contiguous()
+    tok = torch.empty(N, dtype=torch.long, device=logits.device)
+    lp = torch.empty(N, dtype=torch.float32, device=logits.device)
+    ban = banned if banned is not None else tok[:0]
+    _sample_kernel()[(N,)](logits, seed, step, ban, tok, lp, V, logits.stride(0), 1.0 / temperature, ban.numel(),
+                           BLOCK=min(4096, _next_pow2(V)), NB=max(2, _next_pow2(max(ban.numel(), 1))))
+    return tok, lp
+
+def _next_pow2(n: int) -> int: return 1 << (max(n, 1) - 1).bit_length()
+
+def _plain_sampling(config: GenerationConfig) -> bool:
+    "True when `config` samples from the softmax at a temperature, with no top-k/top-p truncation."
+    return (config.do_sample and config.temperature > 0 and not (config.top_k or 0) > 0
+            and (config.top_p is None or config.top_p >= 1.0))
+
 # %% ../nbs/01_generation.ipynb #668ac378
 def static_kv_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     "transformers attention function over `generate_batch_fast`'s preallocated KV cache; returns `([N, q, H, D], None)`."
@@ -568,7 +630,8 @@ def _decode_step(model, S: SimpleNamespace, L: int, banned: bool):
     "One decode step (attention over at most `L` slots): forward the fed tokens, sample, record, advance. No host sync."
     logits = model(input_ids=S.tok[:, None], attention_mask=S.mask[:, None, None, :L], position_ids=S.pos[:, None],
                    use_cache=False, logits_to_keep=1).logits[:, -1]
-    tok, lp = sample_next_token(logits, S.config, banned=S.eos if banned else None)
+    if S.triton and S.plain: tok, lp = sample_gumbel(logits, S.config.temperature, S.seed, S.t, S.eos if banned else None)
+    else: tok, lp = sample_next_token(logits, S.config, banned=S.eos if banned else None)
     live = ~S.done
     tok = torch.where(live, tok, S.pad)
     S.tokens.index_copy_(1, S.t, tok[:, None])
@@ -594,10 +657,18 @@ def _prefill_static(model, S: SimpleNamespace, ids: torch.Tensor, mask: torch.Te
 _RMS_NORMS = ("LlamaRMSNorm", "Qwen2RMSNorm", "Qwen3RMSNorm", "MistralRMSNorm")   # weight * x / rms(x), eps `variance_epsilon`
 
 def _fuse_rms_norms(model) -> list:
-    "Run `model`'s Llama-style RMSNorm layers as single `F.rms_norm` calls; returns the layers (undo with `del m.forward`)."
-    mods = [m for m in model.modules() if type(m).__name__ in _RMS_NORMS and hasattr(m, "variance_epsilon") and hasattr(F, "rms_norm")]
+    "Run `model`'s Llama-style RMSNorm layers as single `F.rms_norm` calls; returns the layers patched now (undo with `del m.forward`)."
+    mods = [m for m in model.modules() if type(m).__name__ in _RMS_NORMS and hasattr(m, "variance_epsilon") and hasattr(F, "rms_norm")
+            and "forward" not in m.__dict__]
     for m in mods: m.forward = lambda x, m=m: F.rms_norm(x, m.weight.shape, m.weight, m.variance_epsilon)
     return mods
+
+@contextlib.contextmanager
+def _undo_fused(mods: list):
+    "Context manager: on exit, give the RMSNorm layers that `_fuse_rms_norms` patched their own forward back."
+    try: yield
+    finally:
+        for m in mods: m.__dict__.pop("forward", None)
 
 # %% ../nbs/01_generation.ipynb #56f2a3c3
 def _has_triton() -> bool:
@@ -622,6 +693,7 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
     ids, mask = prompt_ids.to(dev), prompt_mask.to(dev).long()
     S = _new_decode_state(N, P, T, config, eos, pad, dev)
     S.triton = graphs and dev.type == "cuda" and _has_triton()
+    S.plain, S.seed = _plain_sampling(config), torch.randint(0, 2**31 - 1, (1,)).to(dev)   # Triton sampling: its seed from torch's RNG
     S.mask[:, :P] = mask.bool()
     was_training, attn = model.training, model.config._attn_implementation
     model.eval(); model.config._attn_implementation = "rlprims_static_kv"; _DECODE["state"] = S

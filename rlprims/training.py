@@ -726,6 +726,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     p.add_argument("--eval-every", type=int, default=10)
     p.add_argument("--checkpoint-every", type=int, default=10)
     p.add_argument("--kl-coef", type=float, default=0.0)
+    p.add_argument("--scale-rewards", default=None, choices=["group", "batch", "none"],
+                   help="divide advantages by the group's std, the batch's std, or nothing (default: batch for the GRPO family, "
+                        "see 07_examples: with the group's std a small format reward dominates groups without a correct answer)")
     p.add_argument("--distributed", default="auto", choices=["auto", "ddp", "fsdp", "none"],
                    help="under accelerate launch / torchrun: DDP, or FSDP2 (auto: as the accelerate config says)")
     a = p.parse_args(argv)
@@ -741,12 +744,15 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         model = load_model(a.model, use_lora=a.lora)
         tokenizer = load_tokenizer(a.model)
     gen = GenerationConfig(max_new_tokens=a.max_new_tokens, temperature=1.0, top_p=1.0, top_k=0)
+    scale = a.scale_rewards or ("batch" if get_algorithm_config(0, a.algorithm).scale_rewards == "group" else None)
     say(f"rlprims-train: {a.algorithm} on {a.model or 'embedded SmolLM2-135M-Instruct'}, {a.steps} steps x "
-        f"{a.batch_size} prompts x {a.num_generations} samples, lr {a.lr}, out {a.out}"
+        f"{a.batch_size} prompts x {a.num_generations} samples, lr {a.lr}"
+        + (f", advantages / {scale} std" if scale else "") + f", out {a.out}"
         + (f", {acc.num_processes} processes" if acc is not None else ""), flush=True)
     before = evaluate(model, tokenizer, eval_set, ADDITION_REWARDS, gen)["eval_accuracy"] if a.resume_from is None else None
     if before is not None: say(f"held-out accuracy before: {before:.1%}", flush=True)
     res = train(a.model, train_set, ADDITION_REWARDS, num_steps=a.steps, batch_size=a.batch_size, algorithm=a.algorithm,
+                train_overrides={"scale_rewards": scale} if scale else None,
                 learning_rate=a.lr, kl_coef=a.kl_coef, output_dir=a.out, num_generations=a.num_generations, gen_config=gen,
                 eval_dataset=eval_set, eval_every=a.eval_every, checkpoint_every=a.checkpoint_every, resume_from=a.resume_from,
                 seed=a.seed, use_lora=a.lora, model=model, tokenizer=tokenizer, distributed=acc if acc is not None else "none",
@@ -754,9 +760,16 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
                                        + (f"  held-out {m['eval_accuracy']:.3f}" if 'eval_accuracy' in m else ""), flush=True),
                 progress=False)
     after = evaluate(res.model, tokenizer, eval_set, ADDITION_REWARDS, gen)["eval_accuracy"]
+    if rank == 0 and len(res.metrics):                  # the curves again, with the held-out accuracy before and after training
+        import pandas as pd
+        m = res.metrics.copy()
+        m.loc[m.index[-1], "eval_accuracy"] = after
+        if before is not None: m = pd.concat([pd.DataFrame([{"step": -1, "eval_accuracy": before}]), m], ignore_index=True)
+        plot_curves(m, Path(a.out) / "curves.png")
     summary = {"accuracy_before": before, "accuracy_after": after, "steps": a.steps, "minutes": (time.time() - t0) / 60,
                "algorithm": a.algorithm, "model": a.model or EMBEDDED_NAME, "lr": a.lr, "batch_size": a.batch_size,
                "num_generations": a.num_generations, "max_new_tokens": a.max_new_tokens, "lora": a.lora, "seed": a.seed,
+               "scale_rewards": scale or get_algorithm_config(0, a.algorithm).scale_rewards,
                "reward_first_5": float(res.metrics["reward"].head(5).mean()), "reward_last_5": float(res.metrics["reward"].tail(5).mean())}
     if acc is not None: summary["num_processes"] = acc.num_processes
     if rank == 0: (Path(a.out) / "summary.json").write_text(json.dumps(summary, indent=1))
