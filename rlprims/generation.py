@@ -297,6 +297,22 @@ def prefill(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, cache, s
     return logits[inv]
 
 # %% ../nbs/01_generation.ipynb #c0c7a9fe
+_RMS_NORMS = ("LlamaRMSNorm", "Qwen2RMSNorm", "Qwen3RMSNorm", "MistralRMSNorm")   # weight * x / rms(x), eps `variance_epsilon`
+
+def _fuse_rms_norms(model) -> list:
+    "Run `model`'s Llama-style RMSNorm layers as single `F.rms_norm` calls; returns the layers patched now (undo with `del m.forward`)."
+    mods = [m for m in model.modules() if type(m).__name__ in _RMS_NORMS and hasattr(m, "variance_epsilon") and hasattr(F, "rms_norm")
+            and "forward" not in m.__dict__]
+    for m in mods: m.forward = lambda x, m=m: F.rms_norm(x, m.weight.shape, m.weight, m.variance_epsilon)
+    return mods
+
+@contextlib.contextmanager
+def _undo_fused(mods: list):
+    "Context manager: on exit, give the RMSNorm layers that `_fuse_rms_norms` patched their own forward back."
+    try: yield
+    finally:
+        for m in mods: m.__dict__.pop("forward", None)
+
 def compute_logprobs_for_tokens(
     model: torch.nn.Module,
     prompt_ids: torch.Tensor,              # [B, P] left-padded
@@ -652,23 +668,6 @@ def _prefill_static(model, S: SimpleNamespace, ids: torch.Tensor, mask: torch.Te
     out = model(input_ids=u_ids, attention_mask=m4[:, None], position_ids=position_ids_from_mask(u_mask),
                 use_cache=False, logits_to_keep=1)
     return out.logits[:, -1][S.inv]
-
-# %% ../nbs/01_generation.ipynb #226cc602
-_RMS_NORMS = ("LlamaRMSNorm", "Qwen2RMSNorm", "Qwen3RMSNorm", "MistralRMSNorm")   # weight * x / rms(x), eps `variance_epsilon`
-
-def _fuse_rms_norms(model) -> list:
-    "Run `model`'s Llama-style RMSNorm layers as single `F.rms_norm` calls; returns the layers patched now (undo with `del m.forward`)."
-    mods = [m for m in model.modules() if type(m).__name__ in _RMS_NORMS and hasattr(m, "variance_epsilon") and hasattr(F, "rms_norm")
-            and "forward" not in m.__dict__]
-    for m in mods: m.forward = lambda x, m=m: F.rms_norm(x, m.weight.shape, m.weight, m.variance_epsilon)
-    return mods
-
-@contextlib.contextmanager
-def _undo_fused(mods: list):
-    "Context manager: on exit, give the RMSNorm layers that `_fuse_rms_norms` patched their own forward back."
-    try: yield
-    finally:
-        for m in mods: m.__dict__.pop("forward", None)
 
 # %% ../nbs/01_generation.ipynb #56f2a3c3
 def _has_triton() -> bool:
