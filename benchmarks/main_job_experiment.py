@@ -10,7 +10,7 @@ import argparse, json, os, re, time
 import torch
 from rlprims.core import GenerationConfig
 from rlprims.generation import load_model, load_tokenizer
-from rlprims.training import make_addition_dataset, correct, train
+from rlprims.training import make_addition_dataset, correct, train, evaluate
 
 def main():
     p = argparse.ArgumentParser()
@@ -18,6 +18,7 @@ def main():
     p.add_argument("--steps", type=int, default=20); p.add_argument("--lr", type=float, default=1e-5)
     p.add_argument("--scale-rewards", default="batch", choices=["group", "batch", "none"])
     p.add_argument("--format-reward", type=float, default=0.1, help="reward for an answer-only reply; 0 = correctness alone")
+    p.add_argument("--mini-batch-size", type=int, help="completions per optimizer step (default: the whole batch, one update per step)")
     p.add_argument("--eval-every", type=int, default=10); p.add_argument("--threads", type=int)
     p.add_argument("--gguf-dir", help="folder with model.gguf (e.g. where there is no PyPI): load it instead of the embedded model")
     a = p.parse_args()
@@ -40,10 +41,13 @@ def main():
         d = {"name": a.name, "step": m["step"], **{k: round(float(m[k]), 4) for k in keys if k in m}, "t": round(time.time() - t0, 1)}
         if "eval_accuracy" in m: d["eval"] = m["eval_accuracy"]
         print(json.dumps(d), flush=True)
-    train(None, train_set, rewards, num_steps=a.steps, batch_size=8, learning_rate=a.lr, kl_coef=0.0, num_generations=8,
+    over = {"scale_rewards": a.scale_rewards, **({"mini_batch_size": a.mini_batch_size} if a.mini_batch_size else {})}
+    res = train(None, train_set, rewards, num_steps=a.steps, batch_size=8, learning_rate=a.lr, kl_coef=0.0, num_generations=8,
           gen_config=GenerationConfig(max_new_tokens=24, temperature=1.0, top_p=1.0, top_k=0), eval_dataset=eval_set,
           eval_every=a.eval_every, model=model, tokenizer=tok, progress=False, save_final=False, seed=a.seed, log_fn=log,
-          output_dir=f"/tmp/rlprims-exp/{a.name}", train_overrides={"scale_rewards": a.scale_rewards})
+          output_dir=f"/tmp/rlprims-exp/{a.name}", train_overrides=over)
+    final = evaluate(res.model, tok, eval_set, rewards, GenerationConfig(max_new_tokens=24))["eval_accuracy"]
+    print(json.dumps({"name": a.name, "step": a.steps - 1, "final_eval": final, "t": round(time.time() - t0, 1)}), flush=True)
 
 if __name__ == "__main__":
     main()
