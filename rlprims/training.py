@@ -21,7 +21,7 @@ __all__ = ['ADDITION_REWARDS', 'EMBEDDED_NAME', 'training_iteration', 'make_addi
            'tiny_test_model', 'save_checkpoint', 'latest_checkpoint', 'resolve_checkpoint', 'load_checkpoint',
            'update_ema_metrics', 'plot_curves', 'evaluate', 'make_accelerator', 'is_fsdp', 'unwrap_model',
            'prepare_model', 'shard_prompts', 'concat_rollout_results', 'gathered_params', 'full_state_dicts',
-           'load_full_optimizer_state', 'TrainResult', 'train', 'main']
+           'load_full_optimizer_state', 'TrainResult', 'train', 'main', 'cli']
 
 # %% ../nbs/06_training.ipynb #c861547b
 def _micro_weight(config: TrainingConfig, mask_mb: torch.Tensor, mask_mini: torch.Tensor) -> float:
@@ -779,3 +779,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     return summary
 
 EMBEDDED_NAME = "SmolLM2-135M-Instruct (embedded)"
+
+# %% ../nbs/06_training.ipynb #8c7a8df8
+def cli() -> int:
+    "The `rlprims-train` console script: `main()` on the command line's arguments; exit status 0 (the summary is in `summary.json`)."
+    main()
+    return 0

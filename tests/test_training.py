@@ -64,3 +64,16 @@ def test_main_job_smoke(tmp_path):
         assert k in saved and saved[k] == s[k]
     for f in ["metrics.csv", "curves.png", "checkpoint-2/model/model.safetensors"]:
         assert (tmp_path / f).exists(), f
+
+
+def test_console_script_exits_zero(monkeypatch):
+    "The installed `rlprims-train` entry point returns status 0 after a run (an entry point's return value is the exit status)."
+    import sys
+    from importlib.metadata import entry_points
+    import rlprims.training as T
+    ep = [e for e in entry_points(group="console_scripts") if e.name == "rlprims-train"]
+    assert ep and ep[0].value == "rlprims.training:cli"
+    monkeypatch.setattr(T, "main", lambda argv=None: {"accuracy_after": 1.0})   # what main returns: a summary dict
+    with pytest.raises(SystemExit) as e:
+        sys.exit(ep[0].load()())                                                 # what the generated script does
+    assert e.value.code == 0
