@@ -6,7 +6,7 @@ length (min_new_tokens = max_new_tokens), full fine-tuning, AdamW at the same le
 checkpointing, and one on-policy update per batch. Each library runs in its own child process (so peak memory is its
 own); the parent prints the table.
 
-    python benchmarks/bench_grpo.py --device cpu      # the main job's settings: embedded SmolLM2-135M, fp32, 8x8x24, lr 1e-5, batch-std advantages
+    python benchmarks/bench_grpo.py --device cpu      # the main job's settings: embedded SmolLM2-135M, fp32, 8x8x24, lr 1e-5, micro 32, batch-std advantages
     python benchmarks/bench_grpo.py --device cuda     # SmolLM2-135M shape, random weights, bf16, 64x8x256
     python benchmarks/bench_grpo.py --quick           # a tiny 2-step CPU smoke run (CI)
 """
@@ -22,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 def settings(a) -> dict:
     "The run's settings: the device's defaults, then whatever the flags say."
     if a.quick: s = dict(device="cpu", prompts=2, G=4, T=8, lr=2e-5, micro=8, steps=2, warmup=0, dtype="float32", scale="group")
-    elif a.device == "cpu": s = dict(device="cpu", prompts=8, G=8, T=24, lr=1e-5, micro=8, steps=3, warmup=1, dtype="float32", scale="batch")
+    elif a.device == "cpu": s = dict(device="cpu", prompts=8, G=8, T=24, lr=1e-5, micro=32, steps=3, warmup=1, dtype="float32", scale="batch")
     else: s = dict(device="cuda", prompts=64, G=8, T=256, lr=2e-5, micro=64, steps=5, warmup=2, dtype="bfloat16", scale="group")
     for k in ("prompts", "G", "T", "lr", "micro", "steps", "warmup"):
         if getattr(a, k) is not None: s[k] = getattr(a, k)

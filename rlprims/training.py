@@ -726,6 +726,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     p.add_argument("--eval-every", type=int, default=10)
     p.add_argument("--checkpoint-every", type=int, default=10)
     p.add_argument("--kl-coef", type=float, default=0.0)
+    p.add_argument("--micro-batch-size", type=int, default=32,
+                   help="completions per forward/backward pass (lower it if memory is short; the gradient is the same)")
     p.add_argument("--scale-rewards", default=None, choices=["group", "batch", "none"],
                    help="divide advantages by the group's std, the batch's std, or nothing (default: batch for the GRPO family, "
                         "see 07_examples: with the group's std a small format reward dominates groups without a correct answer)")
@@ -752,7 +754,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     before = evaluate(model, tokenizer, eval_set, ADDITION_REWARDS, gen)["eval_accuracy"] if a.resume_from is None else None
     if before is not None: say(f"held-out accuracy before: {before:.1%}", flush=True)
     res = train(a.model, train_set, ADDITION_REWARDS, num_steps=a.steps, batch_size=a.batch_size, algorithm=a.algorithm,
-                train_overrides={"scale_rewards": scale} if scale else None,
+                train_overrides={"micro_batch_size": a.micro_batch_size, **({"scale_rewards": scale} if scale else {})},
                 learning_rate=a.lr, kl_coef=a.kl_coef, output_dir=a.out, num_generations=a.num_generations, gen_config=gen,
                 eval_dataset=eval_set, eval_every=a.eval_every, checkpoint_every=a.checkpoint_every, resume_from=a.resume_from,
                 seed=a.seed, use_lora=a.lora, model=model, tokenizer=tokenizer, distributed=acc if acc is not None else "none",
@@ -769,7 +771,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     summary = {"accuracy_before": before, "accuracy_after": after, "steps": a.steps, "minutes": (time.time() - t0) / 60,
                "algorithm": a.algorithm, "model": a.model or EMBEDDED_NAME, "lr": a.lr, "batch_size": a.batch_size,
                "num_generations": a.num_generations, "max_new_tokens": a.max_new_tokens, "lora": a.lora, "seed": a.seed,
-               "scale_rewards": scale or get_algorithm_config(0, a.algorithm).scale_rewards,
+               "scale_rewards": scale or get_algorithm_config(0, a.algorithm).scale_rewards, "micro_batch_size": a.micro_batch_size,
                "reward_first_5": float(res.metrics["reward"].head(5).mean()), "reward_last_5": float(res.metrics["reward"].tail(5).mean())}
     if acc is not None: summary["num_processes"] = acc.num_processes
     if rank == 0: (Path(a.out) / "summary.json").write_text(json.dumps(summary, indent=1))
