@@ -9,7 +9,7 @@ import multiprocessing as mp
 from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence, Union
 from .core import *
 import torch
-from .generation import (generate_batch, tokenize_prompts, decode_completions, compute_logprobs_for_tokens,
+from .generation import (generate_batch, generate_batch_fast, tokenize_prompts, decode_completions, compute_logprobs_for_tokens,
                                  model_context_length, eos_token_ids)
 from .rewards import compute_rewards
 from .kl import kl_per_token, reference_mode
@@ -300,7 +300,7 @@ def create_batch_rollouts(
     num_generations: int = 1,               # G samples per prompt (consecutive rows = one group)
     kl_in_reward: bool = True,              # fold kl_coef * KL into the reward (else only return KL, for a loss term)
     kl_estimator: str = "k1",
-    generator: Optional[Callable] = None,   # hook, see rlprims.generation.generate_batch
+    generator: Optional[Callable] = None,   # hook, see rlprims.generation.generate_batch; None = generate_batch_fast (CUDA graphs on a GPU, generate_batch elsewhere)
     micro_batch_size: int = 8,
     reward_weights=None, on_reward_error: str = "raise",
     **format_kwargs,                        # system_prompt, use_chat_template, template_fn
@@ -309,7 +309,7 @@ def create_batch_rollouts(
     texts, fields = split_examples(prompts)
     pids, pmask = tokenize_prompts(tokenizer, texts, n=num_generations, max_new_tokens=gen_config.max_new_tokens,
                                    context_length=model_context_length(model), enable_thinking=gen_config.enable_thinking, **format_kwargs)
-    batch = (generator or generate_batch)(model, tokenizer, pids, pmask, gen_config, True)
+    batch = (generator or generate_batch_fast)(model, tokenizer, pids, pmask, gen_config, True)
     G, n = num_generations, len(texts)
     batch = batch._replace(group_ids=torch.arange(n).repeat_interleave(G))
     gens = decode_completions(tokenizer, batch, gen_config)
@@ -356,7 +356,7 @@ def create_multiturn_rollouts(
     stop_condition: Optional[Callable[[Conversation], bool]] = None,    # hook: stop an episode early
     num_generations: int = 1,
     ref_model=None, kl_coef: float = 0.0, kl_in_reward: bool = True, kl_estimator: str = "k1",
-    generator: Optional[Callable] = None,   # hook, see rlprims.generation.generate_batch
+    generator: Optional[Callable] = None,   # hook, see rlprims.generation.generate_batch; None = generate_batch_fast (CUDA graphs on a GPU, generate_batch elsewhere)
     max_total_tokens: Optional[int] = None, # completion budget per episode; None = max_turns * max_new_tokens
     system_prompt: Optional[str] = None,
     micro_batch_size: int = 8, reward_weights=None, on_reward_error: str = "raise",
@@ -382,7 +382,7 @@ def create_multiturn_rollouts(
     for turn in range(max_turns):
         if not active: break
         ctx = [torch.cat([prompt_rows[i], torch.tensor(comp[i], dtype=torch.long)]) for i in active]
-        b = (generator or generate_batch)(model, tokenizer, pad_left(ctx, tokenizer.pad_token_id),
+        b = (generator or generate_batch_fast)(model, tokenizer, pad_left(ctx, tokenizer.pad_token_id),
                                           pad_left([torch.ones(len(c)) for c in ctx], 0.), gen_config, True)
         still = []
         for j, i in enumerate(active):

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from .core import *
-from .generation import load_model, load_tokenizer, compute_logprobs_for_tokens
+from .generation import load_model, load_tokenizer, compute_logprobs_for_tokens, generate_batch
 from .rollouts import create_batch_rollouts, RolloutResult
 from .algorithms import (compute_advantages, compute_policy_loss, get_algorithm_config, filter_groups,
                                 overlong_penalty, value_loss, create_value_head, compute_values, gae_advantages)
@@ -98,6 +98,8 @@ def training_iteration(
     if world > 1: model = unwrap_model(model)  # the plain module: generation, reference, hooks
     t0 = time.time()
     local = shard_prompts(prompts, rank, world) if world > 1 else prompts
+    if world > 1 and is_fsdp(policy) and rollout_kwargs.get("generator") is None:
+        rollout_kwargs["generator"] = generate_batch    # FSDP gathers the weights for generation: the plain loop, no CUDA graphs
     with gathered_params(model) if world > 1 else contextlib.nullcontext():
         res = (rollout_fn or create_batch_rollouts)(model, tokenizer, local, gen_config, reward_fn,
                                                     ref_model=ref_model, kl_coef=cfg.kl_coef,
