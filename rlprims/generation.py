@@ -709,7 +709,7 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
     S.mask[:, :P] = mask.bool()
     was_training, attn = model.training, model.config._attn_implementation
     model.eval(); model.config._attn_implementation = "rlprims_static_kv"; _DECODE["state"] = S
-    norms = _fuse_rms_norms(model) if graphs else []
+    norms = _fuse_rms_norms(model) if dev.type == "cuda" else []   # as the scoring pass does on CUDA
     try:
         try: logits = _prefill_static(model, S, ids, mask)
         except NotImplementedError: S.calls = 0

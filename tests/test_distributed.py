@@ -61,7 +61,7 @@ def run(out, steps: int = 2, resume_from=None, tokenizer=None, lora: bool = Fals
     if lora:
         from peft import LoraConfig, get_peft_model
         model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0))
-    if torch.cuda.is_available(): model = model.to(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
+    if torch.cuda.device_count() >= 2: model = model.to(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
     res = train(prompts=make_addition_dataset(16), reward_fn={"len3": len3, "correct": correct}, num_steps=steps, batch_size=4,
                 num_generations=G, learning_rate=1e-3, output_dir=out, model=model, tokenizer=tok, progress=False, seed=0,
                 gen_config=GenerationConfig(max_new_tokens=6, temperature=1.0, top_k=0, top_p=1.0), checkpoint_every=1,
@@ -100,7 +100,7 @@ def launch(nproc: int, *args, timeout: int = 300):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port", str(free_port()),
            str(HERE), *map(str, args)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    if torch.cuda.is_available() and torch.cuda.device_count() < nproc: env["CUDA_VISIBLE_DEVICES"] = ""   # too few GPUs: gloo on CPU
+    if torch.cuda.is_available() and torch.cuda.device_count() < 2: env["CUDA_VISIBLE_DEVICES"] = ""   # one GPU: every run on CPU/gloo, comparable
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-6000:]
 
