@@ -9,7 +9,7 @@ A randomly initialised model of a given config (SmolLM2-135M's by default) in bf
 
 Rank 0 prints one JSON line (and appends it to --json): steps/s over the timed steps, after --warmup steps.
 """
-import argparse, json, os, tempfile, time
+import argparse, json, tempfile, time
 import torch
 
 

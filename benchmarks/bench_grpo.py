@@ -157,7 +157,6 @@ def plain_generate_tps(model, tok, pids, pmask, s, reps):
 
 def roofline(model, s, prompt_len, dev) -> dict:
     "Decode floor at this batch: weights + KV cache read per step over measured bandwidth, FLOPs over measured peak."
-    import torch
     c = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     el = next(model.parameters()).element_size()
     seen, wbytes, nparams = set(), 0, 0
@@ -201,7 +200,6 @@ def measure_matmul(dev, dtype) -> float:
 
 def profile_step(model, tok, prompts, gen, cfg, rewards, opt, s, generator):
     "One more rlprims step under torch.profiler; prints the ops that take the most device (or CPU) time."
-    import torch
     from torch.profiler import profile, ProfilerActivity
     from rlprims.training import training_iteration
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if s["device"] == "cuda" else [])

@@ -4,7 +4,7 @@
 
     python benchmarks/check_generate_fast.py [--prompts 64 --G 8 --T 256] [--model-dir .dev/smollm2]
 """
-import argparse, statistics, time
+import argparse, time
 from pathlib import Path
 import torch
 

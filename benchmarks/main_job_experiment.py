@@ -6,7 +6,7 @@
 
 See 07_examples ("Choosing the main job's defaults") for the runs and their results.
 """
-import argparse, json, os, re, time
+import argparse, json, re, time
 import torch
 from rlprims.core import GenerationConfig
 from rlprims.generation import load_model, load_tokenizer

@@ -7,7 +7,6 @@ Update: forward + backward of one micro-batch of log-probs for variants of the s
 import argparse, statistics, time
 from pathlib import Path
 import torch
-import torch.nn.functional as F
 
 def timed(fn, reps=3):
     ts = []
@@ -20,87 +19,13 @@ def sample_argmax(logits, config, banned=None):
     "No sampling at all: what the rest of the step costs."
     return logits.argmax(-1), torch.zeros(logits.shape[0], device=logits.device)
 
-def sample_gumbel(logits, config, banned=None):
-    "Gumbel-max: argmax(z + g) with g = -log(Exp(1)); the log-prob from one logsumexp."
-    z = logits.float() / config.temperature
-    lse = z.logsumexp(-1)
-    zf = z if banned is None else z.index_fill(-1, banned, float("-inf"))
-    tok = (zf - torch.empty_like(zf).exponential_().log()).argmax(-1)
-    return tok, z.gather(-1, tok[:, None]).squeeze(-1) - lse
-
-# ---- chunked LM head prototype
-def _chunk_lp(h, w, y, temperature):
-    logits = (h @ w.t()).float()
-    if temperature != 1.0: logits = logits / temperature
-    lse = logits.logsumexp(-1)
-    lp = logits.gather(-1, y[:, None]).squeeze(-1) - lse
-    with torch.no_grad(): ent = lse - (logits.softmax(-1) * logits).sum(-1)
-    return lp, ent
-
-def chunked_logprobs(hidden, weight, targets, temperature=1.0, chunk=4096):
-    from torch.utils.checkpoint import checkpoint
-    H = hidden.shape[-1]
-    h, y = hidden.reshape(-1, H), targets.reshape(-1)
-    lps, ents = [], []
-    for s in range(0, h.shape[0], chunk):
-        lp, ent = checkpoint(_chunk_lp, h[s:s + chunk], weight, y[s:s + chunk], temperature, use_reentrant=False)
-        lps.append(lp); ents.append(ent)
-    return torch.cat(lps).view(targets.shape), torch.cat(ents).view(targets.shape)
-
-def _chunk_from_logits(logits, y, temperature):
-    z = logits.float()
-    if temperature != 1.0: z = z / temperature
-    lse = z.logsumexp(-1)
-    lp = z.gather(-1, y[:, None]).squeeze(-1) - lse
-    with torch.no_grad(): ent = lse - (z.softmax(-1) * z).sum(-1)
-    return lp, ent
-
-def lp_logits_chunked(model, p, pm, c, cm, chunk=4096, share=True):
-    "The shipped scoring pass (shared prompts), but fp32 math on bf16 logits in checkpointed chunks of tokens."
-    from torch.utils.checkpoint import checkpoint
-    from transformers import DynamicCache
-    import rlprims.generation as RG
-    P = p.shape[1]
-    mask = torch.cat([pm, cm], 1)
-    if share:
-        cache = DynamicCache()
-        first = RG.prefill(model, p, pm, cache)[:, None]
-        rest = model(input_ids=c[:, :-1], attention_mask=mask[:, :-1], position_ids=RG.position_ids_from_mask(mask)[:, P:-1],
-                     past_key_values=cache, use_cache=True).logits
-        logits = torch.cat([first, rest], 1)
-    else:
-        logits = model(input_ids=torch.cat([p, c], 1), attention_mask=mask, position_ids=RG.position_ids_from_mask(mask),
-                       logits_to_keep=c.shape[1] + 1, use_cache=False).logits[:, :-1]
-    V = logits.shape[-1]
-    z, y = logits.reshape(-1, V), c.reshape(-1)
-    out = [checkpoint(_chunk_from_logits, z[s:s + chunk], y[s:s + chunk], 1.0, use_reentrant=False) for s in range(0, z.shape[0], chunk)]
-    return torch.cat([o[0] for o in out]).view(c.shape), torch.cat([o[1] for o in out]).view(c.shape)
-
-def lp_chunked(model, p, pm, c, cm, share=True, chunk=4096):
-    from transformers import DynamicCache
-    from rlprims.generation import position_ids_from_mask as pos
-    dec, head = model.get_decoder(), model.get_output_embeddings()
-    P = p.shape[1]
-    mask = torch.cat([pm, cm], 1)
-    if share:
-        cache = DynamicCache()
-        uniq, inv = torch.unique(torch.cat([p, pm], 1), dim=0, return_inverse=True)
-        ids, m = uniq[:, :P], uniq[:, P:]
-        h0 = dec(input_ids=ids, attention_mask=m, position_ids=pos(m), past_key_values=cache, use_cache=True).last_hidden_state[:, -1]
-        cache.batch_select_indices(inv)
-        h = dec(input_ids=c[:, :-1], attention_mask=mask[:, :-1], position_ids=pos(mask)[:, P:-1], past_key_values=cache, use_cache=True).last_hidden_state
-        hidden = torch.cat([h0[inv][:, None], h], 1)
-    else:
-        hidden = dec(input_ids=torch.cat([p, c], 1)[:, :-1], attention_mask=mask[:, :-1], position_ids=pos(mask)[:, :-1]).last_hidden_state[:, P - 1:]
-    return chunked_logprobs(hidden, head.weight, c, chunk=chunk)
-
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--model-dir", default=str(Path(__file__).resolve().parent.parent / ".dev" / "smollm2"))
     p.add_argument("--prompts", type=int, default=64); p.add_argument("--G", type=int, default=8); p.add_argument("--T", type=int, default=256)
     p.add_argument("--micro", type=int, default=64)
     a = p.parse_args()
-    from transformers import AutoConfig, AutoModelForCausalLM, AttentionInterface
+    from transformers import AutoConfig, AutoModelForCausalLM
     import rlprims.generation as RG
     from rlprims.core import GenerationConfig
     from rlprims.training import make_addition_dataset
@@ -152,7 +77,6 @@ def main():
                      ("TRL's fused LM head (Triton), no sharing", trl_like)]:
         try:
             fw, bw = [], []
-            ref = None
             for _ in range(3):
                 m.zero_grad(set_to_none=True); torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
                 t0 = time.perf_counter(); lp, ent = fn(); loss = (lp * cm_).sum() / cm_.sum(); torch.cuda.synchronize(); t1 = time.perf_counter()

@@ -68,7 +68,6 @@ def fetch_embedded_model(cache_dir: Optional[Union[str, Path]] = None, force: bo
     cache = Path(cache_dir) if cache_dir is not None else rlprims_cache_dir()
     target = cache / "SmolLM2-135M-Instruct"
     if (target / "model.safetensors").exists() and not force: return target
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache, prefix=".fetch-") as tmp:
         tmp = Path(tmp)
@@ -313,18 +312,21 @@ def prefill(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, cache, s
 _RMS_NORMS = ("LlamaRMSNorm", "Qwen2RMSNorm", "Qwen3RMSNorm", "MistralRMSNorm")   # weight * x / rms(x), eps `variance_epsilon`
 
 def _fuse_rms_norms(model) -> list:
-    "Run `model`'s Llama-style RMSNorm layers as single `F.rms_norm` calls; returns the layers patched now (undo with `del m.forward`)."
+    "Run `model`'s Llama-style RMSNorm layers as single `F.rms_norm` calls; returns the layers patched now (undo with `_unfuse`)."
     mods = [m for m in model.modules() if type(m).__name__ in _RMS_NORMS and hasattr(m, "variance_epsilon") and hasattr(F, "rms_norm")
             and "forward" not in m.__dict__]
     for m in mods: m.forward = lambda x, m=m: F.rms_norm(x, m.weight.shape, m.weight, m.variance_epsilon)
     return mods
 
+def _unfuse(mods: list):
+    "Give the RMSNorm layers that `_fuse_rms_norms` patched their own forward back."
+    for m in mods: m.__dict__.pop("forward", None)
+
 @contextlib.contextmanager
 def _undo_fused(mods: list):
-    "Context manager: on exit, give the RMSNorm layers that `_fuse_rms_norms` patched their own forward back."
+    "Context manager: `_unfuse(mods)` on exit."
     try: yield
-    finally:
-        for m in mods: m.__dict__.pop("forward", None)
+    finally: _unfuse(mods)
 
 def compute_logprobs_for_tokens(
     model: torch.nn.Module,
@@ -714,8 +716,7 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
         try: logits = _prefill_static(model, S, ids, mask)
         except NotImplementedError: S.calls = 0
         if S.calls == 0:                                    # attention does not go through transformers' interface here
-            for m in norms: del m.forward
-            norms = []; model.config._attn_implementation = attn
+            _unfuse(norms); norms = []; model.config._attn_implementation = attn
             return generate_batch(model, tokenizer, prompt_ids, prompt_mask, config, compute_logprobs, eos_ids)
         tok, lp = sample_next_token(logits, config, banned=eos if config.min_new_tokens > 0 else None)
         S.tokens[:, 0], S.logprobs[:, 0], S.valid[:, 0] = tok, lp, True
@@ -742,7 +743,7 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
                 pool = g.pool(); g.replay()
             if t % check_every == 0 and bool(S.done.all()): break
     finally:
-        for m in norms: del m.forward
+        _unfuse(norms)
         model.config._attn_implementation = attn; _DECODE["state"] = None; model.train(was_training)
     W = int(S.valid.sum(1).max())                           # as generate_batch: as wide as the longest completion
     return RolloutBatch(prompt_ids=prompt_ids, prompt_mask=prompt_mask.float(), completion_ids=S.tokens[:, :W].cpu(),

@@ -9,7 +9,7 @@ import multiprocessing as mp
 from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence, Union
 from .core import *
 import torch
-from .generation import (generate_batch, generate_batch_fast, tokenize_prompts, decode_completions, compute_logprobs_for_tokens,
+from .generation import (generate_batch_fast, tokenize_prompts, decode_completions, compute_logprobs_for_tokens,
                                  model_context_length, eos_token_ids)
 from .rewards import compute_rewards
 from .kl import kl_per_token, reference_mode

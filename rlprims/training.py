@@ -160,7 +160,6 @@ def training_iteration(
                     lp, ent = compute_logprobs_for_tokens(policy, mb.prompt_ids, mb.prompt_mask, mb.completion_ids,
                                                           completion_mask=mb.completion_mask, temperature=temp, micro_batch_size=len(idx),
                                                           requires_grad=True, return_entropy=True, share_prefix=share_prefix)
-                    lp, ent = lp.to(mask.device), ent.to(mask.device)   # the loss is computed where the batch lives (CPU)
                     m_mb = mask[idx]
                     loss, lm = compute_policy_loss(lp, mb.logprobs, adv[idx], m_mb, cfg, ref_logprobs=mb.ref_logprobs,
                                                    loss_fn=loss_fn, rewards=mb.rewards, group_size=G)
@@ -748,15 +747,16 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         model = load_model(a.model, use_lora=a.lora)
         tokenizer = load_tokenizer(a.model)
     gen = GenerationConfig(max_new_tokens=a.max_new_tokens, temperature=1.0, top_p=1.0, top_k=0)
-    scale = a.scale_rewards or ("batch" if get_algorithm_config(0, a.algorithm).scale_rewards == "group" else None)
+    own = get_algorithm_config(0, a.algorithm).scale_rewards
+    scale = a.scale_rewards or ("batch" if own == "group" else own)
     say(f"rlprims-train: {a.algorithm} on {a.model or 'embedded SmolLM2-135M-Instruct'}, {a.steps} steps x "
         f"{a.batch_size} prompts x {a.num_generations} samples, lr {a.lr}"
-        + (f", advantages / {scale} std" if scale else "") + f", out {a.out}"
+        + (f", advantages / {scale} std" if scale != "none" else "") + f", out {a.out}"
         + (f", {acc.num_processes} processes" if acc is not None else ""), flush=True)
     before = evaluate(model, tokenizer, eval_set, ADDITION_REWARDS, gen)["eval_accuracy"] if a.resume_from is None else None
     if before is not None: say(f"held-out accuracy before: {before:.1%}", flush=True)
     res = train(a.model, train_set, ADDITION_REWARDS, num_steps=a.steps, batch_size=a.batch_size, algorithm=a.algorithm,
-                train_overrides={"micro_batch_size": a.micro_batch_size, **({"scale_rewards": scale} if scale else {})},
+                train_overrides={"micro_batch_size": a.micro_batch_size, "scale_rewards": scale},
                 learning_rate=a.lr, kl_coef=a.kl_coef, output_dir=a.out, num_generations=a.num_generations, gen_config=gen,
                 eval_dataset=eval_set, eval_every=a.eval_every, checkpoint_every=a.checkpoint_every, resume_from=a.resume_from,
                 seed=a.seed, use_lora=a.lora, model=model, tokenizer=tokenizer, distributed=acc if acc is not None else "none",
@@ -773,7 +773,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     summary = {"accuracy_before": before, "accuracy_after": after, "steps": a.steps, "minutes": (time.time() - t0) / 60,
                "algorithm": a.algorithm, "model": a.model or EMBEDDED_NAME, "lr": a.lr, "batch_size": a.batch_size,
                "num_generations": a.num_generations, "max_new_tokens": a.max_new_tokens, "lora": a.lora, "seed": a.seed,
-               "scale_rewards": scale or get_algorithm_config(0, a.algorithm).scale_rewards, "micro_batch_size": a.micro_batch_size,
+               "scale_rewards": scale, "micro_batch_size": a.micro_batch_size,
                "reward_first_5": float(res.metrics["reward"].head(5).mean()), "reward_last_5": float(res.metrics["reward"].tail(5).mean())}
     if acc is not None: summary["num_processes"] = acc.num_processes
     if rank == 0: (Path(a.out) / "summary.json").write_text(json.dumps(summary, indent=1))

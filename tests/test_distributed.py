@@ -4,12 +4,11 @@ The file is also the worker that `torchrun` starts: `torchrun --nproc_per_node 2
 Generation is made independent of the process layout by `row_seeded_generator` (each sample's RNG seed depends only on
 its prompt and its index in the group), since two processes draw from two RNG streams.
 """
-import argparse, json, os, socket, subprocess, sys, zlib
+import argparse, json, math, os, socket, subprocess, sys, zlib
 from pathlib import Path
 from types import SimpleNamespace
 import pytest
 import torch
-import torch.nn.functional as F
 
 HERE = Path(__file__).resolve()
 G = 2                       # samples per prompt
@@ -19,7 +18,7 @@ COLS = ["reward", "reward_std", "reward/len3", "loss", "policy_loss", "grad_norm
 
 def row_seeded_generator(num_generations: int):
     "A `generator` whose sample for row i depends only on that row's prompt and i % num_generations."
-    from rlprims.core import RolloutBatch
+    from rlprims.core import RolloutBatch, pad_right
     from rlprims.generation import generate_batch
 
     def gen(model, tokenizer, prompt_ids, prompt_mask, config, compute_logprobs=True):
@@ -29,8 +28,7 @@ def row_seeded_generator(num_generations: int):
             with torch.random.fork_rng(devices=[dev.index] if dev.type == "cuda" else []):   # leave the process's RNG streams alone
                 torch.manual_seed(zlib.crc32(str(p.tolist()).encode()) + 7919 * (i % num_generations))
                 rows.append(generate_batch(model, tokenizer, p[None], torch.ones_like(p)[None], config, compute_logprobs))
-        T = max(r.completion_ids.shape[1] for r in rows)
-        cat = lambda name, v: torch.cat([F.pad(getattr(r, name), (0, T - getattr(r, name).shape[1]), value=v) for r in rows])
+        cat = lambda name, v: pad_right([getattr(r, name)[0] for r in rows], v)
         return RolloutBatch(prompt_ids, prompt_mask.float(), cat("completion_ids", tokenizer.pad_token_id), cat("completion_mask", 0.0),
                             logprobs=cat("logprobs", 0.0) if compute_logprobs else None)
     return gen
@@ -75,8 +73,7 @@ def run(out, steps: int = 2, resume_from=None, tokenizer=None, lora: bool = Fals
     return result
 
 
-def close(a, b, rel=1e-4, abs_=1e-6) -> bool:
-    return abs(a - b) <= abs_ + rel * max(abs(a), abs(b))
+def close(a, b, rel=1e-4, abs_=1e-6) -> bool: return math.isclose(a, b, rel_tol=rel, abs_tol=abs_)
 
 
 def assert_same(r1: dict, r2: dict, steps=None, rel=1e-4):

@@ -3,7 +3,7 @@ import pytest
 import torch
 from rlprims.core import GenerationConfig
 from rlprims.generation import (load_tokenizer, tokenize_prompts, generate_batch, generate_batch_fast, compute_logprobs_for_tokens,
-                                token_logprobs, static_kv_attention, _fuse_rms_norms)
+                                token_logprobs, static_kv_attention, _fuse_rms_norms, _unfuse)
 from rlprims.training import tiny_test_model
 
 @pytest.fixture(scope="module")
@@ -78,5 +78,7 @@ def test_fused_norms_are_undone(setup):
     mods = _fuse_rms_norms(model)
     assert len(mods) == 2 * len(model.model.layers) + 1
     torch.testing.assert_close(model.model.norm(x), ref)
-    for m in mods: del m.forward
-    assert all("forward" not in vars(m) for m in mods)
+    _unfuse(mods)
+    assert all("forward" not in vars(m) for m in mods) and _fuse_rms_norms(model) == mods   # all back, and fusable again
+    _unfuse(mods)
+    torch.testing.assert_close(model.model.norm(x), ref, atol=0, rtol=0)

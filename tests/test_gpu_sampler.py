@@ -45,7 +45,12 @@ def test_fast_decode_uses_it_and_scores_match():
     pids = torch.randint(3, 1000, (8, 7)); pm = torch.ones_like(pids)
     pids[:4, :3], pm[:4, :3] = 2, 0                                 # half the prompts left-padded
     cfg = GenerationConfig(max_new_tokens=16, min_new_tokens=16, temperature=0.8, top_p=1.0, top_k=0)
-    torch.manual_seed(0); b = generate_batch_fast(model, tok, pids, pm, cfg, eos_ids=[2])
+    import rlprims.generation as RG
+    calls, real = [], RG.sample_gumbel
+    RG.sample_gumbel = lambda *a, **k: calls.append(1) or real(*a, **k)     # the decode step looks it up in the module
+    try: torch.manual_seed(0); b = generate_batch_fast(model, tok, pids, pm, cfg, eos_ids=[2])
+    finally: RG.sample_gumbel = real
+    assert calls                                                            # plain sampling on CUDA goes through the Triton sampler
     torch.manual_seed(0); b2 = generate_batch_fast(model, tok, pids, pm, cfg, eos_ids=[2])
     assert torch.equal(b.completion_ids, b2.completion_ids)          # seeded from torch's RNG: reproducible
     assert b.completion_ids.shape == (8, 16) and not bool((b.completion_ids == 2).any())

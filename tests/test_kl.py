@@ -1,5 +1,5 @@
 "Edge cases of rlprims.kl (the notebook 03_kl holds the main examples)."
-import copy, math, warnings
+import copy, math
 import pytest
 import torch
 from rlprims.kl import *

@@ -1,6 +1,5 @@
 """Faults survived and nothing lost: NaN steps, failing rewards, EOS-only generations, and a run killed mid-checkpoint."""
 import os, signal, subprocess, sys, textwrap, time
-from pathlib import Path
 import pandas as pd
 import pytest
 import torch

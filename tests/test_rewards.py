@@ -1,5 +1,5 @@
 "Edge cases of rlprims.rewards (the notebook 02_rewards holds the main examples)."
-import functools, re, warnings
+import functools, warnings
 import numpy as np
 import pytest
 import torch

@@ -1,5 +1,5 @@
 "Edge cases for the tool section of rlprims.rollouts: parsers, safe calculator, timeouts, executor, summary."
-import ast, builtins, inspect, math, os, time
+import ast, builtins, inspect, os, time
 import pytest
 import rlprims.rollouts as R
 from rlprims.rollouts import (parse_xml_tool_calls, parse_json_tool_calls, parse_tool_calls, safe_calculator, calculator_tool,

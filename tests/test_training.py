@@ -1,13 +1,11 @@
 """End-to-end checks of the training loop and the main job (CPU; the real model is used once, briefly)."""
-import json, math, random
+import json, math
 from pathlib import Path
 import pandas as pd
 import pytest
-import torch
 from rlprims.core import GenerationConfig
 from rlprims.generation import load_tokenizer
-from rlprims.training import (train, main, make_addition_dataset, ADDITION_REWARDS, tiny_test_model, save_checkpoint,
-                              load_checkpoint, latest_checkpoint)
+from rlprims.training import train, main, make_addition_dataset, ADDITION_REWARDS, tiny_test_model, latest_checkpoint
 
 GEN = GenerationConfig(max_new_tokens=5, temperature=1.0, top_k=0, top_p=1.0)
 
@@ -33,12 +31,14 @@ def test_resume_matches_uninterrupted_run(tok, tmp_path):
     assert pd.read_csv(tmp_path / "part" / "metrics.csv")["step"].tolist() == [0, 1, 2]
 
 
-def test_dapo_and_ppo_run(tok, tmp_path):
-    for algo in ["dapo", "ppo", "rloo", "gspo", "cispo", "online_dpo", "reinforce_pp"]:
+def test_every_algorithm_runs(tok, tmp_path):
+    from rlprims.algorithms import ALGORITHMS
+    for algo in ALGORITHMS:
         kw = {"use_ref_model": True} if algo == "online_dpo" else {}
         m = _run(tok, tmp_path / algo, 1, algorithm=algo, **kw).metrics
         assert len(m) == 1 and m["algorithm"].iloc[0] == algo
         if "loss" in m: assert math.isfinite(m["loss"].iloc[0])
+        else: assert m["skipped_update"].iloc[0] == 1, algo       # only DAPO's group filter may leave nothing to learn from
 
 
 def test_switch_strategy(tok, tmp_path):
@@ -68,13 +68,11 @@ def test_main_job_smoke(tmp_path):
 
 def test_console_script_exits_zero(monkeypatch):
     "The `rlprims-train` entry point (as settings.ini declares it) exits with status 0 after a run."
-    import configparser, importlib, sys
+    import configparser, importlib
     import rlprims.training as T
     cfg = configparser.ConfigParser(interpolation=None); cfg.read(Path(__file__).resolve().parent.parent / "settings.ini")
     scripts = dict(x.split("=", 1) for x in cfg["DEFAULT"]["console_scripts"].split())
     mod, fn = scripts["rlprims-train"].split(":")
     entry = getattr(importlib.import_module(mod), fn)
     monkeypatch.setattr(T, "main", lambda argv=None: {"accuracy_after": 1.0})   # what main returns: a summary dict
-    with pytest.raises(SystemExit) as e:
-        sys.exit(entry())                                                        # what the generated script does
-    assert e.value.code in (0, None)
+    assert entry() == 0                                                          # the generated script calls sys.exit(entry())
