@@ -7,7 +7,7 @@ checkpointing, and one on-policy update per batch. Each library runs in its own 
 own); the parent prints the table.
 
     python benchmarks/bench_grpo.py --device cpu      # the main job's settings: embedded SmolLM2-135M, fp32, 8x8x24, lr 1e-5, micro 32, batch-std advantages
-    python benchmarks/bench_grpo.py --device cuda     # SmolLM2-135M shape, random weights, bf16, 64x8x256
+    python benchmarks/bench_grpo.py --device cuda     # SmolLM2-135M shape, random weights, bf16-mixed (--precision bf16: pure bf16), 64x8x256
     python benchmarks/bench_grpo.py --quick           # a tiny 2-step CPU smoke run (CI)
 """
 from __future__ import annotations
@@ -26,6 +26,8 @@ def settings(a) -> dict:
     else: s = dict(device="cuda", prompts=64, G=8, T=256, lr=2e-5, micro=64, steps=5, warmup=2, dtype="bfloat16", scale="group")
     for k in ("prompts", "G", "T", "lr", "micro", "steps", "warmup"):
         if getattr(a, k) is not None: s[k] = getattr(a, k)
+    s["precision"] = a.precision or ("fp32" if s["device"] == "cpu" else "bf16-mixed")
+    s["dtype"] = "bfloat16" if s["precision"] == "bf16" else "float32"   # mixed: both libraries hold fp32 weights and compute in bf16
     s["model"] = "embedded" if s["device"] == "cpu" else "random"
     if a.model_dir: s["model_dir"] = a.model_dir
     return s
@@ -89,10 +91,13 @@ def run_rlprims(s, a):
     from rlprims.generation import generate_batch, tokenize_prompts
     from rlprims.algorithms import get_algorithm_config
     from rlprims.training import training_iteration
+    from rlprims.precision import make_precision, prepare_for_training
     try: from rlprims.generation import generate_batch_fast
     except ImportError: generate_batch_fast = None
     dev = s["device"]
     model, tok = load(s)
+    prec = make_precision(s["precision"], dev)
+    model, sampler = prepare_for_training(model, prec)       # bf16-mixed: fp32 master weights, a bf16 copy to sample from
     data = dataset(s)
     gen = GenerationConfig(max_new_tokens=s["T"], min_new_tokens=s["T"], temperature=1.0, top_p=1.0, top_k=0)
     cfg = get_algorithm_config(0, "grpo", learning_rate=s["lr"], kl_coef=0.0, micro_batch_size=s["micro"], scale_rewards=s["scale"])
@@ -115,7 +120,8 @@ def run_rlprims(s, a):
         prompts = data[i * s["prompts"]:(i + 1) * s["prompts"]]
         sync(dev); t0, c0 = time.perf_counter(), time.process_time()
         st = training_iteration(model, tok, prompts, gen, cfg, rewards, opt, num_generations=s["G"], step=i,
-                                generator=timed("generation", generator))
+                                generator=timed("generation", generator), precision=prec,
+                                sampler_model=None if sampler is model else sampler)
         sync(dev); total = time.perf_counter() - t0
         row = dict(total=total, generation=rec.get("generation", 0.0), logprobs=rec.get("logprobs", 0.0),
                    update=total - st.metrics["time_rollout"], tokens=st.metrics["tokens"], cpu=time.process_time() - c0)
@@ -128,13 +134,13 @@ def run_rlprims(s, a):
     texts = [d["prompt"] for d in data[:s["prompts"]]]
     pids, pmask = tokenize_prompts(tok, texts, n=s["G"])
     out["prompt_len"] = pmask.sum(-1).float().mean().item()
-    out["generate_tps"] = plain_generate_tps(model, tok, pids, pmask, s, a.gen_reps)
+    out["generate_tps"] = plain_generate_tps(sampler, tok, pids, pmask, s, a.gen_reps)
     torch.manual_seed(0)
     t = []
     for _ in range(a.gen_reps):
-        sync(dev); t0 = time.perf_counter(); b = generator(model, tok, pids, pmask, gen); sync(dev); t.append(time.perf_counter() - t0)
+        sync(dev); t0 = time.perf_counter(); b = generator(sampler, tok, pids, pmask, gen); sync(dev); t.append(time.perf_counter() - t0)
     out["generator_tps"] = b.completion_mask.sum().item() / statistics.median(t)
-    out["roofline"] = roofline(model, s, out["prompt_len"], dev)
+    out["roofline"] = roofline(sampler, s, out["prompt_len"], dev)
     if a.profile: profile_step(model, tok, data[:s["prompts"]], gen, cfg, rewards, opt, s, generator)
     emit(out)
 
@@ -239,7 +245,7 @@ def run_trl(s, a):
         generation_kwargs={"min_new_tokens": s["T"]}, temperature=1.0, top_p=1.0, top_k=0,
         learning_rate=s["lr"], lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0,
         optim="adamw_torch_fused" if dev == "cuda" else "adamw_torch", beta=0.0, epsilon=0.2, loss_type="dapo",
-        scale_rewards=s["scale"], num_iterations=1, bf16=dev == "cuda" and s["dtype"] == "bfloat16", fp16=False,
+        scale_rewards=s["scale"], num_iterations=1, bf16=dev == "cuda" and s["precision"] in ("bf16-mixed", "bf16"), fp16=False,
         use_cpu=dev == "cpu", gradient_checkpointing=False, use_vllm=False, max_steps=s["warmup"] + s["steps"],
         shuffle_dataset=False, logging_steps=1, report_to="none", save_strategy="no", disable_tqdm=True,
         log_completions=False, seed=0, dataloader_num_workers=0)
@@ -324,6 +330,9 @@ def main(argv=None):
     p.add_argument("--micro", type=int, help="completions per forward/backward micro-batch, both libraries")
     p.add_argument("--model-dir", help="config + tokenizer folder for the random model (CUDA mode)")
     p.add_argument("--quick", action="store_true", help="tiny 2-step CPU smoke run")
+    p.add_argument("--precision", choices=["fp32", "bf16-mixed", "bf16"],
+                   help="both libraries: fp32; bf16-mixed (fp32 weights, bf16 compute: rlprims' GPU default, TRL's bf16=True on an fp32 "
+                        "model); bf16 (pure bf16 weights). Default: fp32 on CPU, bf16-mixed on CUDA")
     p.add_argument("--only", choices=["rlprims", "trl"], help="run one library")
     p.add_argument("--eager", action="store_true", help="rlprims with generate_batch instead of generate_batch_fast")
     p.add_argument("--gen-reps", type=int, default=2, help="timed repeats of the generate-only measurements")

@@ -6,4 +6,5 @@ from .rewards import *
 from .kl import *
 from .rollouts import *
 from .algorithms import *
+from .precision import *
 from .training import *

@@ -11,7 +11,8 @@ import torch
 
 # %% auto #0
 __all__ = ['EMPTY', 'Generation', 'Message', 'Conversation', 'Rollout', 'GenerationConfig', 'TrainingConfig', 'TrainingState',
-           'RolloutBatch', 'select_rows', 'pad_right', 'pad_left', 'rollouts_to_batch', 'batch_to_rollouts']
+           'sampling_temperature', 'RolloutBatch', 'select_rows', 'pad_right', 'pad_left', 'rollouts_to_batch',
+           'batch_to_rollouts']
 
 # %% ../nbs/00_core.ipynb #c1222bbb
 EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -86,6 +87,7 @@ class TrainingConfig(NamedTuple):
     gamma: float = 1.0
     lam: float = 0.95
     dpo_beta: float = 0.1                   # online DPO temperature
+    tis_cap: Optional[float] = None         # truncated importance sampling: weight tokens by min(pi_trainer / pi_sampler, tis_cap); None = off
 
 class TrainingState(NamedTuple):
     "What one training iteration reports."
@@ -93,6 +95,11 @@ class TrainingState(NamedTuple):
     total_tokens: int
     metrics: Mapping[str, float]
     ema_metrics: Mapping[str, float] = EMPTY
+
+# %% ../nbs/00_core.ipynb #86623f32
+def sampling_temperature(config: GenerationConfig) -> float:
+    "The temperature the sampled tokens' log-probs are taken at: `config.temperature` when sampling with one > 0, else 1 (greedy)."
+    return float(config.temperature) if config.do_sample and config.temperature > 0 else 1.0
 
 # %% ../nbs/00_core.ipynb #409511fe
 class RolloutBatch(NamedTuple):

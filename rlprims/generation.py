@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_generation.ipynb #f9a83ff3
 from __future__ import annotations
-import os, sys, shutil, subprocess, tempfile, zipfile, contextlib
+import os, sys, shutil, subprocess, tempfile, zipfile, contextlib, functools
 from pathlib import Path
 from typing import Optional, Callable, Sequence, Union, Any
 import torch
@@ -239,18 +239,26 @@ def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     return -(logp.exp() * logp).sum(-1)
 
 def _logits_fp32(x, W, temperature: float) -> torch.Tensor:
-    "Fresh fp32 logits `[C, V]` (safe to change in place) from logits `x`, or from hidden states `x` `[C, H]` and head weight `W` `[V, H]`."
-    z = (x @ W.t()).float() if W is not None else x.to(torch.float32, copy=True)
+    "Fresh fp32 logits `[C, V]` (safe to change in place) from logits `x`, or from hidden states `x` `[C, H]` and head weight `W` `[V, H]` (same dtype)."
+    z = (x.to(W.dtype) @ W.t()).float() if W is not None else x.to(torch.float32, copy=True)
     return z / temperature if temperature != 1.0 else z
+
+def _compute_dtype(x: torch.Tensor, W: Optional[torch.Tensor]) -> torch.dtype:
+    "The dtype of the LM-head product: autocast's when it is on (mixed precision), else the head weight's (or `x`'s)."
+    dev = x.device.type
+    if torch.is_autocast_enabled(dev): return torch.get_autocast_dtype(dev)
+    return W.dtype if W is not None else x.dtype
 
 class _TokenLogprobs(torch.autograd.Function):
     "Log-probs and entropies of `y` `[N]` a chunk of rows at a time; backward recomputes each chunk's logits instead of keeping them."
     @staticmethod
     def forward(ctx, x, W, y, temperature, chunk):
         N = x.shape[0]
+        ctx.dtype = _compute_dtype(x, W)                   # autocast does not reach backward: casts are explicit
+        Wc = W.to(ctx.dtype) if W is not None else None
         lp, ent, lse = (torch.empty(N, device=x.device) for _ in range(3))
         for s in range(0, N, chunk):
-            z = _logits_fp32(x[s:s + chunk], W, temperature)
+            z = _logits_fp32(x[s:s + chunk], Wc, temperature)
             l = lse[s:s + chunk] = torch.logsumexp(z, -1)
             lp[s:s + chunk] = z.gather(-1, y[s:s + chunk, None]).squeeze(-1) - l
             d = z.sub_(l[:, None])                          # log-softmax, in place
@@ -262,18 +270,19 @@ class _TokenLogprobs(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g, _):
         x, W, y, lse = ctx.saved_tensors
+        Wc = W.to(ctx.dtype) if W is not None else None
         gx = torch.empty_like(x)
         gW = torch.zeros(W.shape, dtype=torch.float32, device=W.device) if W is not None else None
         for s in range(0, x.shape[0], ctx.chunk):
             e = s + ctx.chunk
-            gz = _logits_fp32(x[s:e], W, ctx.temperature).sub_(lse[s:e, None]).exp_().mul_(-g[s:e, None])   # -g * softmax
-            gz.scatter_add_(-1, y[s:e, None], g[s:e, None])                                                # + g at the target
+            gz = _logits_fp32(x[s:e], Wc, ctx.temperature).sub_(lse[s:e, None]).exp_().mul_(-g[s:e, None])   # -g * softmax
+            gz.scatter_add_(-1, y[s:e, None], g[s:e, None])                                                 # + g at the target
             if ctx.temperature != 1.0: gz.div_(ctx.temperature)
             if W is None: gx[s:e] = gz
             else:
-                gz = gz.to(W.dtype)
-                gx[s:e] = gz @ W
-                gW += (gz.t() @ x[s:e]).float()
+                gz = gz.to(ctx.dtype)
+                gx[s:e] = gz @ Wc
+                gW += (gz.t() @ x[s:e].to(ctx.dtype)).float()
         return gx, (gW.to(W.dtype) if W is not None else None), None, None, None
 
 def token_logprobs(x: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0, return_entropy: bool = False,
@@ -315,7 +324,7 @@ def _fuse_rms_norms(model) -> list:
     "Run `model`'s Llama-style RMSNorm layers as single `F.rms_norm` calls; returns the layers patched now (undo with `_unfuse`)."
     mods = [m for m in model.modules() if type(m).__name__ in _RMS_NORMS and hasattr(m, "variance_epsilon") and hasattr(F, "rms_norm")
             and "forward" not in m.__dict__]
-    for m in mods: m.forward = lambda x, m=m: F.rms_norm(x, m.weight.shape, m.weight, m.variance_epsilon)
+    for m in mods: m.forward = lambda x, m=m: F.rms_norm(x, m.weight.shape, m.weight.to(x.dtype), m.variance_epsilon)  # fp32 master weights: cast, so the fused kernel runs
     return mods
 
 def _unfuse(mods: list):
@@ -417,6 +426,14 @@ def eos_token_ids(tokenizer, model=None) -> list[int]:
     return sorted(ids)
 
 # %% ../nbs/01_generation.ipynb #eddeab70
+def _without_autocast(generator: Callable) -> Callable:
+    "Run `generator(model, ...)` with autocast off: a generator computes in the dtype of the model it is given (mixed precision samples from a bf16 copy)."
+    @functools.wraps(generator)
+    def run(model, *args, **kwargs):
+        with torch.autocast(next(model.parameters()).device.type, enabled=False): return generator(model, *args, **kwargs)
+    return run
+
+@_without_autocast
 @torch.no_grad()
 def generate_batch(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, config: GenerationConfig,
                    compute_logprobs: bool = True, eos_ids: Optional[Sequence[int]] = None) -> RolloutBatch:
@@ -689,6 +706,7 @@ def _has_triton() -> bool:
     try: import triton; return True
     except ImportError: return False
 
+@_without_autocast
 @torch.no_grad()
 def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, config: GenerationConfig,
                         compute_logprobs: bool = True, eos_ids: Optional[Sequence[int]] = None,

@@ -315,7 +315,7 @@ def create_batch_rollouts(
     gens = decode_completions(tokenizer, batch, gen_config)
     rollouts = [Rollout(texts[i // G], g, 0.0, metadata={**fields[i // G], "group_id": i // G}) for i, g in enumerate(gens)]
     return score_rollouts(rollouts, batch, reward_fn, ref_model, kl_coef, kl_in_reward, kl_estimator,
-                          gen_config.temperature if gen_config.do_sample else 1.0, micro_batch_size, reward_weights, on_reward_error)
+                          sampling_temperature(gen_config), micro_batch_size, reward_weights, on_reward_error)
 
 # %% ../nbs/04_rollouts.ipynb #33fd168a
 def create_rollout(model, tokenizer, prompt, gen_config: GenerationConfig, reward_fn, ref_model=None, kl_coef: float = 0.0, **kwargs) -> Rollout:
@@ -419,7 +419,7 @@ def create_multiturn_rollouts(
         rollouts.append(Rollout(texts[i // G] if isinstance(texts[i // G], str) else str(texts[i // G]), gen, 0.0,
                                 conversation=Conversation(tuple(messages[i])), metadata=md))
     return score_rollouts(rollouts, batch, reward_fn, ref_model, kl_coef, kl_in_reward, kl_estimator,
-                          gen_config.temperature if gen_config.do_sample else 1.0, micro_batch_size, reward_weights, on_reward_error)
+                          sampling_temperature(gen_config), micro_batch_size, reward_weights, on_reward_error)
 
 # %% ../nbs/04_rollouts.ipynb #3e9bfe70
 def create_multiturn_rollout(model, tokenizer, initial_message, gen_config: GenerationConfig, reward_fn, max_turns: int = 5,

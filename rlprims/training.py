@@ -15,6 +15,8 @@ from .generation import load_model, load_tokenizer, compute_logprobs_for_tokens,
 from .rollouts import create_batch_rollouts, RolloutResult
 from .algorithms import (compute_advantages, compute_policy_loss, get_algorithm_config, filter_groups,
                                 overlong_penalty, value_loss, create_value_head, compute_values, gae_advantages)
+from .precision import (PRECISIONS, Precision, make_precision, prepare_for_training, load_dtype, sync_sampler, disable_dropout,
+                        autocast, backward, optimizer_step)
 
 # %% auto #0
 __all__ = ['ADDITION_REWARDS', 'EMBEDDED_NAME', 'training_iteration', 'make_addition_dataset', 'correct', 'answer_format',
@@ -47,10 +49,17 @@ def _all_gather(obj, world: int) -> list:
     torch.distributed.all_gather_object(out, obj)
     return out
 
-def _clip_grad_norm(params, max_norm: float) -> float:
-    "Clip the gradient norm of `params` (plain or FSDP2-sharded) to `max_norm` (<= 0: no clipping); returns the norm before."
-    gn = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"))
-    return float(gn.full_tensor() if hasattr(gn, "full_tensor") else gn)
+def _mismatch_sums(trainer_lp: torch.Tensor, sampler_lp: Optional[torch.Tensor], mask: torch.Tensor) -> dict:
+    "Token sums for the sampler/trainer mismatch: `|log pi_trainer - log pi_sampler|`, k3 of KL(sampler || trainer), token count."
+    if sampler_lp is None: return {}
+    d = (trainer_lp.detach().float() - sampler_lp.to(trainer_lp.device).float()) * mask
+    return {"sum/mismatch_abs": (d.abs() * mask).sum().item(), "sum/mismatch_kl": ((torch.expm1(d) - d) * mask).sum().item(),
+            "sum/mismatch_tokens": mask.sum().item()}
+
+def _tis_weights(trainer_lp: torch.Tensor, sampler_lp: Optional[torch.Tensor], mask: torch.Tensor, cap: float) -> torch.Tensor:
+    "Truncated importance weights `[N, T]` `min(pi_trainer / pi_sampler, cap)` (detached), 0 outside the mask."
+    if sampler_lp is None: raise ValueError("training_iteration: tis_cap needs the sampler's log-probs; generate with compute_logprobs=True")
+    return torch.exp((trainer_lp.detach().float() - sampler_lp.to(trainer_lp.device).float()).clamp(max=20.0)).clamp(max=cap) * mask
 
 def _reward_metrics(res: RolloutResult, gen_config: GenerationConfig, accuracy_key: str) -> dict:
     "Reward, reward components, accuracy, length and truncation statistics of one batch of rollouts."
@@ -86,6 +95,8 @@ def training_iteration(
     value_head: Optional[torch.nn.Module] = None,   # PPO critic head (rlprims.algorithms.create_value_head)
     accuracy_key: str = "correct",              # reward component whose mean (>0) is logged as accuracy
     accelerator=None,                           # accelerate.Accelerator that prepared `model` (DDP/FSDP2); None = one process
+    precision: Optional[Precision] = None,      # rlprims.precision: autocast and loss scaling; None = the model's own dtype
+    sampler_model=None,                         # the model rollouts are sampled from (a bf16 copy under mixed precision); None = `model`
     **rollout_kwargs,                           # generator, reward_weights, on_reward_error, system_prompt, ...
 ) -> TrainingState:
     "Rollouts → advantages → policy updates → reference update, for one batch of prompts; returns metrics."
@@ -93,15 +104,18 @@ def training_iteration(
     if G < 2 and (cfg.advantage in ("group", "rloo") or cfg.loss_type == "online_dpo"):
         raise ValueError(f"training_iteration: num_generations={G}, but {cfg.algorithm!r} compares the samples of a prompt "
                          "with each other; use num_generations >= 2")
+    if cfg.tis_cap is not None and (cfg.loss_type == "online_dpo" or not cfg.tis_cap > 0):
+        raise ValueError(f"training_iteration: tis_cap={cfg.tis_cap!r}; expected a number > 0 (e.g. 2.0), and a policy-gradient loss (not online_dpo)")
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator is not None else (0, 1)
     policy = model                              # what gradients flow through: the DDP/FSDP-prepared model under several processes
     if world > 1: model = unwrap_model(model)  # the plain module: generation, reference, hooks
+    sampler = model if sampler_model is None else sampler_model
     t0 = time.time()
     local = shard_prompts(prompts, rank, world) if world > 1 else prompts
     if world > 1 and is_fsdp(policy) and rollout_kwargs.get("generator") is None:
         rollout_kwargs["generator"] = generate_batch    # FSDP gathers the weights for generation: the plain loop, no CUDA graphs
-    with gathered_params(model) if world > 1 else contextlib.nullcontext():
-        res = (rollout_fn or create_batch_rollouts)(model, tokenizer, local, gen_config, reward_fn,
+    with gathered_params(model) if world > 1 else contextlib.nullcontext(), autocast(precision):   # autocast: the reference's pass
+        res = (rollout_fn or create_batch_rollouts)(sampler, tokenizer, local, gen_config, reward_fn,
                                                     ref_model=ref_model, kl_coef=cfg.kl_coef,
                                                     num_generations=G, kl_in_reward=cfg.kl_in_reward, kl_estimator=cfg.kl_estimator,
                                                     micro_batch_size=cfg.micro_batch_size, **rollout_kwargs)
@@ -124,21 +138,33 @@ def training_iteration(
         if ref_model is not None and ref_update_fn is not None: ref_update_fn(ref_model, model, step=step, kl=metrics.get("kl_ref_rollout", 0.0))
         return TrainingState(step, metrics["tokens"], metrics)
     mask = b.train_mask
-    temp = gen_config.temperature if gen_config.do_sample else 1.0
+    temp = sampling_temperature(gen_config)
     t1 = time.time()
+    n, mbs, mic = b.size, cfg.mini_batch_size or b.size, cfg.micro_batch_size
+    share_prefix = None if world == 1 or not is_fsdp(policy) else False   # FSDP: one forward per micro-batch; None: per device
+    def score(rows, grad=False, model_=policy):   # the trainer's log-probs and entropies of `rows`, under the run's precision
+        with autocast(precision):
+            return compute_logprobs_for_tokens(model_, rows.prompt_ids, rows.prompt_mask, rows.completion_ids, completion_mask=rows.completion_mask,
+                                               temperature=temp, micro_batch_size=mic if not grad else rows.size, requires_grad=grad,
+                                               return_entropy=True, share_prefix=share_prefix)
+    def per_process(fn):   # fn(rows) for this process's slice of the batch, gathered in row order (FSDP: every process runs all rows)
+        if world > 1 and is_fsdp(policy): return fn(b)
+        lo, hi = _row_ranges(b.size, world)[rank]
+        return torch.cat(_all_gather(fn(select_rows(b, slice(lo, hi))).cpu(), world)).to(mask.device)
     old_values = None
     if value_head is not None:   # each process scores its slice of the rows, then all slices are gathered
-        lo, hi = _row_ranges(b.size, world)[rank]
-        with torch.no_grad():
-            old_values = torch.cat(_all_gather(_values(model, value_head, select_rows(b, slice(lo, hi)), cfg.micro_batch_size), world)) * mask
+        with torch.no_grad(), autocast(precision): old_values = per_process(lambda rows: _values(model, value_head, rows, mic).float()) * mask
+    # pi_old: on-policy (one update per batch) the trainer's own log-probs, detached, so the ratio is exactly 1;
+    # off-policy (several updates) one trainer pass before the first update. The sampler's log-probs only measure the mismatch.
+    off_policy = cfg.num_inner_epochs > 1 or mbs < n
+    old_lp = per_process(lambda rows: score(rows, model_=policy)[0]) * mask if off_policy else None
+    if old_lp is not None: metrics.update(_mismatch_sums(old_lp, b.logprobs, mask))
     adv = compute_advantages(b.rewards, cfg, G, mask=mask, values=old_values, advantage_fn=advantage_fn)
     returns = gae_advantages(b.rewards, old_values, mask, cfg.gamma, cfg.lam)[1] if old_values is not None else None
     policy.train()
-    n, mbs, mic = b.size, cfg.mini_batch_size or b.size, cfg.micro_batch_size
     unit = G if cfg.loss_type == "online_dpo" else 1    # DPO pairs live inside groups: never split a group over processes
-    share_prefix = None if world == 1 or not is_fsdp(policy) else False   # FSDP: one forward per micro-batch; None: per device
     params = [p for g in optimizer.param_groups for p in g["params"]]
-    logs, grad_norms, skipped = [], [], 0
+    logs, grad_norms, skipped, overflows = [], [], 0, 0
     for epoch in range(cfg.num_inner_epochs):
         order = torch.randperm(n) if (cfg.num_inner_epochs > 1 or mbs < n) else torch.arange(n)
         if cfg.loss_type == "online_dpo": order = torch.arange(n)   # pairs live inside groups: keep rows in place
@@ -150,41 +176,59 @@ def training_iteration(
             mine = mini[lo:hi]                                       # this process's rows of the mini-batch
             n_micro = max(math.ceil((e - a) / mic) for a, e in ranges)
             optimizer.zero_grad(set_to_none=True)
+            finite_loss = True
             for u in range(n_micro):
                 idx = mine[u * mic:(u + 1) * mic]
                 dummy = len(idx) == 0          # fewer rows here than elsewhere: a zero-weight pass keeps the gradient reduction in step
                 if dummy: idx = mini[:1]
                 sync = accelerator is None or u == n_micro - 1   # gradients are reduced once, at the mini-batch's last backward
                 with contextlib.nullcontext() if sync else accelerator.no_sync(policy):
-                    mb = select_rows(b, idx)
-                    lp, ent = compute_logprobs_for_tokens(policy, mb.prompt_ids, mb.prompt_mask, mb.completion_ids,
-                                                          completion_mask=mb.completion_mask, temperature=temp, micro_batch_size=len(idx),
-                                                          requires_grad=True, return_entropy=True, share_prefix=share_prefix)
-                    m_mb = mask[idx]
-                    loss, lm = compute_policy_loss(lp, mb.logprobs, adv[idx], m_mb, cfg, ref_logprobs=mb.ref_logprobs,
-                                                   loss_fn=loss_fn, rewards=mb.rewards, group_size=G)
-                    if value_head is not None and returns is not None:
-                        v = _values(policy, value_head, mb, len(idx), grad=True)
-                        vl = value_loss(v, old_values[idx], returns[idx], m_mb, cfg.vf_clip)
-                        loss = loss + cfg.vf_coef * vl; lm["value_loss"] = vl.item()
+                    mb, m_mb = select_rows(b, idx), mask[idx]
+                    lp, ent = score(mb, grad=True)
+                    old = old_lp[idx] if old_lp is not None else lp.detach()
+                    a = adv[idx]
+                    if cfg.tis_cap is not None:                      # sampler -> trainer correction, per token
+                        w = _tis_weights(old, mb.logprobs, m_mb, cfg.tis_cap)
+                        a = (a[:, None] if a.dim() == 1 else a) * w
+                    with autocast(precision):
+                        loss, lm = compute_policy_loss(lp, old, a, m_mb, cfg, ref_logprobs=mb.ref_logprobs,
+                                                       loss_fn=loss_fn, rewards=mb.rewards, group_size=G)
+                        if value_head is not None and returns is not None:
+                            v = _values(policy, value_head, mb, len(idx), grad=True)
+                            vl = value_loss(v.float(), old_values[idx], returns[idx], m_mb, cfg.vf_clip)
+                            loss = loss + cfg.vf_coef * vl; lm["value_loss"] = vl.item()
+                    finite_loss &= math.isfinite(lm["loss"])
                     # engines average gradients over processes, so each process's share is scaled by `world`
-                    (loss * (0.0 if dummy else _micro_weight(cfg, m_mb, mask[mini]) * world)).backward()
+                    backward(loss * (0.0 if dummy else _micro_weight(cfg, m_mb, mask[mini]) * world), precision)
                 if not dummy:
                     lm["entropy"] = ((ent.detach() * m_mb).sum() / m_mb.sum().clamp(min=1)).item()
+                    if old_lp is None: lm.update(_mismatch_sums(old, mb.logprobs, m_mb))
+                    if cfg.tis_cap is not None: lm.update({"sum/tis_weight": w.sum().item(), "sum/tis_capped": ((w >= cfg.tis_cap) * m_mb).sum().item()})
                     logs.append((epoch, s, lo + u * mic, lm))
             if value_head is not None and world > 1: _average_grads(value_head.parameters(), world)
-            gn = _clip_grad_norm(params, cfg.max_grad_norm)
+            gn, stepped = optimizer_step(optimizer, params, cfg.max_grad_norm, precision)
             grad_norms.append(gn)
-            if math.isfinite(gn): optimizer.step()
-            else: skipped += 1                                       # NaN/inf loss or gradient: drop this update, count it
+            if not stepped and finite_loss and precision is not None and precision.scaler is not None: overflows += 1   # fp16: the scaler adapts
+            elif not stepped: skipped += 1                               # NaN/inf loss or gradient: drop this update, count it
             optimizer.zero_grad(set_to_none=True)
-    if scheduler is not None and len(grad_norms) > skipped: scheduler.step()
+    if scheduler is not None and len(grad_norms) > skipped + overflows: scheduler.step()
+    if sampler is not model: sync_sampler(sampler, model)               # the next rollouts sample the updated weights
     T["time_train"] = time.time() - t1
     logs = [l[3] for l in sorted((l for part in _all_gather(logs, world) for l in part), key=lambda l: l[:3])]   # single-process order
-    for k in logs[0]: metrics[k] = float(np.mean([l[k] for l in logs if k in l]))
+    for k in logs[0]:
+        vals = [l[k] for l in logs if k in l]
+        metrics[k] = float(np.sum(vals) if k.startswith("sum/") else np.mean(vals))
+    sums = {k[4:]: metrics.pop(k) for k in list(metrics) if k.startswith("sum/")}
+    if "mismatch_tokens" in sums:
+        ntok = max(sums["mismatch_tokens"], 1)
+        metrics.update(sampler_logprob_diff=sums["mismatch_abs"] / ntok, sampler_kl=sums["mismatch_kl"] / ntok)
+    if "tis_weight" in sums:
+        ntok = max(mask.sum().item() * cfg.num_inner_epochs, 1)
+        metrics.update(tis_weight_mean=sums["tis_weight"] / ntok, tis_capped_frac=sums["tis_capped"] / ntok)
     finite = [g for g in grad_norms if math.isfinite(g)]
     metrics.update(grad_norm=float(np.mean(finite)) if finite else float("nan"), skipped_nonfinite=skipped,
                    lr=optimizer.param_groups[0]["lr"], **T)
+    if overflows: metrics["skipped_overflow"] = overflows
     metrics["tokens_per_sec"] = metrics["tokens"] / max(T["time_rollout"] + T["time_train"], 1e-9)
     if ref_model is not None and ref_update_fn is not None:
         ref_update_fn(ref_model, model, step=step, kl=metrics.get("kl_ref", metrics.get("kl_ref_rollout", 0.0)))
@@ -283,7 +327,7 @@ def _reference_state(model, ref_model) -> Optional[dict]:
 def save_checkpoint(model, tokenizer, step: int, output_dir: Union[str, Path], checkpoint_fn: Optional[Callable] = None,
                     optimizer=None, scheduler=None, state: Optional[Mapping[str, Any]] = None,
                     data_rng: Optional[random.Random] = None, value_head=None, keep_last: int = 2, ref_model=None,
-                    accelerator=None) -> Path:
+                    accelerator=None, scaler=None) -> Path:
     "Write `output_dir/checkpoint-{step}` atomically (temp folder, fsync, rename); keep the newest `keep_last`. Several processes: all call it, rank 0 writes."
     rank = accelerator.process_index if accelerator is not None else 0
     base = unwrap_model(model) if accelerator is not None else model
@@ -308,7 +352,8 @@ def save_checkpoint(model, tokenizer, step: int, output_dir: Union[str, Path], c
             if ref_sd is not None: save_file(ref_sd, tmp / "reference.safetensors")
             time.sleep(float(os.environ.get("RLPRIMS_CHECKPOINT_PAUSE", 0) or 0))   # fault-injection tests kill the run here
             torch.save({"optimizer": optim_sd, "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                        "rng": _rng_state(data_rng or random.Random(0))}, tmp / "trainer_state.pt")
+                        "rng": _rng_state(data_rng or random.Random(0)),
+                        "scaler": scaler.state_dict() if scaler is not None else None}, tmp / "trainer_state.pt")
             (tmp / "state.json").write_text(json.dumps({"step": step, **(state or {})}, default=str))
             _fsync_tree(tmp)
             if final.exists(): shutil.rmtree(final)
@@ -337,8 +382,8 @@ def resolve_checkpoint(path: Union[str, Path]) -> Path:
     return path
 
 def load_checkpoint(path: Union[str, Path], model, optimizer=None, scheduler=None, data_rng: Optional[random.Random] = None,
-                    value_head=None, ref_model=None) -> dict:
-    "Restore model weights, optimizer, scheduler, RNG states (and value head) from `path`; returns the saved state dict."
+                    value_head=None, ref_model=None, scaler=None) -> dict:
+    "Restore model weights, optimizer, scheduler, RNG states (value head, fp16 loss scaler) from `path`; returns the saved state dict."
     path = resolve_checkpoint(path)
     try:
         state = json.loads((path / "state.json").read_text())
@@ -365,6 +410,7 @@ def load_checkpoint(path: Union[str, Path], model, optimizer=None, scheduler=Non
         else: ref_model.load_state_dict(ref_sd)
     if optimizer is not None and ts["optimizer"] is not None: optimizer.load_state_dict(ts["optimizer"])
     if scheduler is not None and ts["scheduler"] is not None: scheduler.load_state_dict(ts["scheduler"])
+    if scaler is not None and ts.get("scaler") is not None: scaler.load_state_dict(ts["scaler"])
     _set_rng_state(ts["rng"], data_rng or random.Random(0))
     return state
 
@@ -599,6 +645,8 @@ def train(
     save_final: bool = True,
     max_nonfinite_steps: int = 3,           # stop after this many steps in a row whose update was skipped for NaN/inf
     distributed: Union[str, Any, None] = "auto",   # several processes: 'auto' (DDP, or FSDP2 per accelerate config), 'ddp', 'fsdp', an Accelerator
+    precision: str = "auto",                # 'auto', 'fp32', 'bf16-mixed', 'fp16-mixed' or 'bf16' (pure, warns); see rlprims.precision
+    keep_dropout: bool = False,             # False: dropout off in the policy (the ratio pi/pi_old is exact); True: as the model has it
     **iteration_kwargs,                     # passed to training_iteration (rollout_fn, advantage_fn, loss_fn, generator, ...)
 ) -> TrainResult:
     "Train a policy with RL on `prompts`; log, evaluate, checkpoint and resume. Returns model, tokenizer, metrics."
@@ -622,16 +670,19 @@ def train(
     random.seed(seed + rank); np.random.seed(seed + rank); torch.manual_seed(seed + rank)   # each process samples its own stream
     data_rng = random.Random(seed)                                                          # ...from the same prompts
     with acc.main_process_first() if acc is not None else contextlib.nullcontext():   # the embedded model is fetched once
-        if model is None: model = load_model(model_name, use_lora=use_lora, lora_rank=lora_rank, lora_alpha=lora_alpha)
+        prec = make_precision(precision, acc.device if acc is not None else next(model.parameters()).device if model is not None else None)
+        if model is None: model = load_model(model_name, dtype=load_dtype(prec, use_lora), use_lora=use_lora, lora_rank=lora_rank, lora_alpha=lora_alpha)
         if tokenizer is None: tokenizer = load_tokenizer(model_name)
     if acc is not None: model = model.to(acc.device)
+    if not keep_dropout: disable_dropout(model)
+    model, sampler = prepare_for_training(model, prec, sampler=not fsdp)   # fp32 master weights; a bf16 copy to sample from
     gen_config = gen_config or GenerationConfig(max_new_tokens=32, temperature=1.0, top_p=1.0, top_k=0)
     overrides = dict(train_overrides or {})
     strategy = switch_strategy or algorithm
     if kl_coef is not None: overrides = {"kl_coef": kl_coef, **overrides}
     cfg0 = get_algorithm_config(0, strategy, learning_rate=learning_rate, **overrides)
     if fsdp and cfg0.advantage == "gae": raise ValueError("train: PPO's value head is not supported with FSDP; use distributed='ddp'")
-    value_head = create_value_head(model) if cfg0.advantage == "gae" else None
+    value_head = create_value_head(model).to(prec.param_dtype) if cfg0.advantage == "gae" else None
     params = [p for p in model.parameters() if p.requires_grad] + (list(value_head.parameters()) if value_head is not None else [])
     optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup_steps) if warmup_steps else 1.0)
@@ -641,8 +692,9 @@ def train(
     start, rows = 0, []
     if resume_from is not None:
         ckpt = resolve_checkpoint(resume_from)
-        state = load_checkpoint(ckpt, model, None if fsdp else optimizer, scheduler, data_rng, value_head, ref_model)
+        state = load_checkpoint(ckpt, model, None if fsdp else optimizer, scheduler, data_rng, value_head, ref_model, scaler=prec.scaler)
         start, rows = state["step"], state.get("metrics", [])
+        sync_sampler(sampler, model)
         if world > 1: _seed_by_rank(rank)      # rank 0's saved RNG state, then a stream per process
         mpath = out / "metrics.csv"
         if rank == 0 and mpath.exists():  # keep what was written after the checkpoint, never truncate it
@@ -656,23 +708,25 @@ def train(
     interactive = "ipykernel" in sys.modules and not os.environ.get("IN_TEST")
     config_record = {"model": str(model_name), "algorithm": algorithm, "num_steps": num_steps, "batch_size": batch_size,
                      "num_generations": num_generations, "learning_rate": learning_rate, "kl_coef": kl_coef, "seed": seed,
-                     "gen_config": gen_config._asdict(), "train_overrides": overrides, "use_lora": use_lora}
+                     "gen_config": gen_config._asdict(), "train_overrides": overrides, "use_lora": use_lora,
+                     "precision": prec.name, "keep_dropout": keep_dropout}
     if world > 1: config_record.update(num_processes=world, distributed="fsdp" if fsdp else "ddp")
     if rank == 0: (out / "config.json").write_text(json.dumps(config_record, indent=1, default=str))
     bar = tqdm(range(start, num_steps), desc="train", disable=not progress or rank != 0, initial=start, total=num_steps)
     ema = {}
     ckpt_kw = dict(checkpoint_fn=checkpoint_fn, optimizer=optimizer, scheduler=scheduler, data_rng=data_rng, value_head=value_head,
-                   ref_model=ref_keep, accelerator=acc)
+                   ref_model=ref_keep, accelerator=acc, scaler=prec.scaler)
     bad_steps = 0
     for step in bar:
         cfg = get_algorithm_config(step, strategy, learning_rate=learning_rate, **overrides)
         batch_prompts = [prompts[data_rng.randrange(len(prompts))] for _ in range(batch_size)]
         state = training_iteration(model, tokenizer, batch_prompts, gen_config, cfg, reward_fn, optimizer, ref_model=ref_model,
                                    ref_update_fn=ref_update_fn, num_generations=num_generations, step=step, scheduler=scheduler,
-                                   value_head=value_head, accuracy_key=accuracy_key, accelerator=acc, **iteration_kwargs)
+                                   value_head=value_head, accuracy_key=accuracy_key, accelerator=acc, precision=prec,
+                                   sampler_model=sampler if sampler is not model else None, **iteration_kwargs)
         m = dict(state.metrics)
         if eval_dataset is not None and eval_every and (step + 1) % eval_every == 0 and step + 1 < num_steps:
-            m.update(evaluate(model, tokenizer, eval_dataset, reward_fn, gen_config, accuracy_key=accuracy_key))
+            m.update(evaluate(sampler, tokenizer, eval_dataset, reward_fn, gen_config, accuracy_key=accuracy_key))
         rows.append(m)
         ema = update_ema_metrics(m, ema)
         if rank == 0:
@@ -732,6 +786,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     p.add_argument("--scale-rewards", default=None, choices=["group", "batch", "none"],
                    help="divide advantages by the group's std, the batch's std, or nothing (default: batch for the GRPO family, "
                         "see 07_examples: with the group's std a small format reward dominates groups without a correct answer)")
+    p.add_argument("--precision", default="auto", choices=list(PRECISIONS),
+                   help="auto: fp32 on CPU, bf16-mixed on bf16 GPUs, fp16-mixed on others (fp32 master weights either way); "
+                        "bf16 = pure bf16 weights, which small learning rates can't move")
     p.add_argument("--distributed", default="auto", choices=["auto", "ddp", "fsdp", "none"],
                    help="under accelerate launch / torchrun: DDP, or FSDP2 (auto: as the accelerate config says)")
     a = p.parse_args(argv)
@@ -744,25 +801,29 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     held = {x["prompt"] for x in eval_set}
     train_set = [x for x in train_set if x["prompt"] not in held]
     with acc.main_process_first() if acc is not None else contextlib.nullcontext():   # the embedded model is fetched once
-        model = load_model(a.model, use_lora=a.lora)
+        prec = make_precision(a.precision, acc.device if acc is not None else None)
+        model = load_model(a.model, dtype=load_dtype(prec, a.lora), use_lora=a.lora)
         tokenizer = load_tokenizer(a.model)
     gen = GenerationConfig(max_new_tokens=a.max_new_tokens, temperature=1.0, top_p=1.0, top_k=0)
     own = get_algorithm_config(0, a.algorithm).scale_rewards
     scale = a.scale_rewards or ("batch" if own == "group" else own)
     say(f"rlprims-train: {a.algorithm} on {a.model or 'embedded SmolLM2-135M-Instruct'}, {a.steps} steps x "
-        f"{a.batch_size} prompts x {a.num_generations} samples, lr {a.lr}"
+        f"{a.batch_size} prompts x {a.num_generations} samples, lr {a.lr}, {prec.name}"
         + (f", advantages / {scale} std" if scale != "none" else "") + f", out {a.out}"
         + (f", {acc.num_processes} processes" if acc is not None else ""), flush=True)
     before = evaluate(model, tokenizer, eval_set, ADDITION_REWARDS, gen)["eval_accuracy"] if a.resume_from is None else None
     if before is not None: say(f"held-out accuracy before: {before:.1%}", flush=True)
+    t_train = time.time()
     res = train(a.model, train_set, ADDITION_REWARDS, num_steps=a.steps, batch_size=a.batch_size, algorithm=a.algorithm,
                 train_overrides={"micro_batch_size": a.micro_batch_size, "scale_rewards": scale},
                 learning_rate=a.lr, kl_coef=a.kl_coef, output_dir=a.out, num_generations=a.num_generations, gen_config=gen,
                 eval_dataset=eval_set, eval_every=a.eval_every, checkpoint_every=a.checkpoint_every, resume_from=a.resume_from,
                 seed=a.seed, use_lora=a.lora, model=model, tokenizer=tokenizer, distributed=acc if acc is not None else "none",
+                precision=prec.name,
                 log_fn=lambda m: print(f"step {m['step']+1:3d}  reward {m['reward']:.3f}  accuracy {m.get('accuracy', float('nan')):.3f}"
                                        + (f"  held-out {m['eval_accuracy']:.3f}" if 'eval_accuracy' in m else ""), flush=True),
                 progress=False)
+    train_seconds = time.time() - t_train
     after = evaluate(res.model, tokenizer, eval_set, ADDITION_REWARDS, gen)["eval_accuracy"]
     if rank == 0 and len(res.metrics):                  # the curves again, with the held-out accuracy before and after training
         import pandas as pd
@@ -771,9 +832,10 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         if before is not None: m = pd.concat([pd.DataFrame([{"step": -1, "eval_accuracy": before}]), m], ignore_index=True)
         plot_curves(m, Path(a.out) / "curves.png")
     summary = {"accuracy_before": before, "accuracy_after": after, "steps": a.steps, "minutes": (time.time() - t0) / 60,
+               "train_seconds": train_seconds,
                "algorithm": a.algorithm, "model": a.model or EMBEDDED_NAME, "lr": a.lr, "batch_size": a.batch_size,
                "num_generations": a.num_generations, "max_new_tokens": a.max_new_tokens, "lora": a.lora, "seed": a.seed,
-               "scale_rewards": scale, "micro_batch_size": a.micro_batch_size,
+               "scale_rewards": scale, "micro_batch_size": a.micro_batch_size, "precision": prec.name,
                "reward_first_5": float(res.metrics["reward"].head(5).mean()), "reward_last_5": float(res.metrics["reward"].tail(5).mean())}
     if acc is not None: summary["num_processes"] = acc.num_processes
     if rank == 0: (Path(a.out) / "summary.json").write_text(json.dumps(summary, indent=1))
