@@ -4,20 +4,23 @@
 
 # %% ../nbs/05_algorithms.ipynb #d88c1e8b
 from __future__ import annotations
-import operator
-from typing import Callable, Optional, Union
+import copy, operator
+from contextlib import contextmanager, nullcontext
+from typing import Callable, Iterator, NamedTuple, Optional, Union
 import torch
 import torch.nn.functional as F
 from .core import TrainingConfig
+from .kl import kl_per_token
 
 # %% auto #0
-__all__ = ['LOSS_AGG_MODES', 'ADVANTAGE_KINDS', 'LOSS_TYPES', 'ALGORITHMS', 'aggregate_loss', 'whiten', 'group_advantages',
-           'ppo_clip_loss', 'kl_penalty_term', 'create_grpo_config', 'create_dr_grpo_config', 'overlong_penalty',
-           'filter_groups', 'create_dapo_config', 'gspo_loss', 'create_gspo_config', 'cispo_loss',
-           'create_cispo_config', 'rloo_advantages', 'create_rloo_config', 'rewards_to_tokens', 'discounted_cumsum',
-           'reinforce_pp_advantages', 'create_reinforce_pp_config', 'gae_advantages', 'value_loss', 'create_value_head',
-           'values_from_hidden', 'compute_values', 'create_ppo_config', 'best_worst_pairs', 'all_pairs',
-           'online_dpo_loss', 'create_online_dpo_config', 'loss_metrics', 'compute_advantages', 'compute_policy_loss',
+__all__ = ['LOSS_AGG_MODES', 'ADVANTAGE_KINDS', 'TOKEN_LEVEL_ADVANTAGES', 'LOSS_TYPES', 'ALGORITHMS', 'aggregate_loss', 'whiten',
+           'group_advantages', 'ppo_clip_loss', 'kl_penalty_term', 'create_grpo_config', 'create_dr_grpo_config',
+           'overlong_penalty', 'filter_groups', 'create_dapo_config', 'gspo_loss', 'create_gspo_config', 'cispo_loss',
+           'create_cispo_config', 'rloo_advantages', 'create_rloo_config', 'rewards_to_tokens', 'token_rewards',
+           'discounted_cumsum', 'reinforce_pp_advantages', 'create_reinforce_pp_config', 'gae_advantages', 'value_loss',
+           'create_value_head', 'values_from_hidden', 'compute_values', 'Critic', 'create_critic', 'critic_parameters',
+           'critic_values', 'create_ppo_config', 'best_worst_pairs', 'all_pairs', 'online_dpo_loss',
+           'create_online_dpo_config', 'loss_metrics', 'compute_advantages', 'compute_policy_loss',
            'get_algorithm_config']
 
 # %% ../nbs/05_algorithms.ipynb #a667f54b
@@ -125,7 +128,7 @@ def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "group
 # %% ../nbs/05_algorithms.ipynb #99d0ae17
 def ppo_clip_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
                   clip_low: float = 0.2, clip_high: float = 0.2, agg: str = "token-mean",
-                  dual_clip: Optional[float] = None) -> torch.Tensor:
+                  dual_clip: Optional[float] = None, norm_len: Optional[int] = None) -> torch.Tensor:
     "PPO clipped surrogate (scalar) from log-probs `[N, T]`, advantages `[N]` or `[N, T]` and `mask` `[N, T]`."
     fname = "ppo_clip_loss"
     _check_clip(fname, clip_low, clip_high)
@@ -134,18 +137,20 @@ def ppo_clip_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages
     adv = _token_advantages(fname, advantages, mask)
     loss = torch.maximum(-adv * ratio, -adv * ratio.clamp(1 - clip_low, 1 + clip_high))
     if dual_clip is not None: loss = torch.where(adv < 0, torch.minimum(loss, -adv * dual_clip), loss)
-    return aggregate_loss(loss, mask, agg)
+    return aggregate_loss(loss, mask, agg, norm_len)
 
 # %% ../nbs/05_algorithms.ipynb #56ddb3e7
 def kl_penalty_term(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.Tensor, beta: float,
-                    agg: str = "token-mean") -> torch.Tensor:
-    "`beta` times the aggregated k3 estimate of KL(policy || ref) from log-probs `[N, T]` (scalar)."
+                    agg: str = "token-mean", estimator: str = "k3", norm_len: Optional[int] = None) -> torch.Tensor:
+    "`beta` times the aggregated `estimator` (k1, k2, k3) estimate of KL(policy || ref) from log-probs `[N, T]` (scalar)."
     _check_mask("kl_penalty_term", mask, logprobs=logprobs, ref_logprobs=ref_logprobs)
-    x = (_masked(ref_logprobs, mask).detach() - _masked(logprobs, mask)).clamp(-20.0, 20.0)
-    return beta * aggregate_loss(torch.expm1(x) - x, mask, agg)
+    lp = _masked(logprobs, mask)
+    ref = lp.detach() + (_masked(ref_logprobs, mask).detach() - lp.detach()).clamp(-20.0, 20.0)   # a constant; |x| <= 20
+    return beta * aggregate_loss(kl_per_token(lp, ref, estimator), mask, agg, norm_len)
 
 # %% ../nbs/05_algorithms.ipynb #e0024268
 ADVANTAGE_KINDS = ("group", "rloo", "reinforce_pp", "reinforce_pp_baseline", "gae", "none")
+TOKEN_LEVEL_ADVANTAGES = ("reinforce_pp", "reinforce_pp_baseline", "gae")   # KL in the reward goes on every token, not on the sum
 LOSS_TYPES = ("ppo_clip", "gspo", "cispo", "online_dpo")
 
 def _config(fname: str, base: dict, overrides: dict) -> TrainingConfig:
@@ -224,13 +229,14 @@ def create_gspo_config(**overrides) -> TrainingConfig:
 
 # %% ../nbs/05_algorithms.ipynb #236e6ffc
 def cispo_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
-               clip_high: float = 5.0, agg: str = "token-mean", clip_low: Optional[float] = None) -> torch.Tensor:
+               clip_high: float = 5.0, agg: str = "token-mean", clip_low: Optional[float] = None,
+               norm_len: Optional[int] = None) -> torch.Tensor:
     "CISPO loss (scalar): -stopgrad(min(ratio, 1+clip_high)) * advantages * logprobs over `[N, T]`, aggregated by `agg`."
     fname = "cispo_loss"
     _check_clip(fname, clip_low, clip_high)
     ratio = torch.exp(_log_ratio(fname, logprobs, old_logprobs, mask)).detach()
     weight = ratio.clamp(None if clip_low is None else 1 - clip_low, 1 + clip_high)
-    return aggregate_loss(-weight * _token_advantages(fname, advantages, mask) * _masked(logprobs, mask), mask, agg)
+    return aggregate_loss(-weight * _token_advantages(fname, advantages, mask) * _masked(logprobs, mask), mask, agg, norm_len)
 
 # %% ../nbs/05_algorithms.ipynb #9eea4298
 def create_cispo_config(**overrides) -> TrainingConfig:
@@ -270,6 +276,14 @@ def rewards_to_tokens(rewards: torch.Tensor, mask: torch.Tensor) -> torch.Tensor
     last = torch.where(valid, pos, -1).amax(-1, keepdim=True)            # -1 for rows without a valid token
     return _masked(torch.where(pos == last, rewards[:, None], 0.0), mask)
 
+# %% ../nbs/05_algorithms.ipynb #7e2eed74
+def token_rewards(rewards: torch.Tensor, mask: torch.Tensor, kl_penalty: Optional[torch.Tensor] = None) -> torch.Tensor:
+    "Per-token rewards `[N, T]`: `rewards` `[N]` on each row's last valid token, minus `kl_penalty` `[N, T]` (beta * KL_t) on every valid token."
+    tok = rewards_to_tokens(rewards, mask)
+    if kl_penalty is None: return tok
+    _check_mask("token_rewards", mask, kl_penalty=kl_penalty)
+    return tok - _masked(_float(kl_penalty), mask).detach()
+
 # %% ../nbs/05_algorithms.ipynb #f802cdc6
 def discounted_cumsum(x: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0) -> torch.Tensor:
     "Backward discounted sum `[N, T]` over the valid tokens of each row: y_t = x_t + gamma * y_(next valid t); 0 off-mask."
@@ -292,11 +306,7 @@ def reinforce_pp_advantages(rewards: torch.Tensor, mask: torch.Tensor, kl_penalt
         if group_size is None: raise ValueError(f"{fname}: baseline=True needs group_size")
         if _float(rewards).dim() != 1: raise ValueError(f"{fname}: baseline=True needs rewards [N], got shape {tuple(rewards.shape)}")
         rewards = group_advantages(rewards, group_size, scale="none")
-    tok = rewards_to_tokens(rewards, mask)
-    if kl_penalty is not None:
-        _check_mask(fname, mask, kl_penalty=kl_penalty)
-        tok = tok - _masked(kl_penalty, mask).detach()
-    returns = discounted_cumsum(tok, mask, gamma)
+    returns = discounted_cumsum(token_rewards(rewards, mask, kl_penalty), mask, gamma)
     return whiten(returns, mask, eps=eps) if whiten_advantages else returns
 
 # %% ../nbs/05_algorithms.ipynb #608a95ee
@@ -356,6 +366,54 @@ def compute_values(model: torch.nn.Module, value_head: torch.nn.Module, input_id
     "Values `[N, T]` of the last `num_completion_tokens` tokens of `input_ids` `[N, P+T]` (prompt then completion)."
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, output_hidden_states=True)
     return values_from_hidden(out.hidden_states[-1], value_head, num_completion_tokens)
+
+# %% ../nbs/05_algorithms.ipynb #191bfd4f
+class Critic(NamedTuple):
+    "A value model: a transformer `backbone` giving hidden states `[N, L, H]`, and a linear `head` on them."
+    backbone: torch.nn.Module               # the policy itself (shared, or LoRA with `adapter`), or a copy of its transformer
+    head: torch.nn.Linear                   # Linear(hidden_size, 1), zero-initialised
+    adapter: Optional[str] = None           # LoRA: the critic's adapter on the policy's base, active during its forward
+    shared: bool = False                    # True: the backbone is the policy's, and the value loss trains it too
+
+def _is_lora(model) -> bool: return hasattr(model, "peft_config")
+
+def create_critic(policy: torch.nn.Module, shared: bool = False, adapter_name: str = "critic") -> Critic:
+    "A `Critic` for `policy`: a separate copy of its transformer (LoRA: its own adapter on the same base), or with `shared=True` the policy's own."
+    head = create_value_head(policy)
+    if shared: return Critic(policy, head, shared=True)
+    if _is_lora(policy):
+        if adapter_name not in policy.peft_config:
+            policy.add_adapter(adapter_name, copy.deepcopy(policy.peft_config[policy.active_adapter]))
+        for n, p in policy.named_parameters():
+            if f".{adapter_name}." in n: p.requires_grad_(True)
+        return Critic(policy, head, adapter=adapter_name)
+    backbone = copy.deepcopy(policy.get_decoder() if hasattr(policy, "get_decoder") else policy).train()
+    return Critic(backbone.requires_grad_(True), head)
+
+def critic_parameters(critic: Critic) -> list:
+    "The parameters the value loss trains and the policy loss does not: the head, plus the separate backbone or the critic's adapter."
+    own = [] if critic.shared else ([p for n, p in critic.backbone.named_parameters() if f".{critic.adapter}." in n]
+                                     if critic.adapter else list(critic.backbone.parameters()))
+    return list(critic.head.parameters()) + own
+
+@contextmanager
+def _adapter_for_training(model, name: Optional[str]) -> Iterator:
+    "Make adapter `name` the active one (trainable) for the block; restore the previous adapter and every `requires_grad` flag after."
+    if name is None: yield; return
+    prev, flags = model.active_adapter, [(p, p.requires_grad) for p in model.parameters()]
+    model.set_adapter(name)
+    try: yield
+    finally:
+        model.set_adapter(prev)
+        for p, f in flags: p.requires_grad_(f)
+
+def critic_values(critic: Critic, input_ids: torch.Tensor, attention_mask: torch.Tensor, num_completion_tokens: int,
+                  position_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
+    "Values `[N, T]` (float32) of the last `num_completion_tokens` tokens of `input_ids` `[N, P+T]`, from `critic`."
+    with _adapter_for_training(critic.backbone, critic.adapter):
+        out = critic.backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, output_hidden_states=True)
+    hidden = out.last_hidden_state if getattr(out, "logits", None) is None else out.hidden_states[-1]
+    return values_from_hidden(hidden, critic.head, num_completion_tokens)
 
 # %% ../nbs/05_algorithms.ipynb #36ee4ef7
 def create_ppo_config(**overrides) -> TrainingConfig:
@@ -421,14 +479,15 @@ def loss_metrics(logprobs: torch.Tensor, old_logprobs: torch.Tensor, mask: torch
     n = valid.sum().clamp(min=1)
     frac_low, frac_high = (low & valid).sum() / n, (high & valid).sum() / n
     return {"clip_frac_low": frac_low.item(), "clip_frac_high": frac_high.item(), "clip_frac": (frac_low + frac_high).item(),
-            "approx_kl": (_masked(torch.expm1(-lr) + lr, mask).sum() / n).item(),
+            "approx_kl": (_masked(torch.expm1(lr) - lr, mask).sum() / n).item(),     # k3 of KL(pi_old || pi), samples from pi_old
             "ratio_mean": (_masked(ratio, mask).sum() / n).item(),
             "ratio_max": ratio[valid].max().item() if valid.any() else 0.0}
 
 # %% ../nbs/05_algorithms.ipynb #b1a6608e
 def compute_advantages(rewards: torch.Tensor, config: TrainingConfig, group_size: int, mask: Optional[torch.Tensor] = None,
-                       values: Optional[torch.Tensor] = None, advantage_fn: Optional[Callable] = None) -> torch.Tensor:
-    "Advantages `[N]` or `[N, T]` from rewards `[N]` as `config.advantage` says, or from `advantage_fn` when given."
+                       values: Optional[torch.Tensor] = None, advantage_fn: Optional[Callable] = None,
+                       kl: Optional[torch.Tensor] = None) -> torch.Tensor:
+    "Advantages `[N]` or `[N, T]` from rewards `[N]` as `config.advantage` says (per-token KL `kl` `[N, T]` folded in when `config.kl_in_reward`), or from `advantage_fn`."
     if advantage_fn is not None:
         return advantage_fn(rewards=rewards, config=config, group_size=group_size, mask=mask, values=values)
     kind, fname = config.advantage, "compute_advantages"
@@ -439,11 +498,12 @@ def compute_advantages(rewards: torch.Tensor, config: TrainingConfig, group_size
     if kind == "none": return _float(rewards)
     if kind not in ADVANTAGE_KINDS: raise ValueError(f"{fname}: unknown config.advantage={kind!r}; known: {', '.join(ADVANTAGE_KINDS)}")
     if mask is None: raise ValueError(f"{fname}: config.advantage={kind!r} gives per-token advantages and needs mask [N, T]")
+    penalty = config.kl_coef * kl if (kl is not None and config.kl_in_reward and config.kl_coef) else None   # beta * KL_t [N, T]
     if kind == "gae":
         if values is None: raise ValueError(f"{fname}: config.advantage='gae' needs values [N, T] (see compute_values)")
-        adv = gae_advantages(rewards, values, mask, config.gamma, config.lam)[0]
+        adv = gae_advantages(token_rewards(rewards, mask, penalty), values, mask, config.gamma, config.lam)[0]
         return whiten(adv, mask) if config.normalize_advantages else adv
-    return reinforce_pp_advantages(rewards, mask, gamma=config.gamma, baseline=kind == "reinforce_pp_baseline",
+    return reinforce_pp_advantages(rewards, mask, kl_penalty=penalty, gamma=config.gamma, baseline=kind == "reinforce_pp_baseline",
                                    group_size=group_size, whiten_advantages=config.normalize_advantages)
 
 # %% ../nbs/05_algorithms.ipynb #d5c13adb
@@ -461,9 +521,9 @@ def compute_policy_loss(logprobs: torch.Tensor, old_logprobs: Optional[torch.Ten
         out = loss_fn(logprobs=logprobs, old_logprobs=old, advantages=advantages, mask=mask, config=config,
                       ref_logprobs=ref_logprobs, seq_logprobs_ref=seq_logprobs_ref, rewards=rewards, group_size=group_size)
         loss, extra = out if isinstance(out, tuple) else (out, {})
-    elif config.loss_type == "ppo_clip": loss = ppo_clip_loss(logprobs, old, advantages, mask, lo, hi, config.loss_agg)
+    elif config.loss_type == "ppo_clip": loss = ppo_clip_loss(logprobs, old, advantages, mask, lo, hi, config.loss_agg, norm_len=config.loss_norm_len)
     elif config.loss_type == "gspo": loss = gspo_loss(logprobs, old, advantages, mask, lo, hi)
-    elif config.loss_type == "cispo": loss, lo = cispo_loss(logprobs, old, advantages, mask, hi, config.loss_agg), None
+    elif config.loss_type == "cispo": loss, lo = cispo_loss(logprobs, old, advantages, mask, hi, config.loss_agg, norm_len=config.loss_norm_len), None
     elif config.loss_type == "online_dpo":
         if rewards is None or group_size is None: raise ValueError(f"{fname}: loss_type='online_dpo' needs rewards [N] and group_size")
         if seq_logprobs_ref is None and ref_logprobs is None:
@@ -475,7 +535,7 @@ def compute_policy_loss(logprobs: torch.Tensor, old_logprobs: Optional[torch.Ten
     else: raise ValueError(f"{fname}: unknown config.loss_type={config.loss_type!r}; known: {', '.join(LOSS_TYPES)}")
     metrics = {"policy_loss": loss.item()}
     if ref_logprobs is not None:
-        kl = kl_penalty_term(logprobs, ref_logprobs, mask, 1.0, config.loss_agg)
+        kl = kl_penalty_term(logprobs, ref_logprobs, mask, 1.0, config.loss_agg, config.kl_estimator, config.loss_norm_len)
         metrics["kl_ref"] = kl.item()
         if config.kl_coef > 0 and not config.kl_in_reward: loss = loss + config.kl_coef * kl
     metrics.update(loss_metrics(logprobs, old, mask, lo, hi, None if config.loss_type == "cispo" and loss_fn is None else advantages))

@@ -65,17 +65,18 @@ class TrainingConfig(NamedTuple):
     algorithm: str = "grpo"                 # grpo, dr_grpo, dapo, gspo, cispo, rloo, reinforce_pp, ppo, online_dpo
     learning_rate: float = 1e-5
     kl_coef: float = 0.0                    # beta: weight of the KL term (in the loss or in the reward)
-    kl_in_reward: bool = False              # True: fold kl_coef*KL into the reward; False: k3 term in the loss
+    kl_in_reward: bool = False              # True: KL in the reward (beta * sum_t KL_t, or -beta * KL_t per token); False: a loss term
     kl_estimator: str = "k3"
     clip_range: float = 0.2                 # clip_low (PPO epsilon)
     clip_range_high: Optional[float] = None # clip_high; None = same as clip_range (DAPO: 0.28)
     advantage: str = "group"                # group, rloo, reinforce_pp, gae, none
     scale_rewards: str = "group"            # group / batch / none (Dr. GRPO)
     loss_agg: str = "token-mean"
+    loss_norm_len: Optional[int] = None     # Dr. GRPO's constant divisor: the generation budget (training sets max_new_tokens)
     loss_type: str = "ppo_clip"             # ppo_clip, gspo, cispo, online_dpo
     normalize_advantages: bool = True
-    normalize_rewards: bool = False
-    dynamic_sampling: bool = False          # DAPO: drop groups whose rewards are all equal
+    dynamic_sampling: bool = False          # DAPO: drop groups whose accuracy is all equal, sample more prompts to refill
+    max_sampling_rounds: int = 4            # dynamic sampling: generation rounds per step at most (then train on what was kept)
     overlong_buffer: int = 0                # DAPO soft overlong punishment buffer (tokens); 0 = off
     overlong_penalty: float = 1.0
     num_inner_epochs: int = 1
@@ -84,6 +85,7 @@ class TrainingConfig(NamedTuple):
     max_grad_norm: float = 1.0
     vf_coef: float = 0.5                    # PPO value loss weight
     vf_clip: float = 0.2                    # PPO value clipping
+    shared_critic: bool = False             # PPO: value head on the policy's own transformer (else a separate critic)
     gamma: float = 1.0
     lam: float = 0.95
     dpo_beta: float = 0.1                   # online DPO temperature

@@ -110,14 +110,20 @@ def backward(loss: torch.Tensor, precision: Optional[Precision] = None) -> None:
     scaler = precision.scaler if precision is not None else None
     (scaler.scale(loss) if scaler is not None else loss).backward()
 
+def _clip(params, max_norm: float) -> float:
+    "Clip the gradient norm of `params` (plain or FSDP2-sharded) to `max_norm` (<= 0: no clipping); returns the norm before."
+    gn = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"))
+    return float(gn.full_tensor() if hasattr(gn, "full_tensor") else gn)
+
 def optimizer_step(optimizer: torch.optim.Optimizer, params, max_grad_norm: float, precision: Optional[Precision] = None) -> tuple[float, bool]:
-    "Clip the gradients of `params` to `max_grad_norm` (<= 0: no clipping) and step; returns `(grad norm before clipping, stepped)`. Non-finite gradients: no step."
+    "Clip the gradients of `params` (or of each list in a list of lists, separately) to `max_grad_norm` and step; returns `(first group's norm before clipping, stepped)`. Non-finite gradients: no step."
     scaler = precision.scaler if precision is not None else None
     if scaler is not None: scaler.unscale_(optimizer)
-    gn = torch.nn.utils.clip_grad_norm_(params, max_grad_norm if max_grad_norm > 0 else float("inf"))
-    gn = float(gn.full_tensor() if hasattr(gn, "full_tensor") else gn)
+    groups = params if params and isinstance(params[0], (list, tuple)) else [params]
+    norms = [_clip(g, max_grad_norm) for g in groups]
+    finite = all(math.isfinite(n) for n in norms)
     if scaler is not None:
         scaler.step(optimizer)          # skips the step itself when the unscaled gradients hold inf/NaN
         scaler.update()
-    elif math.isfinite(gn): optimizer.step()
-    return gn, math.isfinite(gn)
+    elif finite: optimizer.step()
+    return norms[0], finite

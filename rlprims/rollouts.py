@@ -253,6 +253,7 @@ class RolloutResult(NamedTuple):
     reward_components: Mapping[str, torch.Tensor]  # name -> [N] raw component values
     kl: Optional[torch.Tensor] = None       # [N] mean per-token KL(policy||ref) estimate, if a reference was given
     num_reward_errors: int = 0
+    generation_budget: Optional[int] = None # completion tokens a row could have had (max_new_tokens; an episode's budget)
 
 # %% ../nbs/04_rollouts.ipynb #fbe322d9
 def split_examples(prompts: Sequence[Any]) -> tuple[list, list[dict]]:
@@ -281,10 +282,11 @@ def score_rollouts(
                                                  completion_mask=batch.completion_mask, temperature=temperature,
                                                  micro_batch_size=micro_batch_size).cpu() * mask
         if batch.logprobs is None: raise ValueError("score_rollouts: the batch has no sampler log-probs; generate with compute_logprobs=True")
-        kl = (kl_per_token(batch.logprobs, ref_lp, kl_estimator) * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+        kl_sum = (kl_per_token(batch.logprobs, ref_lp, kl_estimator) * mask).sum(-1)   # [N] sum over the sequence's tokens
+        kl = kl_sum / mask.sum(-1).clamp(min=1)                                       # [N] per token, for logging
     res = compute_rewards(rollouts, reward_fn, weights=reward_weights, on_error=on_reward_error)
     rewards = res.rewards.float()
-    penalty = kl_coef * kl if (kl is not None and kl_in_reward and kl_coef) else torch.zeros_like(rewards)
+    penalty = kl_coef * kl_sum if (kl is not None and kl_in_reward and kl_coef) else torch.zeros_like(rewards)   # r - beta * sum_t KL_t
     rewards = rewards - penalty
     out = [r._replace(reward=float(rewards[i]), kl_penalty=float(penalty[i])) for i, r in enumerate(rollouts)]
     return RolloutResult(out, batch._replace(ref_logprobs=ref_lp, rewards=rewards), res.components, kl, res.num_errors)
@@ -314,8 +316,9 @@ def create_batch_rollouts(
     batch = batch._replace(group_ids=torch.arange(n).repeat_interleave(G))
     gens = decode_completions(tokenizer, batch, gen_config)
     rollouts = [Rollout(texts[i // G], g, 0.0, metadata={**fields[i // G], "group_id": i // G}) for i, g in enumerate(gens)]
-    return score_rollouts(rollouts, batch, reward_fn, ref_model, kl_coef, kl_in_reward, kl_estimator,
-                          sampling_temperature(gen_config), micro_batch_size, reward_weights, on_reward_error)
+    res = score_rollouts(rollouts, batch, reward_fn, ref_model, kl_coef, kl_in_reward, kl_estimator,
+                         sampling_temperature(gen_config), micro_batch_size, reward_weights, on_reward_error)
+    return res._replace(generation_budget=gen_config.max_new_tokens)
 
 # %% ../nbs/04_rollouts.ipynb #33fd168a
 def create_rollout(model, tokenizer, prompt, gen_config: GenerationConfig, reward_fn, ref_model=None, kl_coef: float = 0.0, **kwargs) -> Rollout:
@@ -418,8 +421,9 @@ def create_multiturn_rollouts(
               "num_turns": sum(m.role == "assistant" for m in messages[i]), **summarize_tool_calls(calls)}
         rollouts.append(Rollout(texts[i // G] if isinstance(texts[i // G], str) else str(texts[i // G]), gen, 0.0,
                                 conversation=Conversation(tuple(messages[i])), metadata=md))
-    return score_rollouts(rollouts, batch, reward_fn, ref_model, kl_coef, kl_in_reward, kl_estimator,
-                          sampling_temperature(gen_config), micro_batch_size, reward_weights, on_reward_error)
+    res = score_rollouts(rollouts, batch, reward_fn, ref_model, kl_coef, kl_in_reward, kl_estimator,
+                         sampling_temperature(gen_config), micro_batch_size, reward_weights, on_reward_error)
+    return res._replace(generation_budget=budget)
 
 # %% ../nbs/04_rollouts.ipynb #3e9bfe70
 def create_multiturn_rollout(model, tokenizer, initial_message, gen_config: GenerationConfig, reward_fn, max_turns: int = 5,

@@ -14,7 +14,10 @@ from .core import *
 from .generation import load_model, load_tokenizer, compute_logprobs_for_tokens, generate_batch
 from .rollouts import create_batch_rollouts, RolloutResult
 from .algorithms import (compute_advantages, compute_policy_loss, get_algorithm_config, filter_groups,
-                                overlong_penalty, value_loss, create_value_head, compute_values, gae_advantages)
+                                overlong_penalty, value_loss, create_value_head, compute_values, gae_advantages,
+                                token_rewards, best_worst_pairs, TOKEN_LEVEL_ADVANTAGES, Critic, create_critic,
+                                critic_parameters, critic_values)
+from .kl import kl_per_token
 from .precision import (PRECISIONS, Precision, make_precision, prepare_for_training, load_dtype, sync_sampler, disable_dropout,
                         autocast, backward, optimizer_step)
 
@@ -22,15 +25,22 @@ from .precision import (PRECISIONS, Precision, make_precision, prepare_for_train
 __all__ = ['ADDITION_REWARDS', 'EMBEDDED_NAME', 'training_iteration', 'make_addition_dataset', 'correct', 'answer_format',
            'tiny_test_model', 'save_checkpoint', 'latest_checkpoint', 'resolve_checkpoint', 'load_checkpoint',
            'update_ema_metrics', 'plot_curves', 'evaluate', 'make_accelerator', 'is_fsdp', 'unwrap_model',
-           'prepare_model', 'shard_prompts', 'concat_rollout_results', 'gathered_params', 'full_state_dicts',
-           'load_full_optimizer_state', 'TrainResult', 'train', 'main', 'cli']
+           'prepare_model', 'shard_prompts', 'concat_rollout_results', 'select_rollout_result', 'gathered_params',
+           'full_state_dicts', 'load_full_optimizer_state', 'TrainResult', 'train', 'main', 'cli']
 
 # %% ../nbs/06_training.ipynb #c861547b
-def _micro_weight(config: TrainingConfig, mask_mb: torch.Tensor, mask_mini: torch.Tensor) -> float:
-    "Weight of a micro-batch's loss inside its mini-batch: token share for token-mean losses, row share otherwise."
+def _micro_weight(config: TrainingConfig, mask_mb: torch.Tensor, mask_mini: torch.Tensor,
+                  rewards_mb: Optional[torch.Tensor] = None, rewards_mini: Optional[torch.Tensor] = None, group_size: int = 1) -> float:
+    "Weight of a micro-batch's loss inside its mini-batch: its share of the tokens (token-mean), of the pairs (online DPO), or of the rows."
+    if config.loss_type == "online_dpo":   # the loss averages over pairs: weight by pair count (micro-batches hold whole groups)
+        return best_worst_pairs(rewards_mb, group_size).shape[0] / max(best_worst_pairs(rewards_mini, group_size).shape[0], 1)
     if config.loss_agg == "token-mean" and config.loss_type in ("ppo_clip", "cispo"):
         return float(mask_mb.sum() / mask_mini.sum().clamp(min=1))
     return mask_mb.shape[0] / mask_mini.shape[0]
+
+def _whole_groups(n: int, group_size: int) -> int:
+    "`n` rounded down to whole groups (at least one group)."
+    return max(group_size, n // group_size * group_size)
 
 def _row_ranges(n: int, world: int, unit: int = 1) -> list[tuple[int, int]]:
     "Contiguous `(start, stop)` ranges that split `n` rows over `world` processes in whole `unit`s, as evenly as possible."
@@ -76,6 +86,33 @@ def _reward_metrics(res: RolloutResult, gen_config: GenerationConfig, accuracy_k
     if all(t is not None for t in tools): m["tool_calls_per_episode"] = float(np.mean(tools))
     return m
 
+def _accuracy_or_reward(res: RolloutResult, accuracy_key: str) -> torch.Tensor:
+    "What DAPO's filter looks at, `[N]`: the task's correctness component when the reward has one, else the reward (before shaping)."
+    comp = res.reward_components.get(accuracy_key)
+    return (comp > 0).float() if comp is not None else res.batch.rewards
+
+def _dynamic_sampling(res: RolloutResult, collect: Callable, prompt_source: Optional[Callable], num_groups: int, G: int,
+                      max_rounds: int, accuracy_key: str, pad_token_id: int) -> tuple[RolloutResult, RolloutResult, int]:
+    "DAPO's dynamic sampling: keep groups whose accuracy varies, sample `num_groups` more prompts per round until `num_groups` are kept (or `max_rounds`); returns (kept, everything sampled, rounds)."
+    kept, seen, rounds = [], [res], 1
+    kept.append(select_rollout_result(res, filter_groups(_accuracy_or_reward(res, accuracy_key), G)))
+    while sum(r.batch.size for r in kept) < num_groups * G and rounds < max_rounds and prompt_source is not None:
+        more = collect(prompt_source(num_groups)); rounds += 1
+        seen.append(more)
+        kept.append(select_rollout_result(more, filter_groups(_accuracy_or_reward(more, accuracy_key), G)))
+    out = concat_rollout_results(kept, pad_token_id)
+    if out.batch.size > num_groups * G: out = select_rollout_result(out, torch.arange(out.batch.size) < num_groups * G)
+    return out, concat_rollout_results(seen, pad_token_id), rounds
+
+def _average_logs(logs: list) -> dict:
+    "Micro-batch metrics `[dict]` -> one dict: 'sum/' keys summed, the rest averaged with each micro-batch weighted by its tokens."
+    out, w = {}, np.array([l.get("_tokens", 1.0) for l in logs], dtype=float)
+    for k in {k for l in logs for k in l} - {"_tokens"}:
+        have = [i for i, l in enumerate(logs) if k in l]
+        vals = np.array([logs[i][k] for i in have], dtype=float)
+        out[k] = float(vals.sum()) if k.startswith("sum/") else float((vals * w[have]).sum() / max(w[have].sum(), 1e-12))
+    return out
+
 # %% ../nbs/06_training.ipynb #33ada4e5
 def training_iteration(
     model, tokenizer,
@@ -85,18 +122,19 @@ def training_iteration(
     reward_fn,
     optimizer: torch.optim.Optimizer,
     ref_model=None,
-    ref_update_fn: Optional[Callable] = None,   # hook: (ref_model, policy_model, step=, kl=) -> None
+    ref_update_fn: Optional[Callable] = None,   # hook: (ref_model, policy_model, step=, kl=) -> None; step counts optimizer steps taken, from 1
     num_generations: int = 8,
     step: int = 0,
     scheduler=None,
     rollout_fn: Optional[Callable] = None,      # hook: same arguments as create_batch_rollouts -> RolloutResult
     advantage_fn: Optional[Callable] = None,    # hook, see rlprims.algorithms.compute_advantages
     loss_fn: Optional[Callable] = None,         # hook, see rlprims.algorithms.compute_policy_loss
-    value_head: Optional[torch.nn.Module] = None,   # PPO critic head (rlprims.algorithms.create_value_head)
-    accuracy_key: str = "correct",              # reward component whose mean (>0) is logged as accuracy
+    critic: Optional[Critic] = None,            # PPO's value model (rlprims.algorithms.create_critic)
+    accuracy_key: str = "correct",              # reward component whose mean (>0) is logged as accuracy (and DAPO filters on)
     accelerator=None,                           # accelerate.Accelerator that prepared `model` (DDP/FSDP2); None = one process
     precision: Optional[Precision] = None,      # rlprims.precision: autocast and loss scaling; None = the model's own dtype
     sampler_model=None,                         # the model rollouts are sampled from (a bf16 copy under mixed precision); None = `model`
+    prompt_source: Optional[Callable[[int], list]] = None,   # n -> n more prompts, for DAPO's dynamic sampling to refill the batch
     **rollout_kwargs,                           # generator, reward_weights, on_reward_error, system_prompt, ...
 ) -> TrainingState:
     "Rollouts → advantages → policy updates → reference update, for one batch of prompts; returns metrics."
@@ -110,37 +148,41 @@ def training_iteration(
     policy = model                              # what gradients flow through: the DDP/FSDP-prepared model under several processes
     if world > 1: model = unwrap_model(model)  # the plain module: generation, reference, hooks
     sampler = model if sampler_model is None else sampler_model
-    t0 = time.time()
-    local = shard_prompts(prompts, rank, world) if world > 1 else prompts
+    token_kl = cfg.kl_in_reward and cfg.advantage in TOKEN_LEVEL_ADVANTAGES   # KL on every token's reward, not on the sum
     if world > 1 and is_fsdp(policy) and rollout_kwargs.get("generator") is None:
         rollout_kwargs["generator"] = generate_batch    # FSDP gathers the weights for generation: the plain loop, no CUDA graphs
-    with gathered_params(model) if world > 1 else contextlib.nullcontext(), autocast(precision):   # autocast: the reference's pass
-        res = (rollout_fn or create_batch_rollouts)(sampler, tokenizer, local, gen_config, reward_fn,
-                                                    ref_model=ref_model, kl_coef=cfg.kl_coef,
-                                                    num_generations=G, kl_in_reward=cfg.kl_in_reward, kl_estimator=cfg.kl_estimator,
-                                                    micro_batch_size=cfg.micro_batch_size, **rollout_kwargs)
-    if world > 1: res = concat_rollout_results(_all_gather(res, world), pad_token_id=_pad_id(tokenizer))
+    def collect(batch_prompts):   # rollouts for all of `batch_prompts`: each process samples its share, then all shares are gathered
+        local = shard_prompts(batch_prompts, rank, world) if world > 1 else batch_prompts
+        with gathered_params(model) if world > 1 else contextlib.nullcontext(), autocast(precision):   # autocast: the reference's pass
+            r = (rollout_fn or create_batch_rollouts)(sampler, tokenizer, local, gen_config, reward_fn, ref_model=ref_model,
+                                                      kl_coef=cfg.kl_coef, num_generations=G, kl_in_reward=cfg.kl_in_reward and not token_kl,
+                                                      kl_estimator=cfg.kl_estimator, micro_batch_size=cfg.micro_batch_size, **rollout_kwargs)
+        return concat_rollout_results(_all_gather(r, world), pad_token_id=_pad_id(tokenizer)) if world > 1 else r
+    t0 = time.time()
+    res = collect(prompts)
+    metrics = {}
+    if cfg.dynamic_sampling:   # DAPO: groups whose accuracy varies, refilled from `prompt_source` up to len(prompts) groups
+        res, seen, rounds = _dynamic_sampling(res, collect, prompt_source, len(prompts), G, cfg.max_sampling_rounds, accuracy_key, _pad_id(tokenizer))
+        metrics.update(_reward_metrics(seen, gen_config, accuracy_key), sampling_rounds=rounds,
+                       kept_frac=res.batch.size / max(seen.batch.size, 1), kept_groups=res.batch.size // G)
+    else: metrics.update(_reward_metrics(res, gen_config, accuracy_key))
     T["time_rollout"] = time.time() - t0
-    metrics = _reward_metrics(res, gen_config, accuracy_key)
     b = res.batch
-    rewards = b.rewards.clone()
-    buffer = min(cfg.overlong_buffer, gen_config.max_new_tokens // 4)   # DAPO: 4k of 20k tokens; never more than a quarter
-    if buffer > 0:
-        rewards = rewards + overlong_penalty(b.completion_mask.sum(-1), gen_config.max_new_tokens, buffer, cfg.overlong_penalty)
-    b = b._replace(rewards=rewards)
-    if cfg.dynamic_sampling:
-        keep = filter_groups(rewards, G)
-        metrics["kept_frac"] = keep.float().mean().item()
-        b = select_rows(b, keep)
+    budget = res.generation_budget or gen_config.max_new_tokens      # what a row could have generated (an episode's budget)
+    if cfg.loss_norm_len is None: cfg = cfg._replace(loss_norm_len=budget)   # Dr. GRPO divides by the budget, not the batch's width
+    buffer = min(cfg.overlong_buffer, budget // 4)                   # DAPO: 4k of 20k tokens; never more than a quarter
+    if buffer > 0 and b.size:   # measured on the policy's own tokens (tool outputs are not its length)
+        b = b._replace(rewards=b.rewards + overlong_penalty(b.train_mask.sum(-1), budget, buffer, cfg.overlong_penalty))
     metrics.update(step=step, algorithm=cfg.algorithm)
-    if b.size == 0:   # every group had equal rewards: nothing to learn from this batch
+    if b.size == 0:   # every group had equal accuracy: nothing to learn from this batch
         metrics.update(skipped_update=1, time_train=0.0, **T)
-        if ref_model is not None and ref_update_fn is not None: ref_update_fn(ref_model, model, step=step, kl=metrics.get("kl_ref_rollout", 0.0))
+        if ref_model is not None and ref_update_fn is not None: ref_update_fn(ref_model, model, step=step + 1, kl=metrics.get("kl_ref_rollout", 0.0))
         return TrainingState(step, metrics["tokens"], metrics)
     mask = b.train_mask
     temp = sampling_temperature(gen_config)
     t1 = time.time()
     n, mbs, mic = b.size, cfg.mini_batch_size or b.size, cfg.micro_batch_size
+    if cfg.loss_type == "online_dpo": mbs, mic = _whole_groups(mbs, G), _whole_groups(mic, G)   # pairs live inside groups
     share_prefix = None if world == 1 or not is_fsdp(policy) else False   # FSDP: one forward per micro-batch; None: per device
     def score(rows, grad=False, model_=policy):   # the trainer's log-probs and entropies of `rows`, under the run's precision
         with autocast(precision):
@@ -152,22 +194,31 @@ def training_iteration(
         lo, hi = _row_ranges(b.size, world)[rank]
         return torch.cat(_all_gather(fn(select_rows(b, slice(lo, hi))).cpu(), world)).to(mask.device)
     old_values = None
-    if value_head is not None:   # each process scores its slice of the rows, then all slices are gathered
-        with torch.no_grad(), autocast(precision): old_values = per_process(lambda rows: _values(model, value_head, rows, mic).float()) * mask
+    if critic is not None:   # each process scores its slice of the rows, then all slices are gathered
+        with torch.no_grad(), autocast(precision): old_values = per_process(lambda rows: _values(critic, rows, mic)) * mask
+        train_critic = critic._replace(backbone=policy) if critic.shared else critic   # shared: gradients through the DDP wrapper
     # pi_old: on-policy (one update per batch) the trainer's own log-probs, detached, so the ratio is exactly 1;
     # off-policy (several updates) one trainer pass before the first update. The sampler's log-probs only measure the mismatch.
-    off_policy = cfg.num_inner_epochs > 1 or mbs < n
+    several_updates = cfg.num_inner_epochs > 1 or mbs < n
+    off_policy = several_updates and cfg.loss_type != "online_dpo"   # DPO's loss has no ratio
     old_lp = per_process(lambda rows: score(rows, model_=policy)[0]) * mask if off_policy else None
     if old_lp is not None: metrics.update(_mismatch_sums(old_lp, b.logprobs, mask))
-    adv = compute_advantages(b.rewards, cfg, G, mask=mask, values=old_values, advantage_fn=advantage_fn)
-    returns = gae_advantages(b.rewards, old_values, mask, cfg.gamma, cfg.lam)[1] if old_values is not None else None
+    kl = kl_per_token(b.logprobs, b.ref_logprobs, cfg.kl_estimator) * mask if token_kl and b.ref_logprobs is not None else None
+    adv = compute_advantages(b.rewards, cfg, G, mask=mask, values=old_values, advantage_fn=advantage_fn, kl=kl)
+    if old_values is not None:   # PPO's value targets: GAE returns of the same per-token rewards
+        penalty = cfg.kl_coef * kl if kl is not None else None
+        returns = gae_advantages(token_rewards(b.rewards, mask, penalty), old_values, mask, cfg.gamma, cfg.lam)[1]
     policy.train()
     unit = G if cfg.loss_type == "online_dpo" else 1    # DPO pairs live inside groups: never split a group over processes
     params = [p for g in optimizer.param_groups for p in g["params"]]
+    if critic is not None and not critic.shared:   # policy and critic: each clipped to max_grad_norm on its own
+        own = {id(p) for p in critic_parameters(critic)}
+        params = [[p for p in params if id(p) not in own], critic_parameters(critic)]
     logs, grad_norms, skipped, overflows = [], [], 0, 0
     for epoch in range(cfg.num_inner_epochs):
-        order = torch.randperm(n) if (cfg.num_inner_epochs > 1 or mbs < n) else torch.arange(n)
-        if cfg.loss_type == "online_dpo": order = torch.arange(n)   # pairs live inside groups: keep rows in place
+        order = torch.randperm(n) if several_updates else torch.arange(n)
+        if cfg.loss_type == "online_dpo":   # pairs live inside groups: shuffle whole groups
+            order = (torch.randperm(n // G)[:, None] * G + torch.arange(G)).reshape(-1) if several_updates else torch.arange(n)
         order = _all_gather(order, world)[0]                         # every process follows rank 0's shuffle
         for s in range(0, n, mbs):
             mini = order[s:s + mbs]
@@ -193,19 +244,21 @@ def training_iteration(
                     with autocast(precision):
                         loss, lm = compute_policy_loss(lp, old, a, m_mb, cfg, ref_logprobs=mb.ref_logprobs,
                                                        loss_fn=loss_fn, rewards=mb.rewards, group_size=G)
-                        if value_head is not None and returns is not None:
-                            v = _values(policy, value_head, mb, len(idx), grad=True)
+                        if critic is not None:
+                            v = _values(train_critic, mb, len(idx), grad=True)
                             vl = value_loss(v.float(), old_values[idx], returns[idx], m_mb, cfg.vf_clip)
                             loss = loss + cfg.vf_coef * vl; lm["value_loss"] = vl.item()
                     finite_loss &= math.isfinite(lm["loss"])
                     # engines average gradients over processes, so each process's share is scaled by `world`
-                    backward(loss * (0.0 if dummy else _micro_weight(cfg, m_mb, mask[mini]) * world), precision)
+                    weight = 0.0 if dummy else _micro_weight(cfg, m_mb, mask[mini], mb.rewards, b.rewards[mini], G) * world
+                    backward(loss * weight, precision)
                 if not dummy:
                     lm["entropy"] = ((ent.detach() * m_mb).sum() / m_mb.sum().clamp(min=1)).item()
+                    lm["_tokens"] = m_mb.sum().item()                # metrics are averaged over tokens, not micro-batches
                     if old_lp is None: lm.update(_mismatch_sums(old, mb.logprobs, m_mb))
                     if cfg.tis_cap is not None: lm.update({"sum/tis_weight": w.sum().item(), "sum/tis_capped": ((w >= cfg.tis_cap) * m_mb).sum().item()})
                     logs.append((epoch, s, lo + u * mic, lm))
-            if value_head is not None and world > 1: _average_grads(value_head.parameters(), world)
+            if critic is not None and world > 1: _average_grads(critic_parameters(critic), world)   # outside the DDP wrapper
             gn, stepped = optimizer_step(optimizer, params, cfg.max_grad_norm, precision)
             grad_norms.append(gn)
             if not stepped and finite_loss and precision is not None and precision.scaler is not None: overflows += 1   # fp16: the scaler adapts
@@ -215,9 +268,7 @@ def training_iteration(
     if sampler is not model: sync_sampler(sampler, model)               # the next rollouts sample the updated weights
     T["time_train"] = time.time() - t1
     logs = [l[3] for l in sorted((l for part in _all_gather(logs, world) for l in part), key=lambda l: l[:3])]   # single-process order
-    for k in logs[0]:
-        vals = [l[k] for l in logs if k in l]
-        metrics[k] = float(np.sum(vals) if k.startswith("sum/") else np.mean(vals))
+    metrics.update(_average_logs(logs))
     sums = {k[4:]: metrics.pop(k) for k in list(metrics) if k.startswith("sum/")}
     if "mismatch_tokens" in sums:
         ntok = max(sums["mismatch_tokens"], 1)
@@ -231,19 +282,19 @@ def training_iteration(
     if overflows: metrics["skipped_overflow"] = overflows
     metrics["tokens_per_sec"] = metrics["tokens"] / max(T["time_rollout"] + T["time_train"], 1e-9)
     if ref_model is not None and ref_update_fn is not None:
-        ref_update_fn(ref_model, model, step=step, kl=metrics.get("kl_ref", metrics.get("kl_ref_rollout", 0.0)))
+        ref_update_fn(ref_model, model, step=step + 1, kl=metrics.get("kl_ref", metrics.get("kl_ref_rollout", 0.0)))
     return TrainingState(step, metrics["tokens"], metrics)
 
 # %% ../nbs/06_training.ipynb #6be9e716
-def _values(model, value_head, b: RolloutBatch, micro_batch_size: int, grad: bool = False) -> torch.Tensor:
+def _values(critic: Critic, b: RolloutBatch, micro_batch_size: int, grad: bool = False) -> torch.Tensor:
     "Critic values `[N, T]` of the states before each completion token of `b`, micro-batched."
     out = []
-    dev = next(model.parameters()).device
+    dev = next(critic.backbone.parameters()).device
     for i in range(0, b.size, micro_batch_size):
         ids = torch.cat([b.prompt_ids[i:i+micro_batch_size], b.completion_ids[i:i+micro_batch_size]], 1).to(dev)
         am = torch.cat([b.prompt_mask[i:i+micro_batch_size], b.completion_mask[i:i+micro_batch_size]], 1).to(dev).long()
         with (torch.enable_grad() if grad else torch.no_grad()):
-            out.append(compute_values(model, value_head, ids, am, b.completion_ids.shape[1]).float().cpu())
+            out.append(critic_values(critic, ids, am, b.completion_ids.shape[1]).float().cpu())
     return torch.cat(out)
 
 # %% ../nbs/06_training.ipynb #ec51c5de
@@ -326,7 +377,7 @@ def _reference_state(model, ref_model) -> Optional[dict]:
 
 def save_checkpoint(model, tokenizer, step: int, output_dir: Union[str, Path], checkpoint_fn: Optional[Callable] = None,
                     optimizer=None, scheduler=None, state: Optional[Mapping[str, Any]] = None,
-                    data_rng: Optional[random.Random] = None, value_head=None, keep_last: int = 2, ref_model=None,
+                    data_rng: Optional[random.Random] = None, critic: Optional[Critic] = None, keep_last: int = 2, ref_model=None,
                     accelerator=None, scaler=None) -> Path:
     "Write `output_dir/checkpoint-{step}` atomically (temp folder, fsync, rename); keep the newest `keep_last`. Several processes: all call it, rank 0 writes."
     rank = accelerator.process_index if accelerator is not None else 0
@@ -346,8 +397,7 @@ def save_checkpoint(model, tokenizer, step: int, output_dir: Union[str, Path], c
             if hasattr(base, "peft_config"): base.save_pretrained(tmp / "model", selected_adapters=[base.active_adapter])
             else: base.save_pretrained(tmp / "model", safe_serialization=True, **({"state_dict": model_sd} if model_sd is not None else {}))
             if tokenizer is not None: tokenizer.save_pretrained(tmp / "model")
-            if value_head is not None:
-                save_file({k: v.contiguous() for k, v in value_head.state_dict().items()}, tmp / "value_head.safetensors")
+            if critic is not None: save_file(_critic_state(critic), tmp / "critic.safetensors")
             ref_sd = _reference_state(base, ref_model)
             if ref_sd is not None: save_file(ref_sd, tmp / "reference.safetensors")
             time.sleep(float(os.environ.get("RLPRIMS_CHECKPOINT_PAUSE", 0) or 0))   # fault-injection tests kill the run here
@@ -366,6 +416,23 @@ def save_checkpoint(model, tokenizer, step: int, output_dir: Union[str, Path], c
     if accelerator is not None: accelerator.wait_for_everyone()
     return final
 
+def _critic_state(critic: Critic) -> dict:
+    "The tensors that make up a critic beyond the policy: its head, and its own transformer or LoRA adapter."
+    sd = {f"head.{k}": v for k, v in critic.head.state_dict().items()}
+    if critic.adapter: sd.update({f"adapter.{n}": p.detach() for n, p in critic.backbone.named_parameters() if f".{critic.adapter}." in n})
+    elif not critic.shared: sd.update({f"backbone.{k}": v for k, v in critic.backbone.state_dict().items()})
+    return {k: v.contiguous() for k, v in sd.items()}
+
+def _load_critic_state(critic: Critic, sd: Mapping[str, torch.Tensor]) -> None:
+    "Load what `_critic_state` saved into `critic`."
+    part = lambda pre: {k[len(pre):]: v for k, v in sd.items() if k.startswith(pre)}
+    critic.head.load_state_dict(part("head."))
+    if critic.adapter:
+        with torch.no_grad():
+            own = dict(critic.backbone.named_parameters())
+            for n, v in part("adapter.").items(): own[n].copy_(v)
+    elif not critic.shared: critic.backbone.load_state_dict(part("backbone."))
+
 # %% ../nbs/06_training.ipynb #f3c87070
 def latest_checkpoint(output_dir: Union[str, Path]) -> Optional[Path]:
     "The complete checkpoint with the highest step in `output_dir`, or None."
@@ -382,8 +449,8 @@ def resolve_checkpoint(path: Union[str, Path]) -> Path:
     return path
 
 def load_checkpoint(path: Union[str, Path], model, optimizer=None, scheduler=None, data_rng: Optional[random.Random] = None,
-                    value_head=None, ref_model=None, scaler=None) -> dict:
-    "Restore model weights, optimizer, scheduler, RNG states (value head, fp16 loss scaler) from `path`; returns the saved state dict."
+                    critic: Optional[Critic] = None, ref_model=None, scaler=None) -> dict:
+    "Restore model weights, optimizer, scheduler, RNG states (PPO's critic, fp16 loss scaler) from `path`; returns the saved state dict."
     path = resolve_checkpoint(path)
     try:
         state = json.loads((path / "state.json").read_text())
@@ -400,7 +467,7 @@ def load_checkpoint(path: Union[str, Path], model, optimizer=None, scheduler=Non
         bad = [k for k in missing if "lm_head" not in k] + list(unexpected)
         if bad: raise ValueError(f"resume_from: checkpoint '{path}' does not match the model: {bad[:5]}")
         model.tie_weights() if hasattr(model, "tie_weights") else None
-    if value_head is not None: value_head.load_state_dict(load_file(path / "value_head.safetensors"))
+    if critic is not None: _load_critic_state(critic, load_file(path / "critic.safetensors"))
     if ref_model is not None and (path / "reference.safetensors").exists():
         ref_sd = load_file(path / "reference.safetensors")
         if ref_model is model:   # LoRA: recreate the frozen 'ref' adapter, then fill it
@@ -559,7 +626,14 @@ def concat_rollout_results(results: Sequence[RolloutResult], pad_token_id: int =
                 for r, o in zip(results, offsets) for ro in r.rollouts]
     comps = {k: torch.cat([r.reward_components[k] for r in results]) for k in results[0].reward_components}
     kl = torch.cat([r.kl for r in results]) if all(r.kl is not None for r in results) else None
-    return RolloutResult(rollouts, RolloutBatch(**fields), comps, kl, sum(r.num_reward_errors for r in results))
+    return RolloutResult(rollouts, RolloutBatch(**fields), comps, kl, sum(r.num_reward_errors for r in results), results[0].generation_budget)
+
+def select_rollout_result(res: RolloutResult, keep: torch.Tensor) -> RolloutResult:
+    "The rows of `res` where the bool mask `keep` `[N]` is True, in every view (rollouts, batch, reward components, KL)."
+    idx = keep.nonzero().squeeze(-1)
+    return res._replace(rollouts=[res.rollouts[i] for i in idx.tolist()], batch=select_rows(res.batch, idx),
+                        reward_components={k: v[idx] for k, v in res.reward_components.items()},
+                        kl=res.kl[idx] if res.kl is not None else None)
 
 # %% ../nbs/06_training.ipynb #b7c01efa
 @contextlib.contextmanager
@@ -681,9 +755,14 @@ def train(
     strategy = switch_strategy or algorithm
     if kl_coef is not None: overrides = {"kl_coef": kl_coef, **overrides}
     cfg0 = get_algorithm_config(0, strategy, learning_rate=learning_rate, **overrides)
-    if fsdp and cfg0.advantage == "gae": raise ValueError("train: PPO's value head is not supported with FSDP; use distributed='ddp'")
-    value_head = create_value_head(model).to(prec.param_dtype) if cfg0.advantage == "gae" else None
-    params = [p for p in model.parameters() if p.requires_grad] + (list(value_head.parameters()) if value_head is not None else [])
+    if fsdp and cfg0.advantage == "gae": raise ValueError("train: PPO's critic is not supported with FSDP; use distributed='ddp'")
+    if world > 1 and cfg0.advantage == "gae" and use_lora and not cfg0.shared_critic:
+        raise ValueError("train: PPO with a LoRA critic adapter runs on one process; under DDP pass train_overrides={'shared_critic': True}")
+    critic = create_critic(model, shared=cfg0.shared_critic) if cfg0.advantage == "gae" else None
+    critic_params = critic_parameters(critic) if critic is not None else []
+    for p in critic_params: p.data = p.data.to(prec.param_dtype)          # trained: master precision, like the policy
+    own = {id(p) for p in critic_params}
+    params = [p for p in model.parameters() if p.requires_grad and id(p) not in own] + critic_params
     optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup_steps) if warmup_steps else 1.0)
     needs_ref = use_ref_model or cfg0.kl_coef > 0 or cfg0.loss_type == "online_dpo"
@@ -692,7 +771,7 @@ def train(
     start, rows = 0, []
     if resume_from is not None:
         ckpt = resolve_checkpoint(resume_from)
-        state = load_checkpoint(ckpt, model, None if fsdp else optimizer, scheduler, data_rng, value_head, ref_model, scaler=prec.scaler)
+        state = load_checkpoint(ckpt, model, None if fsdp else optimizer, scheduler, data_rng, critic, ref_model, scaler=prec.scaler)
         start, rows = state["step"], state.get("metrics", [])
         sync_sampler(sampler, model)
         if world > 1: _seed_by_rank(rank)      # rank 0's saved RNG state, then a stream per process
@@ -714,16 +793,17 @@ def train(
     if rank == 0: (out / "config.json").write_text(json.dumps(config_record, indent=1, default=str))
     bar = tqdm(range(start, num_steps), desc="train", disable=not progress or rank != 0, initial=start, total=num_steps)
     ema = {}
-    ckpt_kw = dict(checkpoint_fn=checkpoint_fn, optimizer=optimizer, scheduler=scheduler, data_rng=data_rng, value_head=value_head,
+    ckpt_kw = dict(checkpoint_fn=checkpoint_fn, optimizer=optimizer, scheduler=scheduler, data_rng=data_rng, critic=critic,
                    ref_model=ref_keep, accelerator=acc, scaler=prec.scaler)
     bad_steps = 0
     for step in bar:
         cfg = get_algorithm_config(step, strategy, learning_rate=learning_rate, **overrides)
-        batch_prompts = [prompts[data_rng.randrange(len(prompts))] for _ in range(batch_size)]
+        draw = lambda n: [prompts[data_rng.randrange(len(prompts))] for _ in range(n)]   # the same draws on every process
+        batch_prompts = draw(batch_size)
         state = training_iteration(model, tokenizer, batch_prompts, gen_config, cfg, reward_fn, optimizer, ref_model=ref_model,
                                    ref_update_fn=ref_update_fn, num_generations=num_generations, step=step, scheduler=scheduler,
-                                   value_head=value_head, accuracy_key=accuracy_key, accelerator=acc, precision=prec,
-                                   sampler_model=sampler if sampler is not model else None, **iteration_kwargs)
+                                   critic=critic, accuracy_key=accuracy_key, accelerator=acc, precision=prec,
+                                   sampler_model=sampler if sampler is not model else None, prompt_source=draw, **iteration_kwargs)
         m = dict(state.metrics)
         if eval_dataset is not None and eval_every and (step + 1) % eval_every == 0 and step + 1 < num_steps:
             m.update(evaluate(sampler, tokenizer, eval_dataset, reward_fn, gen_config, accuracy_key=accuracy_key))

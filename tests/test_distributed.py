@@ -43,10 +43,10 @@ def _full(t):
     return t.full_tensor() if hasattr(t, "full_tensor") else t
 
 
-VARIANTS = {  # full fine-tune and LoRA with GRPO; DAPO with dynamic sampling, shuffled mini-batches of 3 and micro-batches of 1,
-              # so processes get uneven slices (zero-weight passes) and follow rank 0's shuffle
+VARIANTS = {  # full fine-tune and LoRA with GRPO; DAPO with dynamic sampling (filtering on len3 > 0, refilling from more prompts),
+              # shuffled mini-batches of 3 and micro-batches of 1, so processes get uneven slices (zero-weight passes) and follow rank 0's shuffle
     "full": {}, "lora": {"lora": True},
-    "dapo": {"algorithm": "dapo", "train_overrides": {"micro_batch_size": 1, "mini_batch_size": 3}}}
+    "dapo": {"algorithm": "dapo", "accuracy_key": "len3", "train_overrides": {"micro_batch_size": 1, "mini_batch_size": 3}}}
 
 
 def run(out, steps: int = 2, resume_from=None, tokenizer=None, lora: bool = False, **kw) -> dict:
@@ -84,7 +84,8 @@ def assert_same(r1: dict, r2: dict, steps=None, rel=1e-4):
             assert close(v1[s], v2[s], rel), (c, s, v1[s], v2[s])
     for key in ("params", "grads"):
         assert r1[key].keys() == r2[key].keys(), key
-        for n in r1[key]: assert close(r1[key][n], r2[key][n], rel, 1e-5), (key, n, r1[key][n], r2[key][n])
+        # a sum over thousands of weights carries float noise of ~1e-5 after several Adam steps (the DAPO variant takes 6)
+        for n in r1[key]: assert close(r1[key][n], r2[key][n], rel, 1e-4), (key, n, r1[key][n], r2[key][n])
 
 
 def free_port() -> int:
