@@ -200,7 +200,7 @@ def update_reference_model(ref_model: nn.Module, policy_model: nn.Module, update
 
 # %% ../nbs/03_kl.ipynb #44ab6476
 def create_ema_updater(decay: float = 0.999) -> Callable:
-    "An `update_fn(ref, policy, **info)`: `ref <- decay * ref + (1 - decay) * policy` on every call; returns True."
+    "An `update_fn(ref, policy, **info)`: `ref <- decay * ref + (1 - decay) * policy` on every call (LoRA: per factor A, B, not exactly the EMA of BA); returns True."
     if not 0.0 <= decay <= 1.0: raise ValueError(f"create_ema_updater: decay={decay}; expected a value in [0, 1]")
     def update_fn(ref_model: nn.Module, policy_model: nn.Module, **info) -> bool:
         _blend_reference(ref_model, policy_model, decay)

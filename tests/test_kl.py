@@ -1,5 +1,6 @@
 "Edge cases of rlprims.kl (the notebook 03_kl holds the main examples)."
 import copy, math
+from contextlib import contextmanager
 import pytest
 import torch
 from rlprims.kl import *
@@ -156,3 +157,65 @@ def test_separate_copy_of_lora_policy_updates_by_name():
     assert create_periodic_updater(2)(ref, m, step=4, kl=0.0)
     assert all(torch.equal(p, dict(m.named_parameters())[n]) for n, p in ref.named_parameters())
     assert REF_ADAPTER not in m.peft_config
+
+
+# ---------------------------------------------------------------- LoRA EMA: per factor, not the exact EMA of BA
+def _factors(m, adapter):
+    "`{layer: (B, A)}` of `adapter`, float64, read from the named parameters (LoRA's scale s is left out: it cancels)."
+    ps = {n: p.detach().double() for n, p in m.named_parameters()}
+    return {n.split(".lora_A.")[0]: (ps[n.replace(".lora_A.", ".lora_B.")], a)
+            for n, a in ps.items() if n.endswith(f".lora_A.{adapter}.weight")}
+
+
+@pytest.mark.parametrize("decay", [0.5, 0.9, 0.999])
+def test_lora_ema_step_misses_exact_ema_by_closed_form(decay):
+    d, m, ema = decay, tiny_lora(), create_ema_updater(decay)
+    ema(m, m, step=1, kl=0.0)
+    pol, ref = _factors(m, "default"), _factors(m, REF_ADAPTER)
+    assert len(pol) == 4 and set(ref) == set(pol)                   # q_proj, v_proj of 2 layers
+    for l, (B, A) in pol.items():                                   # the first update is exact: (1 - d) B A
+        assert torch.allclose(ref[l][0] @ ref[l][1], (1 - d) * B @ A, rtol=0, atol=1e-6)
+    g = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        for p in m.parameters():
+            if p.requires_grad: p.add_(0.1 * torch.randn(p.shape, generator=g))
+    ref0, pol0 = _factors(m, REF_ADAPTER), _factors(m, "default")
+    ema(m, m, step=2, kl=0.0)
+    ref1, term = _factors(m, REF_ADAPTER), 0.0
+    for l, (Br, Ar) in ref0.items():
+        Bp, Ap = pol0[l]
+        assert torch.allclose(ref1[l][0], d * Br + (1 - d) * Bp, rtol=0, atol=1e-6)        # factor-wise average ...
+        measured = ref1[l][0] @ ref1[l][1] - (d * Br @ Ar + (1 - d) * Bp @ Ap)          # ... minus the exact EMA of BA
+        closed = -d * (1 - d) * (Br - Bp) @ (Ar - Ap)
+        assert torch.allclose(measured, closed, rtol=0, atol=1e-6)
+        term = max(term, closed.abs().max().item())
+    assert term > 1e-4                                              # far above the tolerance: the check can fail
+
+
+@contextmanager
+def _one_thread():
+    "Tiny tensors on one thread: faster, and no stalls while other processes keep the CPU busy."
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    try: yield
+    finally: torch.set_num_threads(n)
+
+
+def test_lora_ema_error_as_documented():
+    "03_kl's measurement at decay 0.999: fresh LoRA, AdamW lr 1e-3 on random batches, an EMA update after every step."
+    from peft import LoraConfig, get_peft_model
+    d, m = 0.999, get_peft_model(tiny(0), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-3, weight_decay=0.0)
+    ema, g, E, err = create_ema_updater(d), torch.Generator().manual_seed(0), None, {}
+    with _one_thread():
+        for k in range(1, 1001):
+            batch = torch.randint(0, 64, (4, 8), generator=g)
+            opt.zero_grad(); m(batch, labels=batch).loss.backward(); opt.step()
+            ema(m, m, step=k, kl=0.0)
+            dw = {l: B @ A for l, (B, A) in _factors(m, "default").items()}            # exact EMA E of BA, from the base
+            E = {l: (1 - d) * w for l, w in dw.items()} if E is None else {l: d * E[l] + (1 - d) * w for l, w in dw.items()}
+            if k in (100, 1000):
+                diff = torch.cat([(B @ A - E[l]).flatten() for l, (B, A) in _factors(m, REF_ADAPTER).items()]).norm()
+                gap = torch.cat([(dw[l] - E[l]).flatten() for l in dw]).norm()
+                err[k] = ((diff / torch.cat([e.flatten() for e in E.values()]).norm()).item(), (diff / gap).item())
+    assert err[100][0] < 0.1 and 0.1 < err[1000][0] < 0.2          # 7.5% and 14.3% of the exact EMA's delta
+    assert 0.05 < err[1000][1] < 0.1                                 # 8.3% of the policy-reference gap
