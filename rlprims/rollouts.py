@@ -121,17 +121,23 @@ def calculator_tool(arguments: Union[str, Mapping[str, Any]]) -> str:
         keys = [k for k in ("expression", "expr") if k in arguments] or list(arguments)
         if not keys: raise ValueError("calculator_tool: arguments is an empty dict; expected {'expression': '2+3'}")
         arguments = arguments[keys[0]]
-    if isinstance(arguments, (int, float)) and not isinstance(arguments, bool): arguments = str(arguments)
+    if isinstance(arguments, (int, float)) and not isinstance(arguments, bool):
+        if not math.isfinite(arguments): raise ValueError(f"calculator_tool: {arguments!r} is not a finite number")
+        arguments = str(arguments)
     if not isinstance(arguments, str):
         raise TypeError(f"calculator_tool: expected an expression str or a dict holding one, got {type(arguments).__name__}")
     v = safe_calculator(arguments)
     return str(v) if isinstance(v, int) else format(v, ".12g")
 
 # %% ../nbs/04_rollouts.ipynb #de155143
+def _as_exception(e: BaseException) -> Exception:
+    "`e`, or a RuntimeError standing for it when it is no `Exception` (SystemExit, KeyboardInterrupt): a tool must not end the caller."
+    return e if isinstance(e, Exception) else RuntimeError(f"the tool raised {type(e).__name__}({', '.join(map(repr, e.args))})")
+
 def _timeout_child(conn, fn, args, kwargs):
     "Runs in the child process: call `fn`, send `(ok, value_or_exception)` back on `conn`."
     try: out = (True, fn(*args, **kwargs))
-    except BaseException as e: out = (False, e)
+    except BaseException as e: out = (False, _as_exception(e))
     try: conn.send(out)                       # pickles first, so a failure sends nothing
     except Exception as e:
         what = "result" if out[0] else f"exception {type(out[1]).__name__}: {out[1]}"
@@ -143,7 +149,7 @@ def _run_in_thread(fn, args, kwargs, timeout: float):
     box = {}
     def target():
         try: box["value"] = fn(*args, **kwargs)
-        except BaseException as e: box["error"] = e
+        except BaseException as e: box["error"] = _as_exception(e)
     th = threading.Thread(target=target, daemon=True, name=f"tool-{getattr(fn, '__name__', 'fn')}")
     th.start(); th.join(timeout)
     if th.is_alive(): raise TimeoutError(f"run_with_timeout: {getattr(fn, '__name__', fn)!s} did not finish within {timeout} s (thread left running)")
@@ -263,8 +269,12 @@ def split_examples(prompts: Sequence[Any]) -> tuple[list, list[dict]]:
     for i, p in enumerate(prompts):
         if isinstance(p, Mapping):
             if "prompt" not in p: raise ValueError(f"create_batch_rollouts: example {i} is a dict without a 'prompt' key (keys: {sorted(p)})")
-            texts.append(p["prompt"]); fields.append({k: v for k, v in p.items() if k != "prompt"})
-        else: texts.append(p); fields.append({})
+            text, extra = p["prompt"], {k: v for k, v in p.items() if k != "prompt"}
+        else: text, extra = p, {}
+        if not (isinstance(text, str) or (isinstance(text, (list, tuple)) and all(isinstance(m, Mapping) for m in text))):
+            raise TypeError(f"create_batch_rollouts: prompt {i} is {text!r:.60} ({type(text).__name__}); expected a string, "
+                            "a list of {'role', 'content'} messages, or a dict with such a 'prompt'")
+        texts.append(text); fields.append(extra)
     return texts, fields
 
 # %% ../nbs/04_rollouts.ipynb #83b8f470
@@ -309,6 +319,7 @@ def create_batch_rollouts(
 ) -> RolloutResult:
     "Sample `num_generations` completions per prompt in one batched call, score them, and return both views."
     texts, fields = split_examples(prompts)
+    check_generation_config(gen_config, "create_batch_rollouts")
     pids, pmask = tokenize_prompts(tokenizer, texts, n=num_generations, max_new_tokens=gen_config.max_new_tokens,
                                    context_length=model_context_length(model), enable_thinking=gen_config.enable_thinking, **format_kwargs)
     batch = (generator or generate_batch_fast)(model, tokenizer, pids, pmask, gen_config, True)
@@ -370,6 +381,7 @@ def create_multiturn_rollouts(
         raise ValueError("create_multiturn_rollouts: the tokenizer has no chat template, and multi-turn episodes are built "
                          "from one (tool messages, turn boundaries); set tokenizer.chat_template or use a chat model's tokenizer")
     texts, fields = split_examples(prompts)
+    check_generation_config(gen_config, "create_multiturn_rollouts")
     G = num_generations
     pids, pmask = tokenize_prompts(tokenizer, texts, n=G, max_new_tokens=gen_config.max_new_tokens,
                                    context_length=model_context_length(model), system_prompt=system_prompt)

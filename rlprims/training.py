@@ -4,14 +4,14 @@
 
 # %% ../nbs/06_training.ipynb #e7f82f9a
 from __future__ import annotations
-import os, sys, json, time, math, random, shutil, tempfile, argparse, contextlib, warnings
+import os, re, sys, json, time, math, random, shutil, tempfile, argparse, contextlib, difflib, inspect, warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence, Union
 import numpy as np
 import torch
 import torch.nn.functional as F
 from .core import *
-from .generation import load_model, load_tokenizer, compute_logprobs_for_tokens, generate_batch
+from .generation import load_model, load_tokenizer, compute_logprobs_for_tokens, generate_batch, format_prompt
 from .rollouts import create_batch_rollouts, RolloutResult
 from .algorithms import (compute_advantages, compute_policy_loss, get_algorithm_config, filter_groups,
                                 overlong_penalty, value_loss, create_value_head, compute_values, gae_advantages,
@@ -23,10 +23,11 @@ from .precision import (PRECISIONS, Precision, make_precision, prepare_for_train
 
 # %% auto #0
 __all__ = ['ADDITION_REWARDS', 'EMBEDDED_NAME', 'training_iteration', 'make_addition_dataset', 'correct', 'answer_format',
-           'tiny_test_model', 'save_checkpoint', 'latest_checkpoint', 'resolve_checkpoint', 'load_checkpoint',
-           'update_ema_metrics', 'plot_curves', 'evaluate', 'make_accelerator', 'is_fsdp', 'unwrap_model',
-           'prepare_model', 'shard_prompts', 'concat_rollout_results', 'select_rollout_result', 'gathered_params',
-           'full_state_dicts', 'load_full_optimizer_state', 'TrainResult', 'train', 'main', 'cli']
+           'tiny_test_model', 'save_checkpoint', 'latest_checkpoint', 'resolve_checkpoint', 'DamagedCheckpoint',
+           'check_checkpoint_compatible', 'load_checkpoint', 'load_latest_checkpoint', 'update_ema_metrics',
+           'plot_curves', 'evaluate', 'make_accelerator', 'is_fsdp', 'unwrap_model', 'prepare_model', 'shard_prompts',
+           'concat_rollout_results', 'select_rollout_result', 'gathered_params', 'full_state_dicts',
+           'load_full_optimizer_state', 'TrainResult', 'train', 'main', 'cli']
 
 # %% ../nbs/06_training.ipynb #c861547b
 def _micro_weight(config: TrainingConfig, mask_mb: torch.Tensor, mask_mini: torch.Tensor,
@@ -83,7 +84,9 @@ def _reward_metrics(res: RolloutResult, gen_config: GenerationConfig, accuracy_k
     if accuracy_key in res.reward_components: m["accuracy"] = (res.reward_components[accuracy_key] > 0).float().mean().item()
     if res.kl is not None: m["kl_ref_rollout"] = res.kl.mean().item()
     tools = [r.metadata.get("num_tool_calls") for r in res.rollouts]
-    if all(t is not None for t in tools): m["tool_calls_per_episode"] = float(np.mean(tools))
+    if all(t is not None for t in tools):
+        m["tool_calls_per_episode"] = float(np.mean(tools))
+        m["tool_errors"] = int(sum(r.metadata.get("num_tool_errors", 0) for r in res.rollouts))
     return m
 
 def _accuracy_or_reward(res: RolloutResult, accuracy_key: str) -> torch.Tensor:
@@ -380,6 +383,8 @@ def save_checkpoint(model, tokenizer, step: int, output_dir: Union[str, Path], c
                     data_rng: Optional[random.Random] = None, critic: Optional[Critic] = None, keep_last: int = 2, ref_model=None,
                     accelerator=None, scaler=None) -> Path:
     "Write `output_dir/checkpoint-{step}` atomically (temp folder, fsync, rename); keep the newest `keep_last`. Several processes: all call it, rank 0 writes."
+    if not (isinstance(step, int) and not isinstance(step, bool) and step >= 0):
+        raise ValueError(f"save_checkpoint: step={step!r}; expected an int >= 0 (the folder is named checkpoint-<step>)")
     rank = accelerator.process_index if accelerator is not None else 0
     base = unwrap_model(model) if accelerator is not None else model
     out = Path(output_dir); final = out / f"checkpoint-{step}"
@@ -411,7 +416,7 @@ def save_checkpoint(model, tokenizer, step: int, output_dir: Union[str, Path], c
             _fsync_dir(out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True); raise
-        ckpts = sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+        ckpts = _checkpoint_dirs(out)
         for old in ckpts[:-keep_last] if keep_last else []: shutil.rmtree(old, ignore_errors=True)
     if accelerator is not None: accelerator.wait_for_everyone()
     return final
@@ -434,42 +439,78 @@ def _load_critic_state(critic: Critic, sd: Mapping[str, torch.Tensor]) -> None:
     elif not critic.shared: critic.backbone.load_state_dict(part("backbone."))
 
 # %% ../nbs/06_training.ipynb #f3c87070
+_CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")
+
+def _checkpoint_dirs(output_dir: Union[str, Path]) -> list[Path]:
+    "rlprims' checkpoint folders in `output_dir`, oldest first (folders named otherwise, e.g. `checkpoint-best`, are not ours)."
+    found = [p for p in Path(output_dir).glob("checkpoint-*") if p.is_dir() and _CHECKPOINT_NAME.fullmatch(p.name)]
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+def _is_complete(path: Path) -> bool:
+    "Every file a resume reads is there: state, trainer state, and the model (or adapter) weights."
+    model = (path / "model" / "model.safetensors").exists() or (path / "model" / "adapter_model.safetensors").exists()
+    return (path / "state.json").exists() and (path / "trainer_state.pt").exists() and model
+
 def latest_checkpoint(output_dir: Union[str, Path]) -> Optional[Path]:
     "The complete checkpoint with the highest step in `output_dir`, or None."
-    ckpts = [p for p in Path(output_dir).glob("checkpoint-*") if (p / "state.json").exists() and (p / "trainer_state.pt").exists()]
-    return max(ckpts, key=lambda p: int(p.name.split("-")[1])) if ckpts else None
+    done = [p for p in _checkpoint_dirs(output_dir) if _is_complete(p)]
+    return done[-1] if done else None
 
 def resolve_checkpoint(path: Union[str, Path]) -> Path:
     "`path` if it is a complete checkpoint, else the latest complete one inside it; raises FileNotFoundError if none."
     path = Path(path)
     if path.is_dir() and not (path / "state.json").exists() and latest_checkpoint(path) is not None: path = latest_checkpoint(path)
-    if not (path / "state.json").exists() or not (path / "trainer_state.pt").exists():
-        raise FileNotFoundError(f"resume_from: '{path}' is not a complete rlprims checkpoint (expected state.json and trainer_state.pt); "
-                                f"complete ones in its folder: {[p.name for p in Path(path).parent.glob('checkpoint-*')]}")
+    if not _is_complete(path):
+        raise FileNotFoundError(f"resume_from: '{path}' is not a complete rlprims checkpoint (expected state.json, trainer_state.pt and "
+                                f"model/*.safetensors); complete ones in its folder: {[p.name for p in _checkpoint_dirs(path.parent) if _is_complete(p)]}")
     return path
+
+class DamagedCheckpoint(ValueError):
+    "A checkpoint file exists but can't be read."
+
+def _read(path: Path, reader: Callable):
+    try: return reader(path)
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise DamagedCheckpoint(f"resume_from: '{path}' can't be read ({type(e).__name__}: {first}); the checkpoint is damaged") from e
+
+def check_checkpoint_compatible(path: Union[str, Path], model, critic: Optional[Critic] = None) -> None:
+    "Raise before anything is loaded if checkpoint `path` was written by a run of another kind (LoRA vs full weights, with vs without a PPO critic)."
+    path = Path(path)
+    saved = json.loads((path / "state.json").read_text()).get("config", {})
+    lora, has_adapter = hasattr(model, "peft_config"), (path / "model" / "adapter_model.safetensors").exists()
+    what = lambda a: "a LoRA adapter" if a else "all weights"
+    if lora != has_adapter:
+        raise ValueError(f"resume_from: '{path}' was saved by a run training {what(has_adapter)}, but this run trains {what(lora)}; "
+                         f"resume with use_lora={has_adapter}")
+    has_critic = (path / "critic.safetensors").exists()
+    if (critic is not None) != has_critic:
+        raise ValueError(f"resume_from: '{path}' was saved by a run {'with' if has_critic else 'without'} a PPO critic "
+                         f"(algorithm {saved.get('algorithm', '?')!r}), but this run {'needs one' if critic is not None else 'has none'}; "
+                         "resume with the algorithm it was trained with")
 
 def load_checkpoint(path: Union[str, Path], model, optimizer=None, scheduler=None, data_rng: Optional[random.Random] = None,
                     critic: Optional[Critic] = None, ref_model=None, scaler=None) -> dict:
-    "Restore model weights, optimizer, scheduler, RNG states (PPO's critic, fp16 loss scaler) from `path`; returns the saved state dict."
-    path = resolve_checkpoint(path)
-    try:
-        state = json.loads((path / "state.json").read_text())
-        ts = torch.load(path / "trainer_state.pt", weights_only=True)
-    except Exception as e:
-        raise ValueError(f"resume_from: checkpoint '{path}' is corrupt ({type(e).__name__}: {e})") from e
+    "Restore model weights, optimizer, scheduler, RNG states (PPO's critic, fp16 loss scaler) from `path`; returns the saved state dict. Reads every file before changing anything."
     from safetensors.torch import load_file
-    if hasattr(model, "peft_config"):
+    path = resolve_checkpoint(path)
+    check_checkpoint_compatible(path, model, critic)
+    lora = hasattr(model, "peft_config")
+    state = _read(path / "state.json", lambda f: json.loads(f.read_text()))
+    ts = _read(path / "trainer_state.pt", lambda f: torch.load(f, weights_only=True))
+    sd = _read(path / "model" / ("adapter_model.safetensors" if lora else "model.safetensors"), load_file)
+    critic_sd = _read(path / "critic.safetensors", load_file) if critic is not None else None
+    ref_sd = _read(path / "reference.safetensors", load_file) if ref_model is not None and (path / "reference.safetensors").exists() else None
+    if lora:
         from peft import set_peft_model_state_dict
-        set_peft_model_state_dict(model, load_file(path / "model" / "adapter_model.safetensors"))
+        set_peft_model_state_dict(model, sd)
     else:
-        sd = load_file(path / "model" / "model.safetensors")
         missing, unexpected = model.load_state_dict(sd, strict=False)
         bad = [k for k in missing if "lm_head" not in k] + list(unexpected)
         if bad: raise ValueError(f"resume_from: checkpoint '{path}' does not match the model: {bad[:5]}")
         model.tie_weights() if hasattr(model, "tie_weights") else None
-    if critic is not None: _load_critic_state(critic, load_file(path / "critic.safetensors"))
-    if ref_model is not None and (path / "reference.safetensors").exists():
-        ref_sd = load_file(path / "reference.safetensors")
+    if critic is not None: _load_critic_state(critic, critic_sd)
+    if ref_sd is not None:
         if ref_model is model:   # LoRA: recreate the frozen 'ref' adapter, then fill it
             from rlprims.kl import _lora_reference_pairs
             _lora_reference_pairs(model)
@@ -480,6 +521,16 @@ def load_checkpoint(path: Union[str, Path], model, optimizer=None, scheduler=Non
     if scaler is not None and ts.get("scaler") is not None: scaler.load_state_dict(ts["scaler"])
     _set_rng_state(ts["rng"], data_rng or random.Random(0))
     return state
+
+def load_latest_checkpoint(run_dir: Union[str, Path], *args, **kwargs) -> tuple[Path, dict]:
+    "`load_checkpoint` on the newest complete checkpoint of `run_dir` that can be read, falling back to older ones with a warning; returns (path, state)."
+    ckpts = [p for p in _checkpoint_dirs(run_dir) if _is_complete(p)][::-1]
+    if not ckpts: resolve_checkpoint(run_dir)              # raises the usual "not a complete checkpoint" error
+    for i, ckpt in enumerate(ckpts):
+        try: return ckpt, load_checkpoint(ckpt, *args, **kwargs)
+        except DamagedCheckpoint as e:
+            if i == len(ckpts) - 1: raise
+            warnings.warn(f"{e}; skipping it and resuming from {ckpts[i + 1].name}")
 
 # %% ../nbs/06_training.ipynb #5468dd73
 def update_ema_metrics(current_metrics: Mapping[str, float], ema_metrics: Mapping[str, float], momentum: float = 0.9) -> dict:
@@ -517,6 +568,7 @@ def plot_curves(metrics, path: Optional[Union[str, Path]] = None, show: bool = F
 def evaluate(model, tokenizer, dataset: Sequence[Any], reward_fn, gen_config: GenerationConfig, batch_size: int = 64,
              accuracy_key: str = "correct", **rollout_kwargs) -> dict:
     "Greedy held-out evaluation: `{'eval_reward', 'eval_accuracy'}`. Under several processes each scores a slice (all must call it)."
+    if len(dataset) == 0: raise ValueError("evaluate: dataset is empty; expected at least one example")
     rank, world = _rank_world()
     greedy = gen_config._replace(do_sample=False)
     lo, hi = _row_ranges(len(dataset), world)[rank]
@@ -686,6 +738,19 @@ class TrainResult(NamedTuple):
     output_dir: Path
 
 # %% ../nbs/06_training.ipynb #2fea5cb2
+def _check_iteration_kwargs(kwargs: Mapping[str, Any]) -> None:
+    "Raise at once for a keyword that neither `training_iteration` nor its rollout function takes, naming the nearest known one."
+    fns = [training_iteration, kwargs.get("rollout_fn") or create_batch_rollouts, format_prompt]
+    sigs = [inspect.signature(f).parameters for f in fns]
+    if any(p.kind is p.VAR_KEYWORD for p in sigs[1].values()) and fns[1] is not create_batch_rollouts: return   # a rollout_fn taking **kwargs
+    known = {n for s in sigs for n, p in s.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    known |= set(inspect.signature(train).parameters)
+    for k in kwargs:
+        if k not in known:
+            near = difflib.get_close_matches(k, sorted(known), n=1)
+            raise TypeError(f"train: unknown keyword {k!r}" + (f"; did you mean {near[0]!r}?" if near else "") +
+                            " (train passes unknown keywords to training_iteration and the rollout function, and neither takes it)")
+
 def train(
     model_name: Optional[str] = None,       # HF id, local path, or None = embedded SmolLM2
     prompts: Sequence[Any] = (),            # training set: strings or dicts {"prompt": ..., **fields}
@@ -728,7 +793,14 @@ def train(
     from tqdm.auto import tqdm
     from rlprims.kl import create_reference_model
     if reward_fn is None: raise ValueError("train: reward_fn is required (a function rollout -> float, or a list/dict of them)")
+    if isinstance(prompts, (str, bytes, Mapping)):
+        raise TypeError(f"train: prompts is a single {type(prompts).__name__}; pass a list of prompts, e.g. [prompts]")
     if len(prompts) == 0: raise ValueError("train: `prompts` is empty; expected a list of prompts or dicts with a 'prompt' key")
+    for name, v, lo in (("num_steps", num_steps, 0), ("num_generations", num_generations, 1), ("eval_every", eval_every, 0),
+                        ("checkpoint_every", checkpoint_every, 0), ("max_nonfinite_steps", max_nonfinite_steps, 1)):
+        if not (isinstance(v, int) and not isinstance(v, bool) and v >= lo): raise ValueError(f"train: {name}={v!r}; expected an int >= {lo}")
+    _check_iteration_kwargs(iteration_kwargs)
+    if gen_config is not None: check_generation_config(gen_config, "train")
     if not (isinstance(batch_size, int) and batch_size >= 1): raise ValueError(f"train: batch_size={batch_size!r}; expected an int >= 1 (prompts per step)")
     if not (isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate) and learning_rate > 0):
         raise ValueError(f"train: learning_rate={learning_rate!r}; expected a positive finite number")
@@ -741,6 +813,9 @@ def train(
     if fsdp and (use_lora or ref_update_fn is not None):
         raise ValueError("train: FSDP here is for full fine-tuning with a fixed reference; run LoRA or ref_update_fn with DDP (distributed='ddp')")
     out = Path(output_dir); out.mkdir(parents=True, exist_ok=True)
+    if rank == 0:
+        for tmp in out.glob(".tmp-checkpoint-*"):   # left by a checkpoint write that was killed: never complete, never read
+            warnings.warn(f"train: removing {tmp.name}, an unfinished checkpoint write of an earlier run"); shutil.rmtree(tmp, ignore_errors=True)
     random.seed(seed + rank); np.random.seed(seed + rank); torch.manual_seed(seed + rank)   # each process samples its own stream
     data_rng = random.Random(seed)                                                          # ...from the same prompts
     with acc.main_process_first() if acc is not None else contextlib.nullcontext():   # the embedded model is fetched once
@@ -770,8 +845,9 @@ def train(
     ref_keep = ref_model if ref_update_fn is not None else None   # a reference that moves is part of the state
     start, rows = 0, []
     if resume_from is not None:
-        ckpt = resolve_checkpoint(resume_from)
-        state = load_checkpoint(ckpt, model, None if fsdp else optimizer, scheduler, data_rng, critic, ref_model, scaler=prec.scaler)
+        load_args = (model, None if fsdp else optimizer, scheduler, data_rng, critic, ref_model)
+        if (Path(resume_from) / "state.json").exists(): ckpt, state = Path(resume_from), load_checkpoint(resume_from, *load_args, scaler=prec.scaler)
+        else: ckpt, state = load_latest_checkpoint(resume_from, *load_args, scaler=prec.scaler)   # a run folder: newest readable one
         start, rows = state["step"], state.get("metrics", [])
         sync_sampler(sampler, model)
         if world > 1: _seed_by_rank(rank)      # rank 0's saved RNG state, then a stream per process
@@ -843,25 +919,35 @@ def _append_csv(path: Path, rows: list):
     os.replace(tmp, path)
 
 # %% ../nbs/06_training.ipynb #5a5383e5
+def _positive_int(s: str) -> int:
+    v = int(s)
+    if v < 1: raise argparse.ArgumentTypeError(f"{v} is not >= 1")
+    return v
+
+def _count(s: str) -> int:
+    v = int(s)
+    if v < 0: raise argparse.ArgumentTypeError(f"{v} is not >= 0")
+    return v
+
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     "Command-line entry point: GRPO on the built-in addition task (see `rlprims-train --help`)."
     p = argparse.ArgumentParser(prog="rlprims-train", description="RL-train a language model on two-number addition with rlprims.")
-    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--steps", type=_positive_int, default=30)
     p.add_argument("--algorithm", default="grpo")
     p.add_argument("--lr", type=float, default=1e-5)
-    p.add_argument("--num-generations", type=int, default=8)
-    p.add_argument("--batch-size", type=int, default=8, help="prompts per step")
-    p.add_argument("--max-new-tokens", type=int, default=24)
+    p.add_argument("--num-generations", type=_positive_int, default=8)
+    p.add_argument("--batch-size", type=_positive_int, default=8, help="prompts per step")
+    p.add_argument("--max-new-tokens", type=_positive_int, default=24)
     p.add_argument("--lora", action="store_true", help="train a LoRA adapter instead of all weights")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="./rlprims-run")
     p.add_argument("--resume-from", default=None)
     p.add_argument("--model", default=None, help="HF id or local path (default: embedded SmolLM2-135M-Instruct)")
-    p.add_argument("--eval-size", type=int, default=200)
-    p.add_argument("--eval-every", type=int, default=10)
-    p.add_argument("--checkpoint-every", type=int, default=10)
+    p.add_argument("--eval-size", type=_positive_int, default=200)
+    p.add_argument("--eval-every", type=_count, default=10)
+    p.add_argument("--checkpoint-every", type=_count, default=10)
     p.add_argument("--kl-coef", type=float, default=0.0)
-    p.add_argument("--micro-batch-size", type=int, default=32,
+    p.add_argument("--micro-batch-size", type=_positive_int, default=32,
                    help="completions per forward/backward pass (lower it if memory is short; the gradient is the same)")
     p.add_argument("--scale-rewards", default=None, choices=["group", "batch", "none"],
                    help="divide advantages by the group's std, the batch's std, or nothing (default: batch for the GRPO family, "

@@ -91,3 +91,72 @@ def test_sigkill_while_writing_a_checkpoint_loses_nothing(tok, tmp_path):
     assert resumed[cols].values.tolist() == full[cols].values.tolist()
     assert pd.read_csv(run / "metrics.before-resume-2.csv")["step"].tolist() == [0, 1, 2]   # nothing written was truncated
     assert pd.read_csv(run / "metrics.csv")["step"].tolist() == [0, 1, 2, 3]
+
+
+# --- second pass (issue 17): faults inside real runs ---------------------------------------------------------------
+
+def _exit_tool(args):
+    sys.exit(1)
+
+
+def _interrupt_tool(args):
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("use_process", [True, False])
+def test_a_tool_that_exits_is_an_error_not_the_end(use_process):
+    from rlprims.rollouts import make_tool_executor
+    ex = make_tool_executor({"exit": _exit_tool, "interrupt": _interrupt_tool}, timeout=5, use_process=use_process)
+    assert "SystemExit(1)" in ex({"name": "exit", "arguments": ""})["error"]
+    assert "KeyboardInterrupt" in ex({"name": "interrupt", "arguments": ""})["error"]
+
+
+def test_train_survives_an_exiting_tool_and_counts_it(tok, tmp_path):
+    from rlprims.rollouts import create_multiturn_rollouts, scripted_generator, make_tool_executor
+    res = train(prompts=["What is 1+1?"], reward_fn=lambda r: 1.0, num_steps=1, batch_size=1, num_generations=2, model=tiny_test_model(),
+                tokenizer=tok, gen_config=GEN, progress=False, output_dir=tmp_path, save_final=False, rollout_fn=create_multiturn_rollouts,
+                generator=scripted_generator(['<tool name="exit">x</tool>', "2"]), max_turns=2,
+                tool_executor=make_tool_executor({"exit": _exit_tool}))
+    assert res.metrics["tool_errors"].tolist() == [2] and res.metrics["tool_calls_per_episode"].tolist() == [1.0]
+
+
+def test_foreign_checkpoint_folders_are_ignored_during_a_run(tok, tmp_path):
+    (tmp_path / "checkpoint-best").mkdir(); (tmp_path / "checkpoint-x-1").mkdir()
+    _train(tok, tmp_path, 3)                                              # checkpoints every step, keeps the last 2
+    assert latest_checkpoint(tmp_path).name == "checkpoint-3"
+    assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3", "checkpoint-best", "checkpoint-x-1"]
+
+
+def test_damaged_or_partial_checkpoints(tok, tmp_path):
+    _train(tok, tmp_path, 3)
+    (tmp_path / "checkpoint-3" / "model" / "model.safetensors").write_bytes(b"garbage")
+    from rlprims.training import load_checkpoint
+    with pytest.raises(ValueError, match="checkpoint-3/model/model.safetensors.*damaged"):
+        load_checkpoint(tmp_path / "checkpoint-3", tiny_test_model())
+    with pytest.warns(UserWarning, match="resuming from checkpoint-2"):
+        res = _train(tok, tmp_path, 3, resume_from=tmp_path)
+    assert res.metrics["step"].tolist() == [0, 1, 2]
+    (tmp_path / "checkpoint-3" / "model" / "model.safetensors").unlink()      # a missing model file: not a complete checkpoint
+    assert latest_checkpoint(tmp_path).name == "checkpoint-2"
+
+
+def test_resume_under_another_kind_of_run_is_refused_first(tok, tmp_path):
+    _train(tok, tmp_path, 1)
+    model = tiny_test_model()
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(ValueError, match="PPO critic"):
+        _train(tok, tmp_path, 2, model=model, algorithm="ppo", resume_from=tmp_path / "checkpoint-1")
+    from peft import LoraConfig, get_peft_model
+    with pytest.raises(ValueError, match="use_lora=False"):
+        _train(tok, tmp_path, 2, model=get_peft_model(tiny_test_model(), LoraConfig(r=4, target_modules=["q_proj"])), resume_from=tmp_path / "checkpoint-1")
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_nonfinite_rewards_follow_on_reward_error(tok):
+    from rlprims.rewards import compute_rewards
+    from rlprims.core import Rollout, Generation
+    r = Rollout("p", Generation("x", torch.tensor([1]), None, torch.ones(1)))
+    with pytest.raises(ValueError, match="rollout 1"):
+        compute_rewards([r, r], lambda ro, k=iter([1.0, float("inf")]): next(k))
+    out = compute_rewards([r, r], {"big": lambda ro: 3e38, "one": lambda ro: 1.0}, weights=[10.0, 1.0], on_error="fallback")
+    assert out.num_errors == 2 and out.rewards.tolist() == [0.0, 0.0]    # the weighted sum overflows float32: replaced, counted
