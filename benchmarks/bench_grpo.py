@@ -92,7 +92,7 @@ def run_rlprims(s, a):
     from rlprims.algorithms import get_algorithm_config
     from rlprims.training import training_iteration
     from rlprims.precision import make_precision, prepare_for_training
-    try: from rlprims.generation import generate_batch_fast
+    try: from rlprims.fast_decode import generate_batch_fast
     except ImportError: generate_batch_fast = None
     dev = s["device"]
     model, tok = load(s)

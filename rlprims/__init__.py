@@ -1,10 +1,16 @@
 __version__ = "0.1.0"
 # The package is flat: one module per notebook. Every public function is also importable from `rlprims` itself.
 from .core import *
+from .models import *
 from .generation import *
+from .fast_decode import *
 from .rewards import *
 from .kl import *
+from .tools import *
 from .rollouts import *
 from .algorithms import *
+from .tasks import *
 from .precision import *
+from .distributed import *
+from .checkpoints import *
 from .training import *

@@ -13,9 +13,10 @@ from .core import TrainingConfig
 from .kl import kl_per_token
 
 # %% auto #0
-__all__ = ['LOSS_AGG_MODES', 'ADVANTAGE_KINDS', 'TOKEN_LEVEL_ADVANTAGES', 'LOSS_TYPES', 'ALGORITHMS', 'aggregate_loss', 'whiten',
-           'group_advantages', 'ppo_clip_loss', 'kl_penalty_term', 'create_grpo_config', 'create_dr_grpo_config',
-           'overlong_penalty', 'filter_groups', 'create_dapo_config', 'gspo_loss', 'create_gspo_config', 'cispo_loss',
+__all__ = ['POLICY_LOSSES', 'ADVANTAGE_ESTIMATORS', 'TOKEN_LEVEL_ADVANTAGES', 'LOSS_AGG_MODES', 'ALGORITHMS',
+           'register_policy_loss', 'register_advantage', 'aggregate_loss', 'whiten', 'group_advantages',
+           'ppo_clip_loss', 'kl_penalty_term', 'create_grpo_config', 'create_dr_grpo_config', 'overlong_penalty',
+           'filter_groups', 'create_dapo_config', 'gspo_loss', 'create_gspo_config', 'cispo_loss',
            'create_cispo_config', 'rloo_advantages', 'create_rloo_config', 'rewards_to_tokens', 'token_rewards',
            'discounted_cumsum', 'reinforce_pp_advantages', 'create_reinforce_pp_config', 'gae_advantages', 'value_loss',
            'create_value_head', 'values_from_hidden', 'compute_values', 'Critic', 'create_critic', 'critic_parameters',
@@ -86,6 +87,38 @@ def _log_ratio(fname: str, logprobs: torch.Tensor, old_logprobs: torch.Tensor, m
     _check_mask(fname, mask, logprobs=logprobs, old_logprobs=old_logprobs)
     return (_masked(logprobs, mask) - _masked(old_logprobs, mask).detach()).clamp(-20.0, 20.0)
 
+# %% ../nbs/05_algorithms.ipynb #d41d2201
+POLICY_LOSSES: dict[str, Callable] = {}         # loss_type -> fn(logprobs, old_logprobs, advantages, mask, config, **context) -> (loss, metrics)
+ADVANTAGE_ESTIMATORS: dict[str, Callable] = {}  # advantage -> fn(rewards, config, group_size, mask=None, values=None, kl=None) -> advantages
+TOKEN_LEVEL_ADVANTAGES = ("reinforce_pp", "reinforce_pp_baseline", "gae")   # KL in the reward goes on every token, not on the sum
+
+def register_policy_loss(name: str) -> Callable:
+    "Decorator: `fn` becomes the policy loss of `config.loss_type == name`; it returns `(loss, metrics)` (see `compute_policy_loss`)."
+    def add(fn: Callable) -> Callable:
+        POLICY_LOSSES[name] = fn
+        return fn
+    return add
+
+def register_advantage(name: str) -> Callable:
+    "Decorator: `fn` becomes the advantage estimator of `config.advantage == name` (see `compute_advantages`)."
+    def add(fn: Callable) -> Callable:
+        ADVANTAGE_ESTIMATORS[name] = fn
+        return fn
+    return add
+
+
+def _clip_bounds(config: TrainingConfig) -> tuple[float, float]:
+    "(clip_low, clip_high) of a config: `clip_range_high=None` means the same as `clip_range`."
+    return config.clip_range, config.clip_range if config.clip_range_high is None else config.clip_range_high
+
+
+def _kl_penalty(config: TrainingConfig, kl: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    "beta * KL_t `[N, T]` when the config puts KL in the reward, else None."
+    return config.kl_coef * kl if (kl is not None and config.kl_in_reward and config.kl_coef) else None
+
+def _needs_mask(kind: str, mask):
+    if mask is None: raise ValueError(f"compute_advantages: config.advantage={kind!r} gives per-token advantages and needs mask [N, T]")
+
 # %% ../nbs/05_algorithms.ipynb #8de61406
 LOSS_AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
 
@@ -127,6 +160,11 @@ def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "group
     elif scale == "batch": adv = adv / (r.std() + eps)
     return adv.reshape(-1)
 
+# %% ../nbs/05_algorithms.ipynb #8b3f81e2
+@register_advantage("group")
+def _group_advantages(rewards, config, group_size, mask=None, values=None, kl=None):
+    return group_advantages(rewards, group_size, scale=config.scale_rewards)
+
 # %% ../nbs/05_algorithms.ipynb #99d0ae17
 def ppo_clip_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
                   clip_low: float = 0.2, clip_high: float = 0.2, agg: str = "token-mean",
@@ -141,6 +179,13 @@ def ppo_clip_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages
     if dual_clip is not None: loss = torch.where(adv < 0, torch.minimum(loss, -adv * dual_clip), loss)
     return aggregate_loss(loss, mask, agg, norm_len)
 
+# %% ../nbs/05_algorithms.ipynb #2d91f577
+@register_policy_loss("ppo_clip")
+def _ppo_clip(logprobs, old_logprobs, advantages, mask, config, **context):
+    lo, hi = _clip_bounds(config)
+    loss = ppo_clip_loss(logprobs, old_logprobs, advantages, mask, lo, hi, config.loss_agg, norm_len=config.loss_norm_len)
+    return loss, loss_metrics(logprobs, old_logprobs, mask, lo, hi, advantages)
+
 # %% ../nbs/05_algorithms.ipynb #56ddb3e7
 def kl_penalty_term(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.Tensor, beta: float,
                     agg: str = "token-mean", estimator: str = "k3", norm_len: Optional[int] = None) -> torch.Tensor:
@@ -151,16 +196,12 @@ def kl_penalty_term(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: to
     return beta * aggregate_loss(kl_per_token(lp, ref, estimator), mask, agg, norm_len)
 
 # %% ../nbs/05_algorithms.ipynb #e0024268
-ADVANTAGE_KINDS = ("group", "rloo", "reinforce_pp", "reinforce_pp_baseline", "gae", "none")
-TOKEN_LEVEL_ADVANTAGES = ("reinforce_pp", "reinforce_pp_baseline", "gae")   # KL in the reward goes on every token, not on the sum
-LOSS_TYPES = ("ppo_clip", "gspo", "cispo", "online_dpo")
-
 def _config(fname: str, base: dict, overrides: dict) -> TrainingConfig:
     "A `TrainingConfig` from `base` updated by `overrides`, after checking field names and vocabularies."
     unknown = sorted(set(overrides) - set(TrainingConfig._fields))
     if unknown: raise TypeError(f"{fname}: unknown TrainingConfig field(s) {unknown}; known fields: {', '.join(TrainingConfig._fields)}")
     cfg = TrainingConfig(**{**base, **overrides})
-    for field, known in (("advantage", ADVANTAGE_KINDS), ("loss_type", LOSS_TYPES), ("loss_agg", LOSS_AGG_MODES),
+    for field, known in (("advantage", ADVANTAGE_ESTIMATORS), ("loss_type", POLICY_LOSSES), ("loss_agg", LOSS_AGG_MODES),
                          ("scale_rewards", ("group", "batch", "none"))):
         if getattr(cfg, field) not in known:
             raise ValueError(f"{fname}: {field}={getattr(cfg, field)!r}; known: {', '.join(known)}")
@@ -243,6 +284,12 @@ def gspo_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: to
     has = n_tok > 0
     return _safe_div(per_seq[has].sum(), has.sum().to(s.dtype))
 
+# %% ../nbs/05_algorithms.ipynb #67e0d6a6
+@register_policy_loss("gspo")
+def _gspo(logprobs, old_logprobs, advantages, mask, config, **context):
+    lo, hi = _clip_bounds(config)
+    return gspo_loss(logprobs, old_logprobs, advantages, mask, lo, hi), loss_metrics(logprobs, old_logprobs, mask, lo, hi, advantages)
+
 # %% ../nbs/05_algorithms.ipynb #7f1d8dbe
 def create_gspo_config(**overrides) -> TrainingConfig:
     "GSPO: group-normalised advantages, sequence-level ratio clipped to [1-3e-4, 1+4e-4], no KL."
@@ -262,6 +309,13 @@ def cispo_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: t
     weight = ratio.clamp(None if clip_low is None else 1 - clip_low, 1 + clip_high)
     return aggregate_loss(-weight * _token_advantages(fname, advantages, mask) * _masked(logprobs, mask), mask, agg, norm_len)
 
+# %% ../nbs/05_algorithms.ipynb #4bc29014
+@register_policy_loss("cispo")
+def _cispo(logprobs, old_logprobs, advantages, mask, config, **context):
+    hi = _clip_bounds(config)[1]
+    loss = cispo_loss(logprobs, old_logprobs, advantages, mask, hi, config.loss_agg, norm_len=config.loss_norm_len)
+    return loss, loss_metrics(logprobs, old_logprobs, mask, None, hi)       # clip_frac_high: tokens whose weight was capped
+
 # %% ../nbs/05_algorithms.ipynb #9eea4298
 def create_cispo_config(**overrides) -> TrainingConfig:
     "CISPO: group-normalised advantages, importance weight capped at 1 + 5.0, token-mean, no KL."
@@ -277,6 +331,12 @@ def rloo_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
     baseline = (r.sum(-1, keepdim=True) - r) / (r.shape[1] - 1)
     const = (r == r[:, :1]).all(-1, keepdim=True)
     return torch.where(const, torch.zeros_like(r), r - baseline).reshape(-1)
+
+# %% ../nbs/05_algorithms.ipynb #b7034419
+@register_advantage("rloo")
+def _rloo_advantages(rewards, config, group_size, mask=None, values=None, kl=None):
+    adv = rloo_advantages(rewards, group_size)
+    return whiten(adv, torch.ones_like(adv)) if config.normalize_advantages else adv
 
 # %% ../nbs/05_algorithms.ipynb #5d6e55e4
 def create_rloo_config(**overrides) -> TrainingConfig:
@@ -333,6 +393,15 @@ def reinforce_pp_advantages(rewards: torch.Tensor, mask: torch.Tensor, kl_penalt
     returns = discounted_cumsum(token_rewards(rewards, mask, kl_penalty), mask, gamma)
     return whiten(returns, mask, eps=eps) if whiten_advantages else returns
 
+# %% ../nbs/05_algorithms.ipynb #44ed34a9
+def _reinforce_pp(baseline: bool) -> Callable:
+    def estimator(rewards, config, group_size, mask=None, values=None, kl=None):
+        _needs_mask(config.advantage, mask)
+        return reinforce_pp_advantages(rewards, mask, kl_penalty=_kl_penalty(config, kl), gamma=config.gamma, baseline=baseline,
+                                       group_size=group_size, whiten_advantages=config.normalize_advantages)
+    return estimator
+register_advantage("reinforce_pp")(_reinforce_pp(False)); register_advantage("reinforce_pp_baseline")(_reinforce_pp(True))
+
 # %% ../nbs/05_algorithms.ipynb #608a95ee
 def create_reinforce_pp_config(**overrides) -> TrainingConfig:
     "REINFORCE++: returns whitened over the batch, PPO clip 0.2, gamma 1, per-token KL 0.01 in the reward."
@@ -355,6 +424,14 @@ def gae_advantages(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tens
     next_v = torch.cat([v, v.new_zeros(n, 1)], -1).gather(-1, nxt)
     adv = discounted_cumsum(r + gamma * next_v - v, mask, gamma * lam)
     return adv, _masked(adv + v, mask)
+
+# %% ../nbs/05_algorithms.ipynb #4e5bccd8
+@register_advantage("gae")
+def _gae(rewards, config, group_size, mask=None, values=None, kl=None):
+    _needs_mask("gae", mask)
+    if values is None: raise ValueError("compute_advantages: config.advantage='gae' needs values [N, T] (see critic_values)")
+    adv = gae_advantages(token_rewards(rewards, mask, _kl_penalty(config, kl)), values, mask, config.gamma, config.lam)[0]
+    return whiten(adv, mask) if config.normalize_advantages else adv
 
 # %% ../nbs/05_algorithms.ipynb #b45375d6
 def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
@@ -479,6 +556,23 @@ def online_dpo_loss(seq_logprobs: torch.Tensor, ref_seq_logprobs: torch.Tensor, 
     logits = beta * (margin[pairs[:, 0]] - margin[pairs[:, 1]])
     return -F.logsigmoid(logits).sum() / max(pairs.shape[0], 1)
 
+# %% ../nbs/05_algorithms.ipynb #df3a95fa
+@register_policy_loss("online_dpo")
+def _online_dpo(logprobs, old_logprobs, advantages, mask, config, ref_logprobs=None, seq_logprobs_ref=None, rewards=None,
+                group_size=None, **context):
+    fname = "compute_policy_loss"
+    if rewards is None or group_size is None: raise ValueError(f"{fname}: loss_type='online_dpo' needs rewards [N] and group_size")
+    if seq_logprobs_ref is None and ref_logprobs is None:
+        raise ValueError(f"{fname}: loss_type='online_dpo' needs ref_logprobs [N, T] or seq_logprobs_ref [N]")
+    _check_mask(fname, mask, logprobs=logprobs, ref_logprobs=ref_logprobs)
+    seq = (_masked(logprobs, mask) * mask).sum(-1)
+    ref_seq = (_masked(ref_logprobs, mask) * mask).sum(-1) if seq_logprobs_ref is None else seq_logprobs_ref
+    return online_dpo_loss(seq, ref_seq, rewards, group_size, beta=config.dpo_beta), loss_metrics(logprobs, old_logprobs, mask, *_clip_bounds(config))
+
+
+@register_advantage("none")
+def _raw_rewards(rewards, config, group_size, mask=None, values=None, kl=None): return _float(rewards)
+
 # %% ../nbs/05_algorithms.ipynb #d977dab5
 def create_online_dpo_config(**overrides) -> TrainingConfig:
     "Online DPO: best-vs-worst pairs within each group ranked by raw reward, DPO loss with beta 0.1."
@@ -503,7 +597,7 @@ def loss_metrics(logprobs: torch.Tensor, old_logprobs: torch.Tensor, mask: torch
     n = valid.sum().clamp(min=1)
     frac_low, frac_high = (low & valid).sum() / n, (high & valid).sum() / n
     return {"clip_frac_low": frac_low.item(), "clip_frac_high": frac_high.item(), "clip_frac": (frac_low + frac_high).item(),
-            "approx_kl": (_masked(torch.expm1(lr) - lr, mask).sum() / n).item(),     # k3 of KL(pi_old || pi), samples from pi_old
+            "approx_kl": (_masked(kl_per_token(-lr, torch.zeros_like(lr), "k3"), mask).sum() / n).item(),   # k3 of KL(pi_old || pi), samples from pi_old
             "ratio_mean": (_masked(ratio, mask).sum() / n).item(),
             "ratio_max": ratio[valid].max().item() if valid.any() else 0.0}
 
@@ -511,61 +605,35 @@ def loss_metrics(logprobs: torch.Tensor, old_logprobs: torch.Tensor, mask: torch
 def compute_advantages(rewards: torch.Tensor, config: TrainingConfig, group_size: int, mask: Optional[torch.Tensor] = None,
                        values: Optional[torch.Tensor] = None, advantage_fn: Optional[Callable] = None,
                        kl: Optional[torch.Tensor] = None) -> torch.Tensor:
-    "Advantages `[N]` or `[N, T]` from rewards `[N]` as `config.advantage` says (per-token KL `kl` `[N, T]` folded in when `config.kl_in_reward`), or from `advantage_fn`."
+    "Advantages `[N]` or `[N, T]` from rewards `[N]` by the estimator registered as `config.advantage` (per-token KL `kl` `[N, T]` folded in when `config.kl_in_reward`), or by `advantage_fn`."
     if advantage_fn is not None:
         return advantage_fn(rewards=rewards, config=config, group_size=group_size, mask=mask, values=values)
-    kind, fname = config.advantage, "compute_advantages"
     bad = (~torch.isfinite(_float(rewards))).nonzero()[:, 0].tolist()
-    if bad: raise ValueError(f"{fname}: rewards are not finite at rows {bad[:10]}; check the reward function")
-    if kind == "group": return group_advantages(rewards, group_size, scale=config.scale_rewards)
-    if kind == "rloo":
-        adv = rloo_advantages(rewards, group_size)
-        return whiten(adv, torch.ones_like(adv)) if config.normalize_advantages else adv
-    if kind == "none": return _float(rewards)
-    if kind not in ADVANTAGE_KINDS: raise ValueError(f"{fname}: unknown config.advantage={kind!r}; known: {', '.join(ADVANTAGE_KINDS)}")
-    if mask is None: raise ValueError(f"{fname}: config.advantage={kind!r} gives per-token advantages and needs mask [N, T]")
-    penalty = config.kl_coef * kl if (kl is not None and config.kl_in_reward and config.kl_coef) else None   # beta * KL_t [N, T]
-    if kind == "gae":
-        if values is None: raise ValueError(f"{fname}: config.advantage='gae' needs values [N, T] (see compute_values)")
-        adv = gae_advantages(token_rewards(rewards, mask, penalty), values, mask, config.gamma, config.lam)[0]
-        return whiten(adv, mask) if config.normalize_advantages else adv
-    return reinforce_pp_advantages(rewards, mask, kl_penalty=penalty, gamma=config.gamma, baseline=kind == "reinforce_pp_baseline",
-                                   group_size=group_size, whiten_advantages=config.normalize_advantages)
+    if bad: raise ValueError(f"compute_advantages: rewards are not finite at rows {bad[:10]}; check the reward function")
+    if config.advantage not in ADVANTAGE_ESTIMATORS:
+        raise ValueError(f"compute_advantages: unknown config.advantage={config.advantage!r}; known: {', '.join(ADVANTAGE_ESTIMATORS)}")
+    return ADVANTAGE_ESTIMATORS[config.advantage](rewards, config, group_size, mask=mask, values=values, kl=kl)
 
 # %% ../nbs/05_algorithms.ipynb #d5c13adb
 def compute_policy_loss(logprobs: torch.Tensor, old_logprobs: Optional[torch.Tensor], advantages: Optional[torch.Tensor],
                         mask: torch.Tensor, config: TrainingConfig, ref_logprobs: Optional[torch.Tensor] = None,
                         loss_fn: Optional[Callable] = None, seq_logprobs_ref: Optional[torch.Tensor] = None,
                         rewards: Optional[torch.Tensor] = None, group_size: Optional[int] = None) -> tuple[torch.Tensor, dict]:
-    "`(loss, metrics)`: the policy loss `config.loss_type` (or `loss_fn`) over `[N, T]` log-probs, plus the KL term if configured."
-    fname = "compute_policy_loss"
+    "`(loss, metrics)`: the policy loss registered as `config.loss_type` (or `loss_fn`) over `[N, T]` log-probs, plus the KL term if configured."
     old = logprobs.detach() if old_logprobs is None else old_logprobs
-    lo = config.clip_range
-    hi = lo if config.clip_range_high is None else config.clip_range_high
-    extra = {}
-    if loss_fn is not None:
-        out = loss_fn(logprobs=logprobs, old_logprobs=old, advantages=advantages, mask=mask, config=config,
-                      ref_logprobs=ref_logprobs, seq_logprobs_ref=seq_logprobs_ref, rewards=rewards, group_size=group_size)
+    context = dict(ref_logprobs=ref_logprobs, seq_logprobs_ref=seq_logprobs_ref, rewards=rewards, group_size=group_size)
+    if loss_fn is not None:            # a plain function: a scalar, or (scalar, its own metrics); the update statistics are added here
+        out = loss_fn(logprobs=logprobs, old_logprobs=old, advantages=advantages, mask=mask, config=config, **context)
         loss, extra = out if isinstance(out, tuple) else (out, {})
-    elif config.loss_type == "ppo_clip": loss = ppo_clip_loss(logprobs, old, advantages, mask, lo, hi, config.loss_agg, norm_len=config.loss_norm_len)
-    elif config.loss_type == "gspo": loss = gspo_loss(logprobs, old, advantages, mask, lo, hi)
-    elif config.loss_type == "cispo": loss, lo = cispo_loss(logprobs, old, advantages, mask, hi, config.loss_agg, norm_len=config.loss_norm_len), None
-    elif config.loss_type == "online_dpo":
-        if rewards is None or group_size is None: raise ValueError(f"{fname}: loss_type='online_dpo' needs rewards [N] and group_size")
-        if seq_logprobs_ref is None and ref_logprobs is None:
-            raise ValueError(f"{fname}: loss_type='online_dpo' needs ref_logprobs [N, T] or seq_logprobs_ref [N]")
-        _check_mask(fname, mask, logprobs=logprobs, ref_logprobs=ref_logprobs)
-        seq = (_masked(logprobs, mask) * mask).sum(-1)
-        ref_seq = (_masked(ref_logprobs, mask) * mask).sum(-1) if seq_logprobs_ref is None else seq_logprobs_ref
-        loss = online_dpo_loss(seq, ref_seq, rewards, group_size, beta=config.dpo_beta)
-    else: raise ValueError(f"{fname}: unknown config.loss_type={config.loss_type!r}; known: {', '.join(LOSS_TYPES)}")
-    metrics = {"policy_loss": loss.item()}
+        metrics = {**loss_metrics(logprobs, old, mask, *_clip_bounds(config), advantages), **{k: float(v) for k, v in extra.items()}}
+    elif config.loss_type in POLICY_LOSSES:
+        loss, metrics = POLICY_LOSSES[config.loss_type](logprobs, old, advantages, mask, config, **context)
+    else: raise ValueError(f"compute_policy_loss: unknown config.loss_type={config.loss_type!r}; known: {', '.join(POLICY_LOSSES)}")
+    metrics["policy_loss"] = loss.item()
     if ref_logprobs is not None:
         kl = kl_penalty_term(logprobs, ref_logprobs, mask, 1.0, config.loss_agg, config.kl_estimator, config.loss_norm_len)
         metrics["kl_ref"] = kl.item()
         if config.kl_coef > 0 and not config.kl_in_reward: loss = loss + config.kl_coef * kl
-    metrics.update(loss_metrics(logprobs, old, mask, lo, hi, None if config.loss_type == "cispo" and loss_fn is None else advantages))
-    metrics.update({k: float(v) for k, v in extra.items()})
     metrics["loss"] = loss.item()
     return loss, metrics
 

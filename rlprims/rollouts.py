@@ -4,252 +4,23 @@
 
 # %% ../nbs/04_rollouts.ipynb #7052368c
 from __future__ import annotations
-import ast, json, math, operator, pickle, re, threading, time
-import multiprocessing as mp
+import math
+import numpy as np
+import torch.nn.functional as F
 from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence, Union
 from .core import *
 import torch
-from .generation import (generate_batch_fast, tokenize_prompts, decode_completions, compute_logprobs_for_tokens,
+from .fast_decode import generate_batch_fast
+from .generation import (tokenize_prompts, decode_completions, compute_logprobs_for_tokens,
                                  model_context_length, eos_token_ids)
 from .rewards import compute_rewards
 from .kl import kl_per_token, reference_mode
+from .tools import parse_tool_calls, make_tool_executor, default_tool_executor, summarize_tool_calls, format_tool_result, calculator_tool
 
 # %% auto #0
-__all__ = ['default_tool_executor', 'parse_xml_tool_calls', 'parse_json_tool_calls', 'parse_tool_calls', 'safe_calculator',
-           'calculator_tool', 'run_with_timeout', 'make_tool_executor', 'summarize_tool_calls', 'format_tool_result',
-           'RolloutResult', 'split_examples', 'score_rollouts', 'create_batch_rollouts', 'create_rollout',
-           'tool_messages_for', 'template_suffix', 'create_multiturn_rollouts', 'create_multiturn_rollout',
-           'scripted_generator']
-
-# %% ../nbs/04_rollouts.ipynb #7ebee377
-_XML_TOOL_PAT = r"<tool\s+name\s*=\s*(?P<q>[\"'])(?P<xname>[^<>]*?)(?P=q)\s*>(?P<xbody>.*?)(?:<\s*/\s*tool\s*>|\Z)"
-_JSON_TOOL_PAT = r"<tool_call>(?P<jbody>.*?)(?:</tool_call>|\Z)"
-_XML_TOOL_RE = re.compile(_XML_TOOL_PAT, re.DOTALL)
-_JSON_TOOL_RE = re.compile(_JSON_TOOL_PAT, re.DOTALL)
-_ANY_TOOL_RE = re.compile(f"{_XML_TOOL_PAT}|{_JSON_TOOL_PAT}", re.DOTALL)
-
-def _json_call(body: str, raw: str) -> dict:
-    "One `<tool_call>` body → a call dict; malformed bodies give `name=None` and an `error`."
-    def bad(msg): return {"name": None, "arguments": body, "raw": raw, "error": msg}
-    try: obj = json.loads(body)
-    except (ValueError, RecursionError) as e: return bad(f"tool call is not valid JSON ({type(e).__name__}: {str(e)[:200]})")
-    if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
-        return bad('tool call must be a JSON object with a string "name"')
-    args = obj.get("arguments", obj.get("parameters", {}))
-    if isinstance(args, str):                  # some models double-encode: "arguments": "{\"expression\": \"2+3\"}"
-        try: dec = json.loads(args)
-        except (ValueError, RecursionError): dec = None
-        if isinstance(dec, dict): args = dec
-    if not isinstance(args, (dict, str)): return bad('"arguments" must be a JSON object or a string')
-    return {"name": obj["name"], "arguments": args, "raw": raw}
-
-def _call_from_match(m: re.Match) -> dict:
-    g = m.groupdict()
-    if g.get("xname") is not None:
-        return {"name": g["xname"].strip(), "arguments": g["xbody"].strip(), "raw": m.group(0)}
-    return _json_call(g["jbody"].strip(), m.group(0))
-
-# %% ../nbs/04_rollouts.ipynb #5657690d
-def parse_xml_tool_calls(text: str) -> list[dict]:
-    "Calls written as `<tool name=\"NAME\">ARGS</tool>`; `arguments` is the stripped inner text (a `str`)."
-    if not isinstance(text, str): raise TypeError(f"parse_xml_tool_calls: text must be a str, got {type(text).__name__}")
-    return [_call_from_match(m) for m in _XML_TOOL_RE.finditer(text)]
-
-# %% ../nbs/04_rollouts.ipynb #6d1b6d46
-def parse_json_tool_calls(text: str) -> list[dict]:
-    "Calls written as `<tool_call>{\"name\": ..., \"arguments\": {...}}</tool_call>` (Qwen / Hermes templates)."
-    if not isinstance(text, str): raise TypeError(f"parse_json_tool_calls: text must be a str, got {type(text).__name__}")
-    return [_call_from_match(m) for m in _JSON_TOOL_RE.finditer(text)]
-
-# %% ../nbs/04_rollouts.ipynb #4f4d8dce
-def parse_tool_calls(text: str) -> list[dict]:
-    "Calls in either the XML or the JSON form, in order of appearance."
-    if not isinstance(text, str): raise TypeError(f"parse_tool_calls: text must be a str, got {type(text).__name__}")
-    return [_call_from_match(m) for m in _ANY_TOOL_RE.finditer(text)]
-
-# %% ../nbs/04_rollouts.ipynb #8e1f7114
-_CALC_BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-                ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
-_CALC_UNOPS = {ast.UAdd: operator.pos, ast.USub: operator.neg}
-_CALC_NORMALISE = str.maketrans({"×": "*", "÷": "/", "−": "-"})
-
-def _calc_value(v, max_abs: float):
-    "Check one computed value: a finite real number no larger than `max_abs` in magnitude."
-    if type(v) not in (int, float): raise ValueError(f"calculator: {type(v).__name__} values are not allowed")
-    if isinstance(v, float) and not math.isfinite(v): raise ValueError("calculator: inf and nan are not allowed")
-    if abs(v) > max_abs: raise ValueError(f"calculator: values larger than {max_abs:g} in magnitude are not allowed")
-    return v
-
-def _calc_node(node: ast.AST, depth: int, max_depth: int, max_abs: float):
-    "Value of one syntax-tree node; refuses every node that is not arithmetic."
-    if depth > max_depth: raise ValueError(f"calculator: nesting deeper than {max_depth} is not allowed")
-    if isinstance(node, ast.Constant):
-        if type(node.value) not in (int, float): raise ValueError(f"calculator: {type(node.value).__name__} constants are not allowed")
-        return _calc_value(node.value, max_abs)
-    if isinstance(node, ast.UnaryOp) and type(node.op) in _CALC_UNOPS:
-        return _calc_value(_CALC_UNOPS[type(node.op)](_calc_node(node.operand, depth + 1, max_depth, max_abs)), max_abs)
-    if isinstance(node, ast.BinOp) and type(node.op) in _CALC_BINOPS:
-        a = _calc_node(node.left, depth + 1, max_depth, max_abs)
-        b = _calc_node(node.right, depth + 1, max_depth, max_abs)
-        if isinstance(node.op, ast.Pow):
-            if abs(b) > 100: raise ValueError("calculator: exponents larger than 100 in magnitude are not allowed")
-            if a != 0 and b * math.log10(abs(a)) > math.log10(max_abs):
-                raise ValueError(f"calculator: powers larger than {max_abs:g} in magnitude are not allowed")
-        try: v = _CALC_BINOPS[type(node.op)](a, b)
-        except ZeroDivisionError: raise ValueError("calculator: division by zero is not allowed") from None
-        except OverflowError: raise ValueError(f"calculator: values larger than {max_abs:g} in magnitude are not allowed") from None
-        return _calc_value(v, max_abs)
-    what = type(node.op).__name__ if isinstance(node, (ast.BinOp, ast.UnaryOp)) else type(node).__name__
-    raise ValueError(f"calculator: {what} is not allowed")
-
-# %% ../nbs/04_rollouts.ipynb #7f09342a
-def safe_calculator(expression: str, max_len: int = 200, max_depth: int = 100, max_abs: float = 1e100) -> Union[int, float]:
-    "Value of an arithmetic `expression` (numbers, `+ - * / // % **`, parentheses); anything else raises `ValueError`."
-    if not isinstance(expression, str): raise TypeError(f"calculator: expression must be a str, got {type(expression).__name__}")
-    if len(expression) > max_len: raise ValueError(f"calculator: expressions longer than {max_len} characters are not allowed (got {len(expression)})")
-    expr = expression.translate(_CALC_NORMALISE).replace("^", "**").strip().removesuffix("=").strip()
-    if not expr: raise ValueError("calculator: empty expression")
-    try: tree = ast.parse(expr, mode="eval")          # builds a syntax tree only; nothing is executed
-    except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
-        raise ValueError(f"calculator: could not parse {expr[:50]!r} as arithmetic ({type(e).__name__}); only numbers and + - * / // % ** are allowed") from None
-    return _calc_node(tree.body, 1, max_depth, max_abs)
-
-# %% ../nbs/04_rollouts.ipynb #fb3f7e9c
-def calculator_tool(arguments: Union[str, Mapping[str, Any]]) -> str:
-    "Tool adapter: `arguments` (expression str, or dict with `expression`/`expr`/one value) → result as a str."
-    if isinstance(arguments, Mapping):
-        keys = [k for k in ("expression", "expr") if k in arguments] or list(arguments)
-        if not keys: raise ValueError("calculator_tool: arguments is an empty dict; expected {'expression': '2+3'}")
-        arguments = arguments[keys[0]]
-    if isinstance(arguments, (int, float)) and not isinstance(arguments, bool):
-        if not math.isfinite(arguments): raise ValueError(f"calculator_tool: {arguments!r} is not a finite number")
-        arguments = str(arguments)
-    if not isinstance(arguments, str):
-        raise TypeError(f"calculator_tool: expected an expression str or a dict holding one, got {type(arguments).__name__}")
-    v = safe_calculator(arguments)
-    return str(v) if isinstance(v, int) else format(v, ".12g")
-
-# %% ../nbs/04_rollouts.ipynb #de155143
-def _as_exception(e: BaseException) -> Exception:
-    "`e`, or a RuntimeError standing for it when it is no `Exception` (SystemExit, KeyboardInterrupt): a tool must not end the caller."
-    return e if isinstance(e, Exception) else RuntimeError(f"the tool raised {type(e).__name__}({', '.join(map(repr, e.args))})")
-
-def _timeout_child(conn, fn, args, kwargs):
-    "Runs in the child process: call `fn`, send `(ok, value_or_exception)` back on `conn`."
-    try: out = (True, fn(*args, **kwargs))
-    except BaseException as e: out = (False, _as_exception(e))
-    try: conn.send(out)                       # pickles first, so a failure sends nothing
-    except Exception as e:
-        what = "result" if out[0] else f"exception {type(out[1]).__name__}: {out[1]}"
-        conn.send((False, RuntimeError(f"run_with_timeout: could not send the {what} back to the parent ({type(e).__name__}: {e})")))
-    finally: conn.close()
-
-def _run_in_thread(fn, args, kwargs, timeout: float):
-    "Soft time-out: run `fn` in a daemon thread; on time-out the thread is left running."
-    box = {}
-    def target():
-        try: box["value"] = fn(*args, **kwargs)
-        except BaseException as e: box["error"] = _as_exception(e)
-    th = threading.Thread(target=target, daemon=True, name=f"tool-{getattr(fn, '__name__', 'fn')}")
-    th.start(); th.join(timeout)
-    if th.is_alive(): raise TimeoutError(f"run_with_timeout: {getattr(fn, '__name__', fn)!s} did not finish within {timeout} s (thread left running)")
-    if "error" in box: raise box["error"]
-    return box["value"]
-
-# %% ../nbs/04_rollouts.ipynb #5d7275bd
-def run_with_timeout(fn: Callable, *args, timeout: float = 2.0, use_process: bool = True,
-                     start_method: Optional[str] = None, **kwargs):
-    "`fn(*args, **kwargs)`, killed after `timeout` seconds (`TimeoutError`); in a child process unless `use_process=False`."
-    if not callable(fn): raise TypeError(f"run_with_timeout: fn must be callable, got {type(fn).__name__}")
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise ValueError(f"run_with_timeout: timeout must be a positive number of seconds, got {timeout!r}")
-    if not use_process: return _run_in_thread(fn, args, kwargs, timeout)
-    method = start_method or ("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    ctx = mp.get_context(method)
-    if method != "fork":
-        try: pickle.dumps((fn, args, kwargs))
-        except Exception as e:
-            raise TypeError(f"run_with_timeout: {getattr(fn, '__name__', fn)!s} or its arguments can't be pickled, which the {method!r} "
-                            f"start method needs ({type(e).__name__}: {e}); define the tool at module level, or pass use_process=False") from None
-    recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_timeout_child, args=(send, fn, args, kwargs), daemon=True)
-    try: proc.start()
-    except AssertionError as e:               # multiprocessing refuses children of daemonic processes
-        recv.close(); send.close()
-        raise RuntimeError(f"run_with_timeout: can't start a child process here ({e}); pass use_process=False") from None
-    send.close()
-    try:
-        if not recv.poll(timeout):
-            raise TimeoutError(f"run_with_timeout: {getattr(fn, '__name__', fn)!s} did not finish within {timeout} s")
-        try: ok, value = recv.recv()
-        except EOFError:
-            proc.join(1)
-            raise RuntimeError(f"run_with_timeout: the child process exited (code {proc.exitcode}) without returning a result") from None
-    finally:
-        proc.join(0.05)
-        if proc.is_alive(): proc.kill(); proc.join()
-        proc.close(); recv.close()
-    if ok: return value
-    raise value
-
-# %% ../nbs/04_rollouts.ipynb #1a26fe5a
-def _clip(s: str, n: int) -> str:
-    return s if len(s) <= n else s[:n] + f"... [{len(s) - n} more characters cut]"
-
-def _call_tool_to_text(fn: Callable, arguments, max_chars: int) -> str:
-    "Run `fn(arguments)` and turn its result into text of at most ~`max_chars` characters (runs in the child)."
-    out = fn(arguments)
-    return _clip(out if isinstance(out, str) else str(out), max_chars)
-
-# %% ../nbs/04_rollouts.ipynb #7d993d59
-def make_tool_executor(tools: Mapping[str, Callable], timeout: float = 2.0, use_process: bool = True,
-                       max_result_chars: int = 2000) -> Callable[[Mapping[str, Any]], dict]:
-    "An `executor(call) -> {name, arguments, result, error, latency}` over the `tools` table; it never raises."
-    if not isinstance(tools, Mapping) or not all(isinstance(k, str) and callable(f) for k, f in tools.items()):
-        raise TypeError("make_tool_executor: tools must be a dict mapping tool names (str) to callables")
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise ValueError(f"make_tool_executor: timeout must be a positive number of seconds, got {timeout!r}")
-    tools = dict(tools)
-    def executor(call: Mapping[str, Any]) -> dict:
-        t0 = time.perf_counter()
-        ok_call = isinstance(call, Mapping)
-        name, args = (call.get("name"), call.get("arguments")) if ok_call else (None, None)
-        result = error = None
-        try:
-            if not ok_call: error = f"malformed tool call: expected a dict, got {type(call).__name__}"
-            elif call.get("error"): error = f"malformed tool call: {call['error']}"
-            elif not isinstance(name, str) or name not in tools:
-                error = f"unknown tool {name!r}; known: {', '.join(sorted(tools)) or '(none)'}"
-            else:
-                result = run_with_timeout(_call_tool_to_text, tools[name], args, max_result_chars,
-                                          timeout=timeout, use_process=use_process)
-        except TimeoutError as e:
-            error = f"timed out after {timeout} s" if time.perf_counter() - t0 >= timeout else f"TimeoutError: {e}"
-        except Exception as e: error = _clip(f"{type(e).__name__}: {e}", max_result_chars)
-        return {**(dict(call) if ok_call else {}), "name": name, "arguments": args, "result": result, "error": error,
-                "latency": time.perf_counter() - t0}
-    return executor
-
-# %% ../nbs/04_rollouts.ipynb #cf6c20a3
-default_tool_executor = make_tool_executor({"calculator": calculator_tool})
-
-# %% ../nbs/04_rollouts.ipynb #7749a90a
-def summarize_tool_calls(calls: Sequence[Mapping[str, Any]]) -> dict:
-    "`{num_tool_calls, num_tool_errors, per_tool: {name: {calls, errors, latency_total}}}` over executed calls."
-    per_tool = {}
-    for c in calls:
-        name = c.get("name")
-        s = per_tool.setdefault("<malformed>" if name is None else str(name), {"calls": 0, "errors": 0, "latency_total": 0.0})
-        s["calls"] += 1
-        s["errors"] += int(c.get("error") is not None)
-        s["latency_total"] += float(c.get("latency") or 0.0)
-    return {"num_tool_calls": len(calls), "num_tool_errors": sum(s["errors"] for s in per_tool.values()), "per_tool": per_tool}
-
-# %% ../nbs/04_rollouts.ipynb #edc9a825
-def format_tool_result(result: Mapping[str, Any]) -> str:
-    "The text of the tool message the model sees: `'Result: ...'` or `'Error: ...'`."
-    if result.get("error") is not None: return f"Error: {result['error']}"
-    return f"Result: {result.get('result')}"
+__all__ = ['RolloutResult', 'split_examples', 'score_rollouts', 'create_batch_rollouts', 'create_rollout', 'tool_messages_for',
+           'template_suffix', 'create_multiturn_rollouts', 'create_multiturn_rollout', 'scripted_generator',
+           'concat_rollout_results', 'select_rollout_result']
 
 # %% ../nbs/04_rollouts.ipynb #f47c2188
 class RolloutResult(NamedTuple):
@@ -454,3 +225,37 @@ def scripted_generator(replies: Sequence[str], logprob: float = -0.5) -> Callabl
         N = prompt_ids.shape[0]
         return RolloutBatch(prompt_ids, prompt_mask, ids.repeat(N, 1), torch.ones(N, len(ids)), logprobs=torch.full((N, len(ids)), logprob))
     return gen
+
+# %% ../nbs/04_rollouts.ipynb #2cfa0a59
+def _num_groups(res: RolloutResult) -> int:
+    g = res.batch.group_ids
+    return int(g.max()) + 1 if g is not None and g.numel() else 0
+
+def concat_rollout_results(results: Sequence[RolloutResult], pad_token_id: int = 0) -> RolloutResult:
+    "One `RolloutResult` from several, in order (one per process): prompts re-padded on the left `[N, P]`, completions on the right `[N, T]`, group ids offset."
+    if len(results) == 1: return results[0]
+    bs = [r.batch for r in results]
+    P, T = max(b.prompt_ids.shape[1] for b in bs), max(b.completion_ids.shape[1] for b in bs)
+    fields = {}
+    for name in RolloutBatch._fields:
+        ts = [getattr(b, name) for b in bs]
+        if all(t is None for t in ts): fields[name] = None; continue
+        if any(t is None for t in ts): raise ValueError(f"concat_rollout_results: field '{name}' is set in some results and None in others")
+        pad = pad_token_id if name in ("prompt_ids", "completion_ids") else 0
+        if name in ("prompt_ids", "prompt_mask"): ts = [F.pad(t, (P - t.shape[1], 0), value=pad) for t in ts]
+        elif ts[0].dim() == 2: ts = [F.pad(t, (0, T - t.shape[1]), value=pad) for t in ts]
+        fields[name] = torch.cat(ts)
+    offsets = [int(o) for o in np.cumsum([0] + [_num_groups(r) for r in results[:-1]])]
+    if fields["group_ids"] is not None: fields["group_ids"] = torch.cat([b.group_ids + o for b, o in zip(bs, offsets)])
+    rollouts = [ro._replace(metadata={**ro.metadata, "group_id": ro.metadata["group_id"] + o}) if "group_id" in ro.metadata else ro
+                for r, o in zip(results, offsets) for ro in r.rollouts]
+    comps = {k: torch.cat([r.reward_components[k] for r in results]) for k in results[0].reward_components}
+    kl = torch.cat([r.kl for r in results]) if all(r.kl is not None for r in results) else None
+    return RolloutResult(rollouts, RolloutBatch(**fields), comps, kl, sum(r.num_reward_errors for r in results), results[0].generation_budget)
+
+def select_rollout_result(res: RolloutResult, keep: torch.Tensor) -> RolloutResult:
+    "The rows of `res` where the bool mask `keep` `[N]` is True, in every view (rollouts, batch, reward components, KL)."
+    idx = keep.nonzero().squeeze(-1)
+    return res._replace(rollouts=[res.rollouts[i] for i in idx.tolist()], batch=select_rows(res.batch, idx),
+                        reward_components={k: v[idx] for k, v in res.reward_components.items()},
+                        kl=res.kl[idx] if res.kl is not None else None)

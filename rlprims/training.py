@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from .core import *
 from .generation import load_model, load_tokenizer, compute_logprobs_for_tokens, generate_batch, format_prompt
-from .rollouts import create_batch_rollouts, RolloutResult
+from .rollouts import create_batch_rollouts, RolloutResult, concat_rollout_results, select_rollout_result
 from .algorithms import (compute_advantages, compute_policy_loss, get_algorithm_config, filter_groups,
                                 overlong_penalty, value_loss, create_value_head, compute_values, gae_advantages,
                                 token_rewards, best_worst_pairs, TOKEN_LEVEL_ADVANTAGES, Critic, create_critic,
@@ -20,14 +20,13 @@ from .algorithms import (compute_advantages, compute_policy_loss, get_algorithm_
 from .kl import kl_per_token
 from .precision import (PRECISIONS, Precision, make_precision, prepare_for_training, load_dtype, sync_sampler, disable_dropout,
                         autocast, backward, optimizer_step)
+from .tasks import make_addition_dataset, correct, answer_format, ADDITION_REWARDS
+from .checkpoints import save_checkpoint, latest_checkpoint, load_checkpoint, load_latest_checkpoint, _seed_by_rank
+from .distributed import (make_accelerator, is_fsdp, unwrap_model, prepare_model, shard_prompts, gathered_params,
+                                 full_state_dicts, load_full_optimizer_state, _rank_world, _row_ranges, _all_gather, _pad_id, _average_grads)
 
 # %% auto #0
-__all__ = ['ADDITION_REWARDS', 'EMBEDDED_NAME', 'training_iteration', 'make_addition_dataset', 'correct', 'answer_format',
-           'tiny_test_model', 'save_checkpoint', 'latest_checkpoint', 'resolve_checkpoint', 'DamagedCheckpoint',
-           'check_checkpoint_compatible', 'load_checkpoint', 'load_latest_checkpoint', 'update_ema_metrics',
-           'plot_curves', 'evaluate', 'make_accelerator', 'is_fsdp', 'unwrap_model', 'prepare_model', 'shard_prompts',
-           'concat_rollout_results', 'select_rollout_result', 'gathered_params', 'full_state_dicts',
-           'load_full_optimizer_state', 'TrainResult', 'train', 'main', 'cli']
+__all__ = ['training_iteration', 'update_ema_metrics', 'plot_curves', 'evaluate', 'TrainResult', 'train']
 
 # %% ../nbs/06_training.ipynb #c861547b
 def _micro_weight(config: TrainingConfig, mask_mb: torch.Tensor, mask_mini: torch.Tensor,
@@ -43,28 +42,12 @@ def _whole_groups(n: int, group_size: int) -> int:
     "`n` rounded down to whole groups (at least one group)."
     return max(group_size, n // group_size * group_size)
 
-def _row_ranges(n: int, world: int, unit: int = 1) -> list[tuple[int, int]]:
-    "Contiguous `(start, stop)` ranges that split `n` rows over `world` processes in whole `unit`s, as evenly as possible."
-    k, extra = divmod(n // unit, world)
-    out, s = [], 0
-    for r in range(world):
-        e = s + (k + (r < extra)) * unit
-        out.append((s, e)); s = e
-    out[-1] = (out[-1][0], n)                  # rows past the last whole unit go to the last process
-    return out
-
-def _all_gather(obj, world: int) -> list:
-    "Every process's `obj` (anything picklable), in rank order; `[obj]` for a single process."
-    if world == 1: return [obj]
-    out = [None] * world
-    torch.distributed.all_gather_object(out, obj)
-    return out
-
 def _mismatch_sums(trainer_lp: torch.Tensor, sampler_lp: Optional[torch.Tensor], mask: torch.Tensor) -> dict:
     "Token sums for the sampler/trainer mismatch: `|log pi_trainer - log pi_sampler|`, k3 of KL(sampler || trainer), token count."
     if sampler_lp is None: return {}
-    d = (trainer_lp.detach().float() - sampler_lp.to(trainer_lp.device).float()) * mask
-    return {"sum/mismatch_abs": (d.abs() * mask).sum().item(), "sum/mismatch_kl": ((torch.expm1(d) - d) * mask).sum().item(),
+    trainer, sampler = trainer_lp.detach().float() * mask, sampler_lp.to(trainer_lp.device).float() * mask
+    return {"sum/mismatch_abs": ((trainer - sampler).abs() * mask).sum().item(),
+            "sum/mismatch_kl": (kl_per_token(sampler, trainer, "k3") * mask).sum().item(),   # tokens sampled from the sampler
             "sum/mismatch_tokens": mask.sum().item()}
 
 def _tis_weights(trainer_lp: torch.Tensor, sampler_lp: Optional[torch.Tensor], mask: torch.Tensor, cap: float) -> torch.Tensor:
@@ -300,32 +283,6 @@ def _values(critic: Critic, b: RolloutBatch, micro_batch_size: int, grad: bool =
             out.append(critic_values(critic, ids, am, b.completion_ids.shape[1]).float().cpu())
     return torch.cat(out)
 
-# %% ../nbs/06_training.ipynb #ec51c5de
-def make_addition_dataset(n: int, low: int = 10, high: int = 99, seed: int = 0) -> list[dict]:
-    "`n` addition problems `{'prompt', 'answer'}` with both numbers in `[low, high]`."
-    rng = random.Random(seed)
-    out = []
-    for _ in range(n):
-        a, b = rng.randint(low, high), rng.randint(low, high)
-        out.append({"prompt": f"What is {a} + {b}? Answer with just the number.", "answer": str(a + b)})
-    return out
-
-def _last_int(text: str) -> Optional[str]:
-    import re
-    m = re.findall(r"-?\d+", text.replace(",", ""))
-    return m[-1] if m else None
-
-def correct(rollout: Rollout) -> float:
-    "1.0 when the last integer in the completion equals `metadata['answer']`."
-    return 1.0 if _last_int(rollout.generation.text) == str(rollout.metadata["answer"]).strip() else 0.0
-
-def answer_format(rollout: Rollout) -> float:
-    "0.1 when the completion is only the answer: the number, or the sum written out as `37 + 58 = 95`."
-    import re
-    return 0.1 if re.fullmatch(r"[\d\s+=]*-?\d+\s*\.?\s*", rollout.generation.text) else 0.0
-
-ADDITION_REWARDS = {"correct": correct, "format": answer_format}
-
 # %% ../nbs/06_training.ipynb #0e752646
 def tiny_test_model(vocab_size: int = 49152, seed: int = 0):
     "A 2-layer randomly initialised Llama with the embedded tokenizer's vocabulary: for fast tests of the plumbing."
@@ -334,203 +291,6 @@ def tiny_test_model(vocab_size: int = 49152, seed: int = 0):
     cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                       num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=2)
     return LlamaForCausalLM(cfg)
-
-# %% ../nbs/06_training.ipynb #85bad732
-def _fsync_dir(path: Path):
-    "Flush a folder's entries (a rename inside it) to disk."
-    fd = os.open(path, os.O_RDONLY)
-    try: os.fsync(fd)
-    finally: os.close(fd)
-
-def _fsync_tree(path: Path):
-    "Flush every file under `path` (and the folder entries) to disk."
-    for p in sorted(path.rglob("*")):
-        if p.is_file():
-            with open(p, "rb") as f: os.fsync(f.fileno())
-    _fsync_dir(path)
-
-def _rng_state(data_rng: random.Random) -> dict:
-    "All RNG states as plain containers of numbers (loadable with weights_only=True)."
-    np_state = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]), "python_pos": random.getstate()[2],
-            "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
-            "data": list(data_rng.getstate()[1]), "data_pos": data_rng.getstate()[2],
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-
-def _set_rng_state(s: dict, data_rng: random.Random):
-    torch.set_rng_state(s["torch"])
-    random.setstate((3, tuple(s["python"]), s["python_pos"]))
-    np.random.set_state((s["numpy"][0], s["numpy"][1].numpy().astype(np.uint32), *s["numpy"][2:]))
-    data_rng.setstate((3, tuple(s["data"]), s["data_pos"]))
-    for i, c in enumerate(s["cuda"][:torch.cuda.device_count()] if torch.cuda.is_available() else []): torch.cuda.set_rng_state(c, i)
-
-def _seed_by_rank(rank: int):
-    "After every process restored rank 0's RNG state: one draw from it, plus `rank`, seeds each process's own stream."
-    base = int(torch.randint(0, 2**31 - 1 - 4096, ()).item())
-    random.seed(base + rank); np.random.seed(base + rank); torch.manual_seed(base + rank)
-
-# %% ../nbs/06_training.ipynb #0a922d4a
-def _reference_state(model, ref_model) -> Optional[dict]:
-    "Weights that make up a reference which training has moved: a separate model's, or a LoRA policy's `'ref'` adapter."
-    from rlprims.kl import REF_ADAPTER
-    if ref_model is None: return None
-    if ref_model is not model: return {k: v.detach().contiguous() for k, v in ref_model.state_dict().items()}
-    sd = {n: p.detach().contiguous() for n, p in model.named_parameters() if f".{REF_ADAPTER}." in n}
-    return sd or None
-
-def save_checkpoint(model, tokenizer, step: int, output_dir: Union[str, Path], checkpoint_fn: Optional[Callable] = None,
-                    optimizer=None, scheduler=None, state: Optional[Mapping[str, Any]] = None,
-                    data_rng: Optional[random.Random] = None, critic: Optional[Critic] = None, keep_last: int = 2, ref_model=None,
-                    accelerator=None, scaler=None) -> Path:
-    "Write `output_dir/checkpoint-{step}` atomically (temp folder, fsync, rename); keep the newest `keep_last`. Several processes: all call it, rank 0 writes."
-    if not (isinstance(step, int) and not isinstance(step, bool) and step >= 0):
-        raise ValueError(f"save_checkpoint: step={step!r}; expected an int >= 0 (the folder is named checkpoint-<step>)")
-    rank = accelerator.process_index if accelerator is not None else 0
-    base = unwrap_model(model) if accelerator is not None else model
-    out = Path(output_dir); final = out / f"checkpoint-{step}"
-    if checkpoint_fn is not None:
-        final = checkpoint_fn(base, tokenizer, step, output_dir) if rank == 0 else final
-        if accelerator is not None: accelerator.wait_for_everyone()
-        return final
-    if accelerator is not None and is_fsdp(model): model_sd, optim_sd = full_state_dicts(model, optimizer)  # takes every process
-    else: model_sd, optim_sd = None, optimizer.state_dict() if optimizer is not None else None
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=out, prefix=f".tmp-checkpoint-{step}-"))
-        try:
-            from safetensors.torch import save_file
-            if hasattr(base, "peft_config"): base.save_pretrained(tmp / "model", selected_adapters=[base.active_adapter])
-            else: base.save_pretrained(tmp / "model", safe_serialization=True, **({"state_dict": model_sd} if model_sd is not None else {}))
-            if tokenizer is not None: tokenizer.save_pretrained(tmp / "model")
-            if critic is not None: save_file(_critic_state(critic), tmp / "critic.safetensors")
-            ref_sd = _reference_state(base, ref_model)
-            if ref_sd is not None: save_file(ref_sd, tmp / "reference.safetensors")
-            time.sleep(float(os.environ.get("RLPRIMS_CHECKPOINT_PAUSE", 0) or 0))   # fault-injection tests kill the run here
-            torch.save({"optimizer": optim_sd, "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                        "rng": _rng_state(data_rng or random.Random(0)),
-                        "scaler": scaler.state_dict() if scaler is not None else None}, tmp / "trainer_state.pt")
-            (tmp / "state.json").write_text(json.dumps({"step": step, **(state or {})}, default=str))
-            _fsync_tree(tmp)
-            if final.exists(): shutil.rmtree(final)
-            os.replace(tmp, final)
-            _fsync_dir(out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True); raise
-        ckpts = _checkpoint_dirs(out)
-        for old in ckpts[:-keep_last] if keep_last else []: shutil.rmtree(old, ignore_errors=True)
-    if accelerator is not None: accelerator.wait_for_everyone()
-    return final
-
-def _critic_state(critic: Critic) -> dict:
-    "The tensors that make up a critic beyond the policy: its head, and its own transformer or LoRA adapter."
-    sd = {f"head.{k}": v for k, v in critic.head.state_dict().items()}
-    if critic.adapter: sd.update({f"adapter.{n}": p.detach() for n, p in critic.backbone.named_parameters() if f".{critic.adapter}." in n})
-    elif not critic.shared: sd.update({f"backbone.{k}": v for k, v in critic.backbone.state_dict().items()})
-    return {k: v.contiguous() for k, v in sd.items()}
-
-def _load_critic_state(critic: Critic, sd: Mapping[str, torch.Tensor]) -> None:
-    "Load what `_critic_state` saved into `critic`."
-    part = lambda pre: {k[len(pre):]: v for k, v in sd.items() if k.startswith(pre)}
-    critic.head.load_state_dict(part("head."))
-    if critic.adapter:
-        with torch.no_grad():
-            own = dict(critic.backbone.named_parameters())
-            for n, v in part("adapter.").items(): own[n].copy_(v)
-    elif not critic.shared: critic.backbone.load_state_dict(part("backbone."))
-
-# %% ../nbs/06_training.ipynb #f3c87070
-_CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")
-
-def _checkpoint_dirs(output_dir: Union[str, Path]) -> list[Path]:
-    "rlprims' checkpoint folders in `output_dir`, oldest first (folders named otherwise, e.g. `checkpoint-best`, are not ours)."
-    found = [p for p in Path(output_dir).glob("checkpoint-*") if p.is_dir() and _CHECKPOINT_NAME.fullmatch(p.name)]
-    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
-
-def _is_complete(path: Path) -> bool:
-    "Every file a resume reads is there: state, trainer state, and the model (or adapter) weights."
-    model = (path / "model" / "model.safetensors").exists() or (path / "model" / "adapter_model.safetensors").exists()
-    return (path / "state.json").exists() and (path / "trainer_state.pt").exists() and model
-
-def latest_checkpoint(output_dir: Union[str, Path]) -> Optional[Path]:
-    "The complete checkpoint with the highest step in `output_dir`, or None."
-    done = [p for p in _checkpoint_dirs(output_dir) if _is_complete(p)]
-    return done[-1] if done else None
-
-def resolve_checkpoint(path: Union[str, Path]) -> Path:
-    "`path` if it is a complete checkpoint, else the latest complete one inside it; raises FileNotFoundError if none."
-    path = Path(path)
-    if path.is_dir() and not (path / "state.json").exists() and latest_checkpoint(path) is not None: path = latest_checkpoint(path)
-    if not _is_complete(path):
-        raise FileNotFoundError(f"resume_from: '{path}' is not a complete rlprims checkpoint (expected state.json, trainer_state.pt and "
-                                f"model/*.safetensors); complete ones in its folder: {[p.name for p in _checkpoint_dirs(path.parent) if _is_complete(p)]}")
-    return path
-
-class DamagedCheckpoint(ValueError):
-    "A checkpoint file exists but can't be read."
-
-def _read(path: Path, reader: Callable):
-    try: return reader(path)
-    except Exception as e:
-        first = (str(e).strip().splitlines() or [""])[0]
-        raise DamagedCheckpoint(f"resume_from: '{path}' can't be read ({type(e).__name__}: {first}); the checkpoint is damaged") from e
-
-def check_checkpoint_compatible(path: Union[str, Path], model, critic: Optional[Critic] = None) -> None:
-    "Raise before anything is loaded if checkpoint `path` was written by a run of another kind (LoRA vs full weights, with vs without a PPO critic)."
-    path = Path(path)
-    saved = json.loads((path / "state.json").read_text()).get("config", {})
-    lora, has_adapter = hasattr(model, "peft_config"), (path / "model" / "adapter_model.safetensors").exists()
-    what = lambda a: "a LoRA adapter" if a else "all weights"
-    if lora != has_adapter:
-        raise ValueError(f"resume_from: '{path}' was saved by a run training {what(has_adapter)}, but this run trains {what(lora)}; "
-                         f"resume with use_lora={has_adapter}")
-    has_critic = (path / "critic.safetensors").exists()
-    if (critic is not None) != has_critic:
-        raise ValueError(f"resume_from: '{path}' was saved by a run {'with' if has_critic else 'without'} a PPO critic "
-                         f"(algorithm {saved.get('algorithm', '?')!r}), but this run {'needs one' if critic is not None else 'has none'}; "
-                         "resume with the algorithm it was trained with")
-
-def load_checkpoint(path: Union[str, Path], model, optimizer=None, scheduler=None, data_rng: Optional[random.Random] = None,
-                    critic: Optional[Critic] = None, ref_model=None, scaler=None) -> dict:
-    "Restore model weights, optimizer, scheduler, RNG states (PPO's critic, fp16 loss scaler) from `path`; returns the saved state dict. Reads every file before changing anything."
-    from safetensors.torch import load_file
-    path = resolve_checkpoint(path)
-    check_checkpoint_compatible(path, model, critic)
-    lora = hasattr(model, "peft_config")
-    state = _read(path / "state.json", lambda f: json.loads(f.read_text()))
-    ts = _read(path / "trainer_state.pt", lambda f: torch.load(f, weights_only=True))
-    sd = _read(path / "model" / ("adapter_model.safetensors" if lora else "model.safetensors"), load_file)
-    critic_sd = _read(path / "critic.safetensors", load_file) if critic is not None else None
-    ref_sd = _read(path / "reference.safetensors", load_file) if ref_model is not None and (path / "reference.safetensors").exists() else None
-    if lora:
-        from peft import set_peft_model_state_dict
-        set_peft_model_state_dict(model, sd)
-    else:
-        missing, unexpected = model.load_state_dict(sd, strict=False)
-        bad = [k for k in missing if "lm_head" not in k] + list(unexpected)
-        if bad: raise ValueError(f"resume_from: checkpoint '{path}' does not match the model: {bad[:5]}")
-        model.tie_weights() if hasattr(model, "tie_weights") else None
-    if critic is not None: _load_critic_state(critic, critic_sd)
-    if ref_sd is not None:
-        if ref_model is model:   # LoRA: recreate the frozen 'ref' adapter, then fill it
-            from rlprims.kl import _lora_reference_pairs
-            _lora_reference_pairs(model)
-            model.load_state_dict(ref_sd, strict=False)
-        else: ref_model.load_state_dict(ref_sd)
-    if optimizer is not None and ts["optimizer"] is not None: optimizer.load_state_dict(ts["optimizer"])
-    if scheduler is not None and ts["scheduler"] is not None: scheduler.load_state_dict(ts["scheduler"])
-    if scaler is not None and ts.get("scaler") is not None: scaler.load_state_dict(ts["scaler"])
-    _set_rng_state(ts["rng"], data_rng or random.Random(0))
-    return state
-
-def load_latest_checkpoint(run_dir: Union[str, Path], *args, **kwargs) -> tuple[Path, dict]:
-    "`load_checkpoint` on the newest complete checkpoint of `run_dir` that can be read, falling back to older ones with a warning; returns (path, state)."
-    ckpts = [p for p in _checkpoint_dirs(run_dir) if _is_complete(p)][::-1]
-    if not ckpts: resolve_checkpoint(run_dir)              # raises the usual "not a complete checkpoint" error
-    for i, ckpt in enumerate(ckpts):
-        try: return ckpt, load_checkpoint(ckpt, *args, **kwargs)
-        except DamagedCheckpoint as e:
-            if i == len(ckpts) - 1: raise
-            warnings.warn(f"{e}; skipping it and resuming from {ckpts[i + 1].name}")
 
 # %% ../nbs/06_training.ipynb #5468dd73
 def update_ema_metrics(current_metrics: Mapping[str, float], ema_metrics: Mapping[str, float], momentum: float = 0.9) -> dict:
@@ -585,149 +345,6 @@ def evaluate(model, tokenizer, dataset: Sequence[Any], reward_fn, gen_config: Ge
     out = {"eval_reward": torch.cat(rewards).mean().item()}
     if acc: out["eval_accuracy"] = torch.cat(acc).mean().item()
     return out
-
-# %% ../nbs/06_training.ipynb #69c87376
-def _rank_world() -> tuple[int, int]:
-    "(rank, number of processes) of the running torch.distributed group; (0, 1) without one."
-    d = torch.distributed
-    return (d.get_rank(), d.get_world_size()) if d.is_available() and d.is_initialized() else (0, 1)
-
-def _pad_id(tokenizer) -> int:
-    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-
-def _average_grads(params, world: int):
-    "Average gradients over processes, for a module outside the DDP wrapper (the PPO value head)."
-    for p in params:
-        if p.grad is not None: torch.distributed.all_reduce(p.grad); p.grad.div_(world)
-
-def make_accelerator(distributed: Union[str, Any, None] = "auto"):
-    "An `accelerate.Accelerator` for this launch, or None for one process. 'auto': DDP, or FSDP2 if the accelerate config asks; 'ddp', 'fsdp', 'none', or an Accelerator."
-    if distributed is not None and not isinstance(distributed, str): return distributed
-    mode = (distributed or "auto").lower()
-    if mode not in ("auto", "ddp", "fsdp", "none"):
-        raise ValueError(f"make_accelerator: distributed={distributed!r}; expected 'auto', 'ddp', 'fsdp', 'none' or an accelerate.Accelerator")
-    d = torch.distributed
-    world = d.get_world_size() if d.is_available() and d.is_initialized() else int(os.environ.get("WORLD_SIZE", "1"))
-    if mode == "none" or world == 1: return None
-    from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs
-    env_fsdp = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true")
-    if mode == "auto": mode = "fsdp" if env_fsdp else "ddp"
-    if mode == "ddp" and env_fsdp:
-        raise ValueError("make_accelerator: distributed='ddp', but the accelerate config asks for FSDP; pass 'fsdp' or 'auto'")
-    cpu = not torch.cuda.is_available()
-    if mode == "fsdp" and cpu:
-        raise ValueError("make_accelerator: FSDP needs CUDA GPUs (accelerate runs CPU processes with DDP only); use distributed='ddp' on CPU")
-    kw = {}
-    if mode == "fsdp" and not env_fsdp:
-        from accelerate.utils import FullyShardedDataParallelPlugin
-        kw["fsdp_plugin"] = FullyShardedDataParallelPlugin(fsdp_version=2, auto_wrap_policy="transformer_based_wrap")
-    acc = Accelerator(cpu=cpu, kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)], **kw)
-    if mode == "fsdp" and not getattr(acc, "is_fsdp2", False):
-        raise ValueError("make_accelerator: rlprims shards with FSDP2; set `fsdp_version: 2` in the accelerate config")
-    return acc
-
-def is_fsdp(model) -> bool:
-    "True when `model` is sharded by FSDP2 (`fully_shard`)."
-    try: from torch.distributed.fsdp import FSDPModule
-    except ImportError: return False
-    return isinstance(model, FSDPModule)
-
-def unwrap_model(model):
-    "The plain module inside DDP and `torch.compile` wrappers; an FSDP2 model is sharded in place and comes back as is."
-    from accelerate.utils import extract_model_from_parallel
-    return extract_model_from_parallel(model)
-
-def prepare_model(accelerator, model, optimizer):
-    "`(model, optimizer)` ready for training on every process: DDP-wrapped model, or FSDP2-sharded model and optimizer."
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*broadcast_buffers.*")   # torch >= 2.13 renames the flag; accelerate passes the old one
-        if getattr(accelerator, "is_fsdp2", False): return tuple(accelerator.prepare(model, optimizer))
-        return accelerator.prepare(model), optimizer
-
-# %% ../nbs/06_training.ipynb #a817e51c
-def shard_prompts(prompts: Sequence[Any], rank: int, world: int) -> list:
-    "Process `rank`'s contiguous share of one step's `prompts` (each prompt becomes one whole group of samples)."
-    if len(prompts) % world:
-        raise ValueError(f"shard_prompts: {len(prompts)} prompts do not split evenly over {world} processes; "
-                         f"use a batch_size that is a multiple of {world}")
-    k = len(prompts) // world
-    return list(prompts[rank * k:(rank + 1) * k])
-
-def _num_groups(res: RolloutResult) -> int:
-    g = res.batch.group_ids
-    return int(g.max()) + 1 if g is not None and g.numel() else 0
-
-def concat_rollout_results(results: Sequence[RolloutResult], pad_token_id: int = 0) -> RolloutResult:
-    "One `RolloutResult` from several, in order (one per process): prompts re-padded on the left `[N, P]`, completions on the right `[N, T]`, group ids offset."
-    if len(results) == 1: return results[0]
-    bs = [r.batch for r in results]
-    P, T = max(b.prompt_ids.shape[1] for b in bs), max(b.completion_ids.shape[1] for b in bs)
-    fields = {}
-    for name in RolloutBatch._fields:
-        ts = [getattr(b, name) for b in bs]
-        if all(t is None for t in ts): fields[name] = None; continue
-        if any(t is None for t in ts): raise ValueError(f"concat_rollout_results: field '{name}' is set in some results and None in others")
-        pad = pad_token_id if name in ("prompt_ids", "completion_ids") else 0
-        if name in ("prompt_ids", "prompt_mask"): ts = [F.pad(t, (P - t.shape[1], 0), value=pad) for t in ts]
-        elif ts[0].dim() == 2: ts = [F.pad(t, (0, T - t.shape[1]), value=pad) for t in ts]
-        fields[name] = torch.cat(ts)
-    offsets = [int(o) for o in np.cumsum([0] + [_num_groups(r) for r in results[:-1]])]
-    if fields["group_ids"] is not None: fields["group_ids"] = torch.cat([b.group_ids + o for b, o in zip(bs, offsets)])
-    rollouts = [ro._replace(metadata={**ro.metadata, "group_id": ro.metadata["group_id"] + o}) if "group_id" in ro.metadata else ro
-                for r, o in zip(results, offsets) for ro in r.rollouts]
-    comps = {k: torch.cat([r.reward_components[k] for r in results]) for k in results[0].reward_components}
-    kl = torch.cat([r.kl for r in results]) if all(r.kl is not None for r in results) else None
-    return RolloutResult(rollouts, RolloutBatch(**fields), comps, kl, sum(r.num_reward_errors for r in results), results[0].generation_budget)
-
-def select_rollout_result(res: RolloutResult, keep: torch.Tensor) -> RolloutResult:
-    "The rows of `res` where the bool mask `keep` `[N]` is True, in every view (rollouts, batch, reward components, KL)."
-    idx = keep.nonzero().squeeze(-1)
-    return res._replace(rollouts=[res.rollouts[i] for i in idx.tolist()], batch=select_rows(res.batch, idx),
-                        reward_components={k: v[idx] for k, v in res.reward_components.items()},
-                        kl=res.kl[idx] if res.kl is not None else None)
-
-# %% ../nbs/06_training.ipynb #b7c01efa
-@contextlib.contextmanager
-def gathered_params(model):
-    "Under FSDP2: the full weights on every process for the block (local forwards, e.g. generation); re-sharded after. Otherwise a no-op."
-    if not is_fsdp(model):
-        yield model; return
-    from torch.distributed.fsdp import FSDPModule
-    mods = [m for m in model.modules() if isinstance(m, FSDPModule)]
-    for m in mods: m.unshard()
-    for m in mods: m.set_reshard_after_forward(False, recurse=False)
-    try: yield model
-    finally:
-        for m in mods:
-            m.reshard(); m.set_reshard_after_forward(m is not model, recurse=False)   # FSDP's default: the root keeps its weights
-
-def _param_names(model, optimizer) -> list[str]:
-    "Names of the optimizer's parameters in its order (the integer keys of `optimizer.state_dict()`), without wrapper prefixes."
-    names = {id(p): n.replace("_checkpoint_wrapped_module.", "").replace("_orig_mod.", "") for n, p in model.named_parameters()}
-    return [names[id(p)] for g in optimizer.param_groups for p in g["params"]]
-
-def full_state_dicts(model, optimizer=None) -> tuple[dict, Optional[dict]]:
-    "Full CPU state dicts of an FSDP2 model and its optimizer on rank 0 (empty/None elsewhere); the optimizer's keyed as one process keys it. All processes call it."
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
-    opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
-    msd = get_model_state_dict(model, options=opts)
-    if optimizer is None: return msd, None
-    opt = getattr(optimizer, "optimizer", optimizer)   # accelerate's wrapper holds the torch optimizer
-    osd = get_optimizer_state_dict(model, opt, options=opts)
-    if "param_groups" not in osd: return msd, None     # not rank 0
-    index = {n: i for i, n in enumerate(_param_names(model, opt))}
-    return msd, {"state": {index[k]: v for k, v in osd["state"].items()},
-                 "param_groups": [{**g, "params": [index[k] for k in g["params"]]} for g in osd["param_groups"]]}
-
-def load_full_optimizer_state(model, optimizer, state: Mapping) -> None:
-    "Load a single-process `optimizer.state_dict()` (what checkpoints hold) into the sharded optimizer of an FSDP2 model. All processes call it."
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
-    opt = getattr(optimizer, "optimizer", optimizer)
-    names = _param_names(model, opt)
-    osd = {"state": {names[i]: v for i, v in state["state"].items()},
-           "param_groups": [{**g, "params": [names[i] for i in g["params"]]} for g in state["param_groups"]]}
-    set_optimizer_state_dict(model, opt, osd, options=StateDictOptions(full_state_dict=True))
 
 # %% ../nbs/06_training.ipynb #06ca6e9a
 class TrainResult(NamedTuple):

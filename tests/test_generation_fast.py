@@ -1,9 +1,10 @@
-"Edge cases of the fast decode loop and the chunked log-prob pass (rlprims.generation), on a tiny CPU model."
+"Edge cases of the fast decode loop and the chunked log-prob pass (rlprims.fast_decode, rlprims.generation), on a tiny CPU model."
 import pytest
 import torch
 from rlprims.core import GenerationConfig
-from rlprims.generation import (load_tokenizer, tokenize_prompts, generate_batch, generate_batch_fast, compute_logprobs_for_tokens,
-                                token_logprobs, static_kv_attention, _fuse_rms_norms, _unfuse)
+from rlprims.fast_decode import generate_batch_fast, static_kv_attention
+from rlprims.generation import (load_tokenizer, tokenize_prompts, generate_batch, compute_logprobs_for_tokens,
+                                token_logprobs, _fuse_rms_norms, _unfuse)
 from rlprims.training import tiny_test_model
 
 @pytest.fixture(scope="module")

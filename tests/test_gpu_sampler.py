@@ -1,7 +1,7 @@
-"The Triton Gumbel-max sampler of the fast decode loop (rlprims.generation.sample_gumbel): needs CUDA and Triton, skipped elsewhere."
+"The Triton Gumbel-max sampler of the fast decode loop (rlprims.fast_decode.sample_gumbel): needs CUDA and Triton, skipped elsewhere."
 import pytest
 import torch
-from rlprims.generation import sample_gumbel, _has_triton
+from rlprims.fast_decode import sample_gumbel, _has_triton
 
 pytestmark = pytest.mark.skipif(not (torch.cuda.is_available() and _has_triton()), reason="needs a CUDA GPU and Triton")
 
@@ -37,7 +37,8 @@ def test_bf16_vocab_rows_and_streams():
 def test_fast_decode_uses_it_and_scores_match():
     from types import SimpleNamespace
     from rlprims.core import GenerationConfig
-    from rlprims.generation import generate_batch_fast, compute_logprobs_for_tokens
+    from rlprims.fast_decode import generate_batch_fast
+    from rlprims.generation import compute_logprobs_for_tokens
     from rlprims.training import tiny_test_model
     tok = SimpleNamespace(pad_token_id=2, eos_token_id=2)           # all the decode loop needs of a tokenizer
     model = tiny_test_model(seed=1).cuda()
@@ -45,7 +46,7 @@ def test_fast_decode_uses_it_and_scores_match():
     pids = torch.randint(3, 1000, (8, 7)); pm = torch.ones_like(pids)
     pids[:4, :3], pm[:4, :3] = 2, 0                                 # half the prompts left-padded
     cfg = GenerationConfig(max_new_tokens=16, min_new_tokens=16, temperature=0.8, top_p=1.0, top_k=0)
-    import rlprims.generation as RG
+    import rlprims.fast_decode as RG
     calls, real = [], RG.sample_gumbel
     RG.sample_gumbel = lambda *a, **k: calls.append(1) or real(*a, **k)     # the decode step looks it up in the module
     try: torch.manual_seed(0); b = generate_batch_fast(model, tok, pids, pm, cfg, eos_ids=[2])

@@ -105,14 +105,15 @@ def _interrupt_tool(args):
 
 @pytest.mark.parametrize("use_process", [True, False])
 def test_a_tool_that_exits_is_an_error_not_the_end(use_process):
-    from rlprims.rollouts import make_tool_executor
+    from rlprims.tools import make_tool_executor
     ex = make_tool_executor({"exit": _exit_tool, "interrupt": _interrupt_tool}, timeout=5, use_process=use_process)
     assert "SystemExit(1)" in ex({"name": "exit", "arguments": ""})["error"]
     assert "KeyboardInterrupt" in ex({"name": "interrupt", "arguments": ""})["error"]
 
 
 def test_train_survives_an_exiting_tool_and_counts_it(tok, tmp_path):
-    from rlprims.rollouts import create_multiturn_rollouts, scripted_generator, make_tool_executor
+    from rlprims.rollouts import create_multiturn_rollouts, scripted_generator
+    from rlprims.tools import make_tool_executor
     res = train(prompts=["What is 1+1?"], reward_fn=lambda r: 1.0, num_steps=1, batch_size=1, num_generations=2, model=tiny_test_model(),
                 tokenizer=tok, gen_config=GEN, progress=False, output_dir=tmp_path, save_final=False, rollout_fn=create_multiturn_rollouts,
                 generator=scripted_generator(['<tool name="exit">x</tool>', "2"]), max_turns=2,

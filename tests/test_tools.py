@@ -1,8 +1,8 @@
 "Edge cases for the tool section of rlprims.rollouts: parsers, safe calculator, timeouts, executor, summary."
 import ast, builtins, inspect, os, time
 import pytest
-import rlprims.rollouts as R
-from rlprims.rollouts import (parse_xml_tool_calls, parse_json_tool_calls, parse_tool_calls, safe_calculator, calculator_tool,
+import rlprims.tools as R
+from rlprims.tools import (parse_xml_tool_calls, parse_json_tool_calls, parse_tool_calls, safe_calculator, calculator_tool,
                               run_with_timeout, make_tool_executor, default_tool_executor, summarize_tool_calls,
                               format_tool_result)
 

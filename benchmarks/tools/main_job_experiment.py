@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """The main job's settings for a few steps, one line of metrics per step: the experiment behind rlprims-train's defaults.
 
-    python benchmarks/main_job_experiment.py --seed 0 --steps 20 --scale-rewards batch          # embedded model, CPU
-    python benchmarks/main_job_experiment.py --device cuda --gguf-dir /root/g --format-reward 0  # weights read from a GGUF file
+    python benchmarks/tools/main_job_experiment.py --seed 0 --steps 20 --scale-rewards batch          # embedded model, CPU
+    python benchmarks/tools/main_job_experiment.py --device cuda --gguf-dir /root/g --format-reward 0  # weights read from a GGUF file
 
 See 07_examples ("Choosing the main job's defaults") for the runs and their results.
 """

@@ -21,12 +21,12 @@ def sample_argmax(logits, config, banned=None):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--model-dir", default=str(Path(__file__).resolve().parent.parent / ".dev" / "smollm2"))
+    p.add_argument("--model-dir", default=str(Path(__file__).resolve().parents[2] / ".dev" / "smollm2"))
     p.add_argument("--prompts", type=int, default=64); p.add_argument("--G", type=int, default=8); p.add_argument("--T", type=int, default=256)
     p.add_argument("--micro", type=int, default=64)
     a = p.parse_args()
     from transformers import AutoConfig, AutoModelForCausalLM
-    import rlprims.generation as RG
+    import rlprims.generation as RG, rlprims.fast_decode as FD   # the decode step looks its helpers up in fast_decode
     from rlprims.core import GenerationConfig
     from rlprims.training import make_addition_dataset
     tok = RG.load_tokenizer(a.model_dir)
@@ -35,10 +35,10 @@ def main():
     pids, pm = RG.tokenize_prompts(tok, [d["prompt"] for d in make_addition_dataset(a.prompts)], n=a.G)
     N, T = pids.shape[0], a.T
     gen = GenerationConfig(max_new_tokens=T, min_new_tokens=T, temperature=1.0, top_p=1.0, top_k=0)
-    run = lambda **kw: RG.generate_batch_fast(m, tok, pids, pm, gen, **kw)
+    run = lambda **kw: FD.generate_batch_fast(m, tok, pids, pm, gen, **kw)
 
     print(f"== decode, batch {N} x {T}: seconds per call (median of 3, after one call), ms per step")
-    orig_sample, orig_has, orig_fuse, orig_plain = RG.sample_next_token, RG._has_triton, RG._fuse_rms_norms, RG._plain_sampling
+    orig_sample, orig_has, orig_fuse, orig_plain = FD.sample_next_token, FD._has_triton, FD._fuse_rms_norms, FD._plain_sampling
     never = lambda c: False
     variants = [("as shipped: Triton attention+sampler, fused RMSNorm", orig_has, orig_sample, orig_fuse, orig_plain),
                 ("sampler: sample_next_token (inverse CDF, torch)", orig_has, orig_sample, orig_fuse, never),
@@ -46,14 +46,14 @@ def main():
                 ("matmul attention in 64-slot buckets", lambda: False, orig_sample, orig_fuse, never),
                 ("no sampler (argmax)", orig_has, sample_argmax, orig_fuse, never)]
     for name, has, samp, fuse, plain in variants:
-        RG._has_triton = has; RG.sample_next_token = samp; RG._fuse_rms_norms = fuse; RG._plain_sampling = plain
+        FD._has_triton = has; FD.sample_next_token = samp; FD._fuse_rms_norms = fuse; FD._plain_sampling = plain
         try:
             t0 = time.perf_counter(); run(); torch.cuda.synchronize(); first = time.perf_counter() - t0
             t = timed(run)
             print(f"{name:52s} {t:.3f} s (first call {first:.2f} s)  {t / (T - 1) * 1e3:.2f} ms/step  {N * T / t:,.0f} tokens/s", flush=True)
         except Exception as e:
             import traceback; traceback.print_exc(); print(f"{name:52s} FAILED: {type(e).__name__}: {e}", flush=True)
-    RG._has_triton = orig_has; RG.sample_next_token = orig_sample; RG._fuse_rms_norms = orig_fuse; RG._plain_sampling = orig_plain
+    FD._has_triton = orig_has; FD.sample_next_token = orig_sample; FD._fuse_rms_norms = orig_fuse; FD._plain_sampling = orig_plain
     torch.cuda.empty_cache()
 
     print(f"\n== update: one micro-batch of {a.micro} completions x {T} tokens ({a.micro // a.G} distinct prompts): fwd / bwd seconds, peak GiB above the model")

@@ -2,7 +2,7 @@
 """GPU check of `generate_batch_fast`: correctness against eager decoding and scoring, then generation speed of
 `model.generate`, `generate_batch`, the static-cache loop without graphs, and with graphs, at one batch.
 
-    python benchmarks/check_generate_fast.py [--prompts 64 --G 8 --T 256] [--model-dir .dev/smollm2]
+    python benchmarks/tools/check_generate_fast.py [--prompts 64 --G 8 --T 256] [--model-dir .dev/smollm2]
 """
 import argparse, time
 from pathlib import Path
@@ -11,12 +11,13 @@ import torch
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--prompts", type=int, default=64); p.add_argument("--G", type=int, default=8); p.add_argument("--T", type=int, default=256)
-    p.add_argument("--model-dir", default=str(Path(__file__).resolve().parent.parent / ".dev" / "smollm2"))
+    p.add_argument("--model-dir", default=str(Path(__file__).resolve().parents[2] / ".dev" / "smollm2"))
     p.add_argument("--skip-eager", action="store_true", help="don't time the slow eager loops (model.generate, generate_batch)")
     a = p.parse_args()
     from transformers import AutoConfig, AutoModelForCausalLM
     from rlprims.core import GenerationConfig
-    from rlprims.generation import (load_tokenizer, tokenize_prompts, generate_batch, generate_batch_fast,
+    from rlprims.fast_decode import generate_batch_fast
+    from rlprims.generation import (load_tokenizer, tokenize_prompts, generate_batch,
                                     compute_logprobs_for_tokens)
     from rlprims.training import make_addition_dataset
     dev = "cuda"
