@@ -9,7 +9,7 @@ defaults: 8 prompts x 8 generations per step, 24 new tokens, temperature 1, top-
 no weight decay, clipping at 1.0, micro-batches of 32 completions, advantages divided by the batch's reward std, token-mean
 loss over the whole batch (TRL `loss_type="dapo"`), no KL (beta 0, no reference model), one update per generation batch
 (steps_per_generation = gradient_accumulation_steps: no old-log-prob pass). Accuracy before and after is
-`rlprims.evaluate(...)` (greedy) exactly as `rlprims.training.main` calls it.
+`rlprims.evaluate(...)` (greedy) exactly as `rlprims.cli.main` calls it.
 
     python benchmarks/trl_main_job.py --seed 0                       # CUDA if visible: bf16-mixed = fp32 weights, TRL bf16=True
     python benchmarks/trl_main_job.py --device cpu --steps 2 --eval-size 20   # a short smoke run
@@ -96,7 +96,7 @@ def main(argv=None) -> dict:
     n = a.batch_size * a.num_generations
     if n % a.micro_batch_size: sys.exit(f"trl_main_job: {n} completions per step is not a multiple of --micro-batch-size {a.micro_batch_size}")
 
-    # data, exactly as rlprims.training.main builds it
+    # data, exactly as rlprims.cli.main builds it
     train_set = make_addition_dataset(5000, seed=a.seed + 1)
     eval_set = make_addition_dataset(a.eval_size, seed=10_000 + a.seed)
     held = {x["prompt"] for x in eval_set}

@@ -9,6 +9,7 @@ from .kl import *
 from .tools import *
 from .rollouts import *
 from .algorithms import *
+from .critic import *
 from .tasks import *
 from .precision import *
 from .distributed import *

@@ -4,9 +4,8 @@
 
 # %% ../nbs/05_algorithms.ipynb #d88c1e8b
 from __future__ import annotations
-import copy, math, operator
-from contextlib import contextmanager, nullcontext
-from typing import Callable, Iterator, NamedTuple, Optional, Union
+import math, operator
+from typing import Callable, Optional, Union
 import torch
 import torch.nn.functional as F
 from .core import TrainingConfig
@@ -18,11 +17,9 @@ __all__ = ['POLICY_LOSSES', 'ADVANTAGE_ESTIMATORS', 'TOKEN_LEVEL_ADVANTAGES', 'L
            'ppo_clip_loss', 'kl_penalty_term', 'create_grpo_config', 'create_dr_grpo_config', 'overlong_penalty',
            'filter_groups', 'create_dapo_config', 'gspo_loss', 'create_gspo_config', 'cispo_loss',
            'create_cispo_config', 'rloo_advantages', 'create_rloo_config', 'rewards_to_tokens', 'token_rewards',
-           'discounted_cumsum', 'reinforce_pp_advantages', 'create_reinforce_pp_config', 'gae_advantages', 'value_loss',
-           'create_value_head', 'values_from_hidden', 'compute_values', 'Critic', 'create_critic', 'critic_parameters',
-           'critic_values', 'create_ppo_config', 'best_worst_pairs', 'all_pairs', 'online_dpo_loss',
-           'create_online_dpo_config', 'loss_metrics', 'compute_advantages', 'compute_policy_loss',
-           'get_algorithm_config']
+           'discounted_cumsum', 'reinforce_pp_advantages', 'create_reinforce_pp_config', 'gae_advantages',
+           'create_ppo_config', 'best_worst_pairs', 'all_pairs', 'online_dpo_loss', 'create_online_dpo_config',
+           'loss_metrics', 'compute_advantages', 'compute_policy_loss', 'get_algorithm_config']
 
 # %% ../nbs/05_algorithms.ipynb #a667f54b
 def _check_mask(fname: str, mask: torch.Tensor, **tensors):
@@ -432,89 +429,6 @@ def _gae(rewards, config, group_size, mask=None, values=None, kl=None):
     if values is None: raise ValueError("compute_advantages: config.advantage='gae' needs values [N, T] (see critic_values)")
     adv = gae_advantages(token_rewards(rewards, mask, _kl_penalty(config, kl)), values, mask, config.gamma, config.lam)[0]
     return whiten(adv, mask) if config.normalize_advantages else adv
-
-# %% ../nbs/05_algorithms.ipynb #b45375d6
-def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
-               clip: Optional[float] = 0.2, agg: str = "token-mean") -> torch.Tensor:
-    "PPO clipped value loss (scalar) from values, old values and returns, all `[N, T]`."
-    _check_mask("value_loss", mask, values=values, old_values=old_values, returns=returns)
-    if clip is not None and not clip >= 0: raise ValueError(f"value_loss: clip={clip}; expected >= 0 or None")
-    v, ov, ret = _masked(values, mask), _masked(old_values, mask).detach(), _masked(returns, mask).detach()
-    loss = (v - ret) ** 2
-    if clip is not None: loss = torch.maximum(loss, (ov + (v - ov).clamp(-clip, clip) - ret) ** 2)
-    return aggregate_loss(0.5 * loss, mask, agg)
-
-# %% ../nbs/05_algorithms.ipynb #5287c460
-def create_value_head(model: torch.nn.Module) -> torch.nn.Linear:
-    "A zero-initialised `Linear(hidden_size, 1)` value head on `model`'s device and dtype."
-    p = next(p for p in model.parameters() if p.is_floating_point())
-    head = torch.nn.Linear(model.config.get_text_config().hidden_size, 1, device=p.device, dtype=p.dtype)
-    torch.nn.init.zeros_(head.weight); torch.nn.init.zeros_(head.bias)
-    return head
-
-# %% ../nbs/05_algorithms.ipynb #0d073c34
-def values_from_hidden(hidden: torch.Tensor, value_head: torch.nn.Module, num_completion_tokens: int) -> torch.Tensor:
-    "Values `[N, T]` (float32) of the last `T` tokens from hidden states `[N, P+T, H]`: position P-1+t scores token t."
-    T = num_completion_tokens
-    if not 0 < T < hidden.shape[1]:
-        raise ValueError(f"values_from_hidden: num_completion_tokens={T}; expected 0 < T < sequence length {hidden.shape[1]}")
-    return value_head(hidden[:, -T - 1:-1]).squeeze(-1).float()
-
-# %% ../nbs/05_algorithms.ipynb #61aa50a6
-def compute_values(model: torch.nn.Module, value_head: torch.nn.Module, input_ids: torch.Tensor,
-                   attention_mask: torch.Tensor, num_completion_tokens: int,
-                   position_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
-    "Values `[N, T]` of the last `num_completion_tokens` tokens of `input_ids` `[N, P+T]` (prompt then completion)."
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, output_hidden_states=True)
-    return values_from_hidden(out.hidden_states[-1], value_head, num_completion_tokens)
-
-# %% ../nbs/05_algorithms.ipynb #191bfd4f
-class Critic(NamedTuple):
-    "A value model: a transformer `backbone` giving hidden states `[N, L, H]`, and a linear `head` on them."
-    backbone: torch.nn.Module               # the policy itself (shared, or LoRA with `adapter`), or a copy of its transformer
-    head: torch.nn.Linear                   # Linear(hidden_size, 1), zero-initialised
-    adapter: Optional[str] = None           # LoRA: the critic's adapter on the policy's base, active during its forward
-    shared: bool = False                    # True: the backbone is the policy's, and the value loss trains it too
-
-def _is_lora(model) -> bool: return hasattr(model, "peft_config")
-
-def create_critic(policy: torch.nn.Module, shared: bool = False, adapter_name: str = "critic") -> Critic:
-    "A `Critic` for `policy`: a separate copy of its transformer (LoRA: its own adapter on the same base), or with `shared=True` the policy's own."
-    head = create_value_head(policy)
-    if shared: return Critic(policy, head, shared=True)
-    if _is_lora(policy):
-        if adapter_name not in policy.peft_config:
-            policy.add_adapter(adapter_name, copy.deepcopy(policy.peft_config[policy.active_adapter]))
-        for n, p in policy.named_parameters():
-            if f".{adapter_name}." in n: p.requires_grad_(True)
-        return Critic(policy, head, adapter=adapter_name)
-    backbone = copy.deepcopy(policy.get_decoder() if hasattr(policy, "get_decoder") else policy).train()
-    return Critic(backbone.requires_grad_(True), head)
-
-def critic_parameters(critic: Critic) -> list:
-    "The parameters the value loss trains and the policy loss does not: the head, plus the separate backbone or the critic's adapter."
-    own = [] if critic.shared else ([p for n, p in critic.backbone.named_parameters() if f".{critic.adapter}." in n]
-                                     if critic.adapter else list(critic.backbone.parameters()))
-    return list(critic.head.parameters()) + own
-
-@contextmanager
-def _adapter_for_training(model, name: Optional[str]) -> Iterator:
-    "Make adapter `name` the active one (trainable) for the block; restore the previous adapter and every `requires_grad` flag after."
-    if name is None: yield; return
-    prev, flags = model.active_adapter, [(p, p.requires_grad) for p in model.parameters()]
-    model.set_adapter(name)
-    try: yield
-    finally:
-        model.set_adapter(prev)
-        for p, f in flags: p.requires_grad_(f)
-
-def critic_values(critic: Critic, input_ids: torch.Tensor, attention_mask: torch.Tensor, num_completion_tokens: int,
-                  position_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
-    "Values `[N, T]` (float32) of the last `num_completion_tokens` tokens of `input_ids` `[N, P+T]`, from `critic`."
-    with _adapter_for_training(critic.backbone, critic.adapter):
-        out = critic.backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, output_hidden_states=True)
-    hidden = out.last_hidden_state if getattr(out, "logits", None) is None else out.hidden_states[-1]
-    return values_from_hidden(hidden, critic.head, num_completion_tokens)
 
 # %% ../nbs/05_algorithms.ipynb #36ee4ef7
 def create_ppo_config(**overrides) -> TrainingConfig:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Union
 import numpy as np
 import torch
-from .algorithms import Critic
+from .critic import Critic
 from .distributed import unwrap_model, is_fsdp, full_state_dicts
 
 # %% auto #0

@@ -14,9 +14,8 @@ from .core import *
 from .generation import load_model, load_tokenizer, compute_logprobs_for_tokens, generate_batch, format_prompt
 from .rollouts import create_batch_rollouts, RolloutResult, concat_rollout_results, select_rollout_result
 from .algorithms import (compute_advantages, compute_policy_loss, get_algorithm_config, filter_groups,
-                                overlong_penalty, value_loss, create_value_head, compute_values, gae_advantages,
-                                token_rewards, best_worst_pairs, TOKEN_LEVEL_ADVANTAGES, Critic, create_critic,
-                                critic_parameters, critic_values)
+                                overlong_penalty, gae_advantages, token_rewards, best_worst_pairs, TOKEN_LEVEL_ADVANTAGES)
+from .critic import value_loss, Critic, create_critic, critic_parameters, critic_values
 from .kl import kl_per_token
 from .precision import (PRECISIONS, Precision, make_precision, prepare_for_training, load_dtype, sync_sampler, disable_dropout,
                         autocast, backward, optimizer_step)
@@ -607,103 +606,3 @@ def _append_csv(path: Path, rows: list):
     old = pd.read_csv(path) if path.exists() else pd.DataFrame()
     pd.concat([old, last], ignore_index=True).to_csv(tmp, index=False)
     os.replace(tmp, path)
-
-# %% ../nbs/06_training.ipynb #5a5383e5
-def _positive_int(s: str) -> int:
-    v = int(s)
-    if v < 1: raise argparse.ArgumentTypeError(f"{v} is not >= 1")
-    return v
-
-def _count(s: str) -> int:
-    v = int(s)
-    if v < 0: raise argparse.ArgumentTypeError(f"{v} is not >= 0")
-    return v
-
-def main(argv: Optional[Sequence[str]] = None) -> dict:
-    "Command-line entry point: GRPO on the built-in addition task (see `rlprims-train --help`)."
-    p = argparse.ArgumentParser(prog="rlprims-train", description="RL-train a language model on two-number addition with rlprims.")
-    p.add_argument("--steps", type=_positive_int, default=30)
-    p.add_argument("--algorithm", default="grpo")
-    p.add_argument("--lr", type=float, default=1e-5)
-    p.add_argument("--num-generations", type=_positive_int, default=8)
-    p.add_argument("--batch-size", type=_positive_int, default=8, help="prompts per step")
-    p.add_argument("--max-new-tokens", type=_positive_int, default=24)
-    p.add_argument("--lora", action="store_true", help="train a LoRA adapter instead of all weights")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="./rlprims-run")
-    p.add_argument("--resume-from", default=None)
-    p.add_argument("--model", default=None, help="HF id or local path (default: embedded SmolLM2-135M-Instruct)")
-    p.add_argument("--eval-size", type=_positive_int, default=200)
-    p.add_argument("--eval-every", type=_count, default=10)
-    p.add_argument("--checkpoint-every", type=_count, default=10)
-    p.add_argument("--kl-coef", type=float, default=0.0)
-    p.add_argument("--micro-batch-size", type=_positive_int, default=32,
-                   help="completions per forward/backward pass (lower it if memory is short; the gradient is the same)")
-    p.add_argument("--scale-rewards", default=None, choices=["group", "batch", "none"],
-                   help="divide advantages by the group's std, the batch's std, or nothing (default: batch for the GRPO family, "
-                        "see 07_examples: with the group's std a small format reward dominates groups without a correct answer)")
-    p.add_argument("--precision", default="auto", choices=list(PRECISIONS),
-                   help="auto: fp32 on CPU, bf16-mixed on bf16 GPUs, fp16-mixed on others (fp32 master weights either way); "
-                        "bf16 = pure bf16 weights, which small learning rates can't move")
-    p.add_argument("--distributed", default="auto", choices=["auto", "ddp", "fsdp", "none"],
-                   help="under accelerate launch / torchrun: DDP, or FSDP2 (auto: as the accelerate config says)")
-    a = p.parse_args(argv)
-    t0 = time.time()
-    acc = make_accelerator(a.distributed)                # before loading: it picks this process's GPU
-    rank = acc.process_index if acc is not None else 0
-    say = print if rank == 0 else (lambda *x, **k: None)
-    train_set = make_addition_dataset(5000, seed=a.seed + 1)
-    eval_set = make_addition_dataset(a.eval_size, seed=10_000 + a.seed)
-    held = {x["prompt"] for x in eval_set}
-    train_set = [x for x in train_set if x["prompt"] not in held]
-    with acc.main_process_first() if acc is not None else contextlib.nullcontext():   # the embedded model is fetched once
-        prec = make_precision(a.precision, acc.device if acc is not None else None)
-        model = load_model(a.model, dtype=load_dtype(prec, a.lora), use_lora=a.lora)
-        tokenizer = load_tokenizer(a.model)
-    gen = GenerationConfig(max_new_tokens=a.max_new_tokens, temperature=1.0, top_p=1.0, top_k=0)
-    own = get_algorithm_config(0, a.algorithm).scale_rewards
-    scale = a.scale_rewards or ("batch" if own == "group" else own)
-    say(f"rlprims-train: {a.algorithm} on {a.model or 'embedded SmolLM2-135M-Instruct'}, {a.steps} steps x "
-        f"{a.batch_size} prompts x {a.num_generations} samples, lr {a.lr}, {prec.name}"
-        + (f", advantages / {scale} std" if scale != "none" else "") + f", out {a.out}"
-        + (f", {acc.num_processes} processes" if acc is not None else ""), flush=True)
-    before = evaluate(model, tokenizer, eval_set, ADDITION_REWARDS, gen)["eval_accuracy"] if a.resume_from is None else None
-    if before is not None: say(f"held-out accuracy before: {before:.1%}", flush=True)
-    t_train = time.time()
-    res = train(a.model, train_set, ADDITION_REWARDS, num_steps=a.steps, batch_size=a.batch_size, algorithm=a.algorithm,
-                train_overrides={"micro_batch_size": a.micro_batch_size, "scale_rewards": scale},
-                learning_rate=a.lr, kl_coef=a.kl_coef, output_dir=a.out, num_generations=a.num_generations, gen_config=gen,
-                eval_dataset=eval_set, eval_every=a.eval_every, checkpoint_every=a.checkpoint_every, resume_from=a.resume_from,
-                seed=a.seed, use_lora=a.lora, model=model, tokenizer=tokenizer, distributed=acc if acc is not None else "none",
-                precision=prec.name,
-                log_fn=lambda m: print(f"step {m['step']+1:3d}  reward {m['reward']:.3f}  accuracy {m.get('accuracy', float('nan')):.3f}"
-                                       + (f"  held-out {m['eval_accuracy']:.3f}" if 'eval_accuracy' in m else ""), flush=True),
-                progress=False)
-    train_seconds = time.time() - t_train
-    after = evaluate(res.model, tokenizer, eval_set, ADDITION_REWARDS, gen)["eval_accuracy"]
-    if rank == 0 and len(res.metrics):                  # the curves again, with the held-out accuracy before and after training
-        import pandas as pd
-        m = res.metrics.copy()
-        m.loc[m.index[-1], "eval_accuracy"] = after
-        if before is not None: m = pd.concat([pd.DataFrame([{"step": -1, "eval_accuracy": before}]), m], ignore_index=True)
-        plot_curves(m, Path(a.out) / "curves.png")
-    summary = {"accuracy_before": before, "accuracy_after": after, "steps": a.steps, "minutes": (time.time() - t0) / 60,
-               "train_seconds": train_seconds,
-               "algorithm": a.algorithm, "model": a.model or EMBEDDED_NAME, "lr": a.lr, "batch_size": a.batch_size,
-               "num_generations": a.num_generations, "max_new_tokens": a.max_new_tokens, "lora": a.lora, "seed": a.seed,
-               "scale_rewards": scale, "micro_batch_size": a.micro_batch_size, "precision": prec.name,
-               "reward_first_5": float(res.metrics["reward"].head(5).mean()), "reward_last_5": float(res.metrics["reward"].tail(5).mean())}
-    if acc is not None: summary["num_processes"] = acc.num_processes
-    if rank == 0: (Path(a.out) / "summary.json").write_text(json.dumps(summary, indent=1))
-    say(f"held-out accuracy after: {after:.1%}" + (f" (before {before:.1%})" if before is not None else "") +
-        f"; {summary['minutes']:.1f} min; curves in {Path(a.out) / 'curves.png'}", flush=True)
-    if acc is not None: acc.wait_for_everyone()
-    return summary
-
-EMBEDDED_NAME = "SmolLM2-135M-Instruct (embedded)"
-
-# %% ../nbs/06_training.ipynb #8c7a8df8
-def cli() -> int:
-    "The `rlprims-train` console script: `main()` on the command line's arguments; exit status 0 (the summary is in `summary.json`)."
-    main()
-    return 0

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch.autograd import gradcheck
 from rlprims.algorithms import *
+from rlprims.critic import *
 from rlprims.core import TrainingConfig
 
 D = dict(dtype=torch.float64)

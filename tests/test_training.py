@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 from rlprims.core import GenerationConfig
 from rlprims.generation import load_tokenizer
-from rlprims.training import train, main, make_addition_dataset, ADDITION_REWARDS, tiny_test_model, latest_checkpoint
+from rlprims.training import train, make_addition_dataset, ADDITION_REWARDS, tiny_test_model, latest_checkpoint
+from rlprims.cli import main
 
 GEN = GenerationConfig(max_new_tokens=5, temperature=1.0, top_k=0, top_p=1.0)
 
@@ -69,7 +70,7 @@ def test_main_job_smoke(tmp_path):
 def test_console_script_exits_zero(monkeypatch):
     "The `rlprims-train` entry point (as settings.ini declares it) exits with status 0 after a run."
     import configparser, importlib
-    import rlprims.training as T
+    import rlprims.cli as T
     cfg = configparser.ConfigParser(interpolation=None); cfg.read(Path(__file__).resolve().parent.parent / "settings.ini")
     scripts = dict(x.split("=", 1) for x in cfg["DEFAULT"]["console_scripts"].split())
     mod, fn = scripts["rlprims-train"].split(":")
