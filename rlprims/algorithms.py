@@ -89,19 +89,19 @@ POLICY_LOSSES: dict[str, Callable] = {}         # loss_type -> fn(logprobs, old_
 ADVANTAGE_ESTIMATORS: dict[str, Callable] = {}  # advantage -> fn(rewards, config, group_size, mask=None, values=None, kl=None) -> advantages
 TOKEN_LEVEL_ADVANTAGES = ("reinforce_pp", "reinforce_pp_baseline", "gae")   # KL in the reward goes on every token, not on the sum
 
-def register_policy_loss(name: str) -> Callable:
-    "Decorator: `fn` becomes the policy loss of `config.loss_type == name`; it returns `(loss, metrics)` (see `compute_policy_loss`)."
+def _registrar(registry: dict, name: str) -> Callable:
     def add(fn: Callable) -> Callable:
-        POLICY_LOSSES[name] = fn
+        registry[name] = fn
         return fn
     return add
 
+def register_policy_loss(name: str) -> Callable:
+    "Decorator: `fn` becomes the policy loss of `config.loss_type == name`; it returns `(loss, metrics)` (see `compute_policy_loss`)."
+    return _registrar(POLICY_LOSSES, name)
+
 def register_advantage(name: str) -> Callable:
     "Decorator: `fn` becomes the advantage estimator of `config.advantage == name` (see `compute_advantages`)."
-    def add(fn: Callable) -> Callable:
-        ADVANTAGE_ESTIMATORS[name] = fn
-        return fn
-    return add
+    return _registrar(ADVANTAGE_ESTIMATORS, name)
 
 
 def _clip_bounds(config: TrainingConfig) -> tuple[float, float]:
