@@ -397,7 +397,7 @@ def _reinforce_pp(baseline: bool) -> Callable:
         return reinforce_pp_advantages(rewards, mask, kl_penalty=_kl_penalty(config, kl), gamma=config.gamma, baseline=baseline,
                                        group_size=group_size, whiten_advantages=config.normalize_advantages)
     return estimator
-register_advantage("reinforce_pp")(_reinforce_pp(False)); register_advantage("reinforce_pp_baseline")(_reinforce_pp(True))
+for name, baseline in (("reinforce_pp", False), ("reinforce_pp_baseline", True)): register_advantage(name)(_reinforce_pp(baseline))
 
 # %% ../nbs/05_algorithms.ipynb #608a95ee
 def create_reinforce_pp_config(**overrides) -> TrainingConfig:
