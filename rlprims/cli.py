@@ -51,7 +51,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
                    help="completions per forward/backward pass (lower it if memory is short; the gradient is the same)")
     p.add_argument("--scale-rewards", default=None, choices=["group", "batch", "none"],
                    help="divide advantages by the group's std, the batch's std, or nothing (default: batch for the GRPO family, "
-                        "see 07_examples: with the group's std a small format reward dominates groups without a correct answer)")
+                        "see benchmarks/EXPERIMENTS.md: with the group's std a small format reward dominates groups without a correct answer)")
     p.add_argument("--precision", default="auto", choices=list(PRECISIONS),
                    help="auto: fp32 on CPU, bf16-mixed on bf16 GPUs, fp16-mixed on others (fp32 master weights either way); "
                         "bf16 = pure bf16 weights, which small learning rates can't move")

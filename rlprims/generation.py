@@ -224,7 +224,7 @@ def compute_logprobs_for_tokens(
     prompt_ids: torch.Tensor,              # [B, P] left-padded
     prompt_mask: torch.Tensor,             # [B, P]
     generated_ids: torch.Tensor,           # [B, T] right-padded
-    pad_token_id: Optional[int] = None,    # unused; kept for the seed's signature
+    pad_token_id: Optional[int] = None,    # unused; kept so existing calls still work
     micro_batch_size: int = 8,
     completion_mask: Optional[torch.Tensor] = None,  # [B, T]; None = all ones
     temperature: float = 1.0,

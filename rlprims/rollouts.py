@@ -104,7 +104,7 @@ def create_batch_rollouts(
 
 # %% ../nbs/04_rollouts.ipynb #33fd168a
 def create_rollout(model, tokenizer, prompt, gen_config: GenerationConfig, reward_fn, ref_model=None, kl_coef: float = 0.0, **kwargs) -> Rollout:
-    "One `Rollout` for one prompt (the seed's single-prompt call; a batch of one)."
+    "One `Rollout` for one prompt (a batch of one)."
     return create_batch_rollouts(model, tokenizer, [prompt], gen_config, reward_fn, ref_model, kl_coef, **kwargs).rollouts[0]
 
 # %% ../nbs/04_rollouts.ipynb #4b3b8d1b
@@ -211,7 +211,7 @@ def create_multiturn_rollouts(
 # %% ../nbs/04_rollouts.ipynb #3e9bfe70
 def create_multiturn_rollout(model, tokenizer, initial_message, gen_config: GenerationConfig, reward_fn, max_turns: int = 5,
                              tool_parser=parse_tool_calls, tool_executor=None, stop_condition=None, **kwargs) -> Rollout:
-    "One multi-turn `Rollout` (the seed's call; a batch of one)."
+    "One multi-turn `Rollout` (a batch of one)."
     return create_multiturn_rollouts(model, tokenizer, [initial_message], gen_config, reward_fn, max_turns, tool_parser,
                                      tool_executor, stop_condition, **kwargs).rollouts[0]
 
