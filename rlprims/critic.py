@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Callable, Iterator, NamedTuple, Optional
 import torch
 from .algorithms import aggregate_loss, _masked, _check_mask
+from .kl import _is_peft_model
 
 # %% auto #0
 __all__ = ['value_loss', 'create_value_head', 'values_from_hidden', 'compute_values', 'Critic', 'create_critic',
@@ -47,7 +48,8 @@ def compute_values(model: torch.nn.Module, value_head: torch.nn.Module, input_id
                    position_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
     "Values `[N, T]` of the last `num_completion_tokens` tokens of `input_ids` `[N, P+T]` (prompt then completion)."
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, output_hidden_states=True)
-    return values_from_hidden(out.hidden_states[-1], value_head, num_completion_tokens)
+    hidden = out.last_hidden_state if getattr(out, "logits", None) is None else out.hidden_states[-1]   # a bare transformer, or an LM
+    return values_from_hidden(hidden, value_head, num_completion_tokens)
 
 # %% ../nbs/05a_critic.ipynb #191bfd4f
 class Critic(NamedTuple):
@@ -57,13 +59,11 @@ class Critic(NamedTuple):
     adapter: Optional[str] = None           # LoRA: the critic's adapter on the policy's base, active during its forward
     shared: bool = False                    # True: the backbone is the policy's, and the value loss trains it too
 
-def _is_lora(model) -> bool: return hasattr(model, "peft_config")
-
 def create_critic(policy: torch.nn.Module, shared: bool = False, adapter_name: str = "critic") -> Critic:
     "A `Critic` for `policy`: a separate copy of its transformer (LoRA: its own adapter on the same base), or with `shared=True` the policy's own."
     head = create_value_head(policy)
     if shared: return Critic(policy, head, shared=True)
-    if _is_lora(policy):
+    if _is_peft_model(policy):
         if adapter_name not in policy.peft_config:
             policy.add_adapter(adapter_name, copy.deepcopy(policy.peft_config[policy.active_adapter]))
         for n, p in policy.named_parameters():
@@ -93,6 +93,4 @@ def critic_values(critic: Critic, input_ids: torch.Tensor, attention_mask: torch
                   position_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
     "Values `[N, T]` (float32) of the last `num_completion_tokens` tokens of `input_ids` `[N, P+T]`, from `critic`."
     with _adapter_for_training(critic.backbone, critic.adapter):
-        out = critic.backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, output_hidden_states=True)
-    hidden = out.last_hidden_state if getattr(out, "logits", None) is None else out.hidden_states[-1]
-    return values_from_hidden(hidden, critic.head, num_completion_tokens)
+        return compute_values(critic.backbone, critic.head, input_ids, attention_mask, num_completion_tokens, position_ids)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy, contextlib, math, warnings
 from typing import NamedTuple, Optional, Union
 import torch
+from .kl import _is_peft_model
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'resolve_precision', 'Precision', 'make_precision', 'autocast', 'prepare_for_training', 'load_dtype',
@@ -65,15 +66,12 @@ def _cast_params(model: torch.nn.Module, trainable: torch.dtype, frozen: torch.d
         want = trainable if p.requires_grad else frozen
         if p.is_floating_point() and p.dtype != want: p.data = p.data.to(want)
 
-def _is_lora(model) -> bool:
-    return hasattr(model, "peft_config")
-
 def prepare_for_training(model: torch.nn.Module, precision: Precision, sampler: bool = True) -> tuple[torch.nn.Module, torch.nn.Module]:
     "`(model, sampler_model)`: `model` cast for training under `precision`, and the model to sample from (a compute-dtype copy, or `model`)."
     if precision.name == "bf16": _cast_params(model, torch.bfloat16, torch.bfloat16); return model, model
     frozen = precision.compute_dtype if precision.mixed else precision.param_dtype
     _cast_params(model, precision.param_dtype, frozen)
-    if not (sampler and precision.mixed) or _is_lora(model): return model, model
+    if not (sampler and precision.mixed) or _is_peft_model(model): return model, model
     copy_ = copy.deepcopy(model).eval().requires_grad_(False)
     _cast_params(copy_, precision.compute_dtype, precision.compute_dtype)
     return model, copy_

@@ -14,7 +14,7 @@ from .core import *
 from .generation import load_model, load_tokenizer, compute_logprobs_for_tokens, generate_batch, format_prompt
 from .rollouts import create_batch_rollouts, RolloutResult, concat_rollout_results, select_rollout_result
 from .algorithms import (compute_advantages, compute_policy_loss, get_algorithm_config, filter_groups,
-                                overlong_penalty, gae_advantages, token_rewards, best_worst_pairs, TOKEN_LEVEL_ADVANTAGES)
+                                overlong_penalty, gae_advantages, token_rewards, best_worst_pairs, TOKEN_LEVEL_ADVANTAGES, _kl_penalty)
 from .critic import value_loss, Critic, create_critic, critic_parameters, critic_values
 from .kl import kl_per_token
 from .precision import (PRECISIONS, Precision, make_precision, prepare_for_training, load_dtype, sync_sampler, disable_dropout,
@@ -208,7 +208,7 @@ def prepare_update(runner: Runner, res: RolloutResult, config: TrainingConfig, g
     kl = kl_per_token(b.logprobs, b.ref_logprobs, config.kl_estimator) * mask if token_kl and b.ref_logprobs is not None else None
     adv = compute_advantages(b.rewards, config, G, mask=mask, values=old_values, advantage_fn=advantage_fn, kl=kl)
     if old_values is not None:   # PPO's value targets: GAE returns of the same per-token rewards
-        returns = gae_advantages(token_rewards(b.rewards, mask, config.kl_coef * kl if kl is not None else None), old_values, mask,
+        returns = gae_advantages(token_rewards(b.rewards, mask, _kl_penalty(config, kl)), old_values, mask,
                                  config.gamma, config.lam)[1]
     return PolicyUpdate(b, adv, old_lp, old_values, returns), config, metrics
 

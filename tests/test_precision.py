@@ -88,7 +88,7 @@ def test_dropout_model_ratio_is_exactly_one(tok):
     ids = torch.randint(0, 100, (2, 8))
     assert not torch.equal(gpt2(ids).logits, gpt2(ids).logits)
     res = train(prompts=PROMPTS, reward_fn=varied_reward, num_steps=1, batch_size=2, num_generations=4, model=gpt2, tokenizer=tok,
-                gen_config=GEN, progress=False, save_final=False, algorithm="dapo", output_dir=None or _tmp())
+                gen_config=GEN, progress=False, save_final=False, algorithm="dapo", output_dir=_tmp())
     m = res.metrics.iloc[0]
     assert m["ratio_max"] == 1.0 and m["clip_frac"] == 0.0
     gpt2.train()
@@ -134,7 +134,7 @@ def test_fp16_mixed_trains_on_cpu(tok):
     "fp16 compute with the loss scaler: the step is taken (or counted as an overflow) and the master weights stay fp32."
     m, update, model, sampler = _iteration(tok, "fp16-mixed", torch.optim.AdamW, 1e-5)
     assert {p.dtype for p in model.parameters()} == {torch.float32} and {p.dtype for p in sampler.parameters()} == {torch.float16}
-    assert m["skipped_nonfinite"] == 0 and (_moved(update) > 0.9 or m.get("skipped_overflow", 0) == 1)
+    assert m["skipped_nonfinite"] == 0 and "skipped_overflow" not in m and _moved(update) > 0.9   # the scaled step was taken
     torch.testing.assert_close(sampler.model.norm.weight, model.model.norm.weight.half())   # the copy follows the update
 
 
