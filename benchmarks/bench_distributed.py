@@ -29,8 +29,8 @@ def main():
     from transformers import AutoConfig, AutoModelForCausalLM
     from rlprims.core import GenerationConfig
     from rlprims.generation import load_tokenizer
-    from rlprims.training import train, make_accelerator, make_addition_dataset, ADDITION_REWARDS
-    acc = make_accelerator(a.distributed)                 # first: it picks this process's GPU
+    from rlprims.training import train, create_accelerator, create_addition_dataset, ADDITION_REWARDS
+    acc = create_accelerator(a.distributed)                 # first: it picks this process's GPU
     world, rank = (acc.num_processes, acc.process_index) if acc is not None else (1, 0)
     dev = acc.device if acc is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
@@ -42,7 +42,7 @@ def main():
     stamps = []
     gen = GenerationConfig(max_new_tokens=a.max_new_tokens, min_new_tokens=a.max_new_tokens, temperature=1.0, top_k=0, top_p=1.0)
     t0 = time.perf_counter()
-    res = train(prompts=make_addition_dataset(4096), reward_fn=ADDITION_REWARDS, num_steps=a.warmup + a.steps,
+    res = train(prompts=create_addition_dataset(4096), reward_fn=ADDITION_REWARDS, num_steps=a.warmup + a.steps,
                 batch_size=a.prompts_per_gpu * world, num_generations=a.num_generations, learning_rate=1e-6, model=model,
                 tokenizer=tok, gen_config=gen, progress=False, save_final=False, show_plot=False, distributed=acc,
                 output_dir=tempfile.mkdtemp(prefix="rlprims-bench-"), log_fn=lambda m: stamps.append(time.perf_counter()),

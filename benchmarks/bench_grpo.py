@@ -55,8 +55,8 @@ def load(s):
     return model, load_tokenizer(d)
 
 def dataset(s):
-    from rlprims.training import make_addition_dataset
-    return make_addition_dataset(s["prompts"] * (s["steps"] + s["warmup"]), seed=0)
+    from rlprims.training import create_addition_dataset
+    return create_addition_dataset(s["prompts"] * (s["steps"] + s["warmup"]), seed=0)
 
 def _last_int(text):
     import re
@@ -91,12 +91,12 @@ def run_rlprims(s, a):
     from rlprims.generation import generate_batch, tokenize_prompts
     from rlprims.algorithms import get_algorithm_config
     from rlprims.training import training_iteration
-    from rlprims.precision import make_precision, prepare_for_training
+    from rlprims.precision import create_precision, prepare_for_training
     try: from rlprims.fast_decode import generate_batch_fast
     except ImportError: generate_batch_fast = None
     dev = s["device"]
     model, tok = load(s)
-    prec = make_precision(s["precision"], dev)
+    prec = create_precision(s["precision"], dev)
     model, sampler = prepare_for_training(model, prec)       # bf16-mixed: fp32 master weights, a bf16 copy to sample from
     data = dataset(s)
     gen = GenerationConfig(max_new_tokens=s["T"], min_new_tokens=s["T"], temperature=1.0, top_p=1.0, top_k=0)

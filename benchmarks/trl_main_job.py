@@ -3,7 +3,7 @@
 
 Same model (the embedded SmolLM2-135M-Instruct), same training prompts in the same order (rlprims' `train` draws each
 step's 8 prompts with `random.Random(seed)`; here they are laid out in that order and TRL's shuffling is off), same
-held-out set (`make_addition_dataset(eval_size, seed=10_000 + seed)`, excluded from the training set), same rewards
+held-out set (`create_addition_dataset(eval_size, seed=10_000 + seed)`, excluded from the training set), same rewards
 (`ADDITION_REWARDS`: `correct` + `format`, weights 1), same chat prompts, and the same settings as `rlprims-train`'s
 defaults: 8 prompts x 8 generations per step, 24 new tokens, temperature 1, top-p 1, no top-k, AdamW lr 1e-5 constant,
 no weight decay, clipping at 1.0, micro-batches of 32 completions, advantages divided by the batch's reward std, token-mean
@@ -86,7 +86,7 @@ def main(argv=None) -> dict:
     import rlprims
     from rlprims.core import GenerationConfig
     from rlprims.generation import load_tokenizer
-    from rlprims.training import make_addition_dataset, evaluate, ADDITION_REWARDS
+    from rlprims.training import create_addition_dataset, evaluate, ADDITION_REWARDS
 
     if a.threads: torch.set_num_threads(a.threads)
     dev = ("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device
@@ -97,8 +97,8 @@ def main(argv=None) -> dict:
     if n % a.micro_batch_size: sys.exit(f"trl_main_job: {n} completions per step is not a multiple of --micro-batch-size {a.micro_batch_size}")
 
     # data, exactly as rlprims.cli.main builds it
-    train_set = make_addition_dataset(5000, seed=a.seed + 1)
-    eval_set = make_addition_dataset(a.eval_size, seed=10_000 + a.seed)
+    train_set = create_addition_dataset(5000, seed=a.seed + 1)
+    eval_set = create_addition_dataset(a.eval_size, seed=10_000 + a.seed)
     held = {x["prompt"] for x in eval_set}
     train_set = [x for x in train_set if x["prompt"] not in held]
     order = training_prompts(train_set, a.steps, a.batch_size, a.seed)

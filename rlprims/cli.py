@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Optional, Sequence
 from .core import GenerationConfig
 from .models import load_model, load_tokenizer, EMBEDDED_MODEL
-from .tasks import make_addition_dataset, ADDITION_REWARDS
+from .tasks import create_addition_dataset, ADDITION_REWARDS
 from .algorithms import get_algorithm_config
-from .precision import PRECISIONS, make_precision, load_dtype
-from .distributed import make_accelerator
+from .precision import PRECISIONS, create_precision, load_dtype
+from .distributed import create_accelerator
 from .training import train, evaluate, plot_curves
 
 # %% auto #0
@@ -59,15 +59,15 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
                    help="under accelerate launch / torchrun: DDP, or FSDP2 (auto: as the accelerate config says)")
     a = p.parse_args(argv)
     t0 = time.time()
-    acc = make_accelerator(a.distributed)                # before loading: it picks this process's GPU
+    acc = create_accelerator(a.distributed)                # before loading: it picks this process's GPU
     rank = acc.process_index if acc is not None else 0
     say = print if rank == 0 else (lambda *x, **k: None)
-    train_set = make_addition_dataset(5000, seed=a.seed + 1)
-    eval_set = make_addition_dataset(a.eval_size, seed=10_000 + a.seed)
+    train_set = create_addition_dataset(5000, seed=a.seed + 1)
+    eval_set = create_addition_dataset(a.eval_size, seed=10_000 + a.seed)
     held = {x["prompt"] for x in eval_set}
     train_set = [x for x in train_set if x["prompt"] not in held]
     with acc.main_process_first() if acc is not None else contextlib.nullcontext():   # the embedded model is fetched once
-        prec = make_precision(a.precision, acc.device if acc is not None else None)
+        prec = create_precision(a.precision, acc.device if acc is not None else None)
         model = load_model(a.model, dtype=load_dtype(prec, a.lora), use_lora=a.lora)
         tokenizer = load_tokenizer(a.model)
     gen = GenerationConfig(max_new_tokens=a.max_new_tokens, temperature=1.0, top_p=1.0, top_k=0)

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from .core import *
 
 # %% auto #0
-__all__ = ['make_accelerator', 'is_fsdp', 'unwrap_model', 'prepare_model', 'shard_prompts', 'gathered_params', 'full_state_dicts',
-           'load_full_optimizer_state']
+__all__ = ['create_accelerator', 'is_fsdp', 'unwrap_model', 'prepare_model', 'shard_prompts', 'gathered_params',
+           'full_state_dicts', 'load_full_optimizer_state']
 
 # %% ../nbs/06c_distributed.ipynb #69c87376
 def _row_ranges(n: int, world: int, unit: int = 1) -> list[tuple[int, int]]:
@@ -46,12 +46,12 @@ def _average_grads(params, world: int):
     for p in params:
         if p.grad is not None: torch.distributed.all_reduce(p.grad); p.grad.div_(world)
 
-def make_accelerator(distributed: Union[str, Any, None] = "auto"):
+def create_accelerator(distributed: Union[str, Any, None] = "auto"):
     "An `accelerate.Accelerator` for this launch, or None for one process. 'auto': DDP, or FSDP2 if the accelerate config asks; 'ddp', 'fsdp', 'none', or an Accelerator."
     if distributed is not None and not isinstance(distributed, str): return distributed
     mode = (distributed or "auto").lower()
     if mode not in ("auto", "ddp", "fsdp", "none"):
-        raise ValueError(f"make_accelerator: distributed={distributed!r}; expected 'auto', 'ddp', 'fsdp', 'none' or an accelerate.Accelerator")
+        raise ValueError(f"create_accelerator: distributed={distributed!r}; expected 'auto', 'ddp', 'fsdp', 'none' or an accelerate.Accelerator")
     d = torch.distributed
     world = d.get_world_size() if d.is_available() and d.is_initialized() else int(os.environ.get("WORLD_SIZE", "1"))
     if mode == "none" or world == 1: return None
@@ -60,17 +60,17 @@ def make_accelerator(distributed: Union[str, Any, None] = "auto"):
     env_fsdp = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true")
     if mode == "auto": mode = "fsdp" if env_fsdp else "ddp"
     if mode == "ddp" and env_fsdp:
-        raise ValueError("make_accelerator: distributed='ddp', but the accelerate config asks for FSDP; pass 'fsdp' or 'auto'")
+        raise ValueError("create_accelerator: distributed='ddp', but the accelerate config asks for FSDP; pass 'fsdp' or 'auto'")
     cpu = not torch.cuda.is_available()
     if mode == "fsdp" and cpu:
-        raise ValueError("make_accelerator: FSDP needs CUDA GPUs (accelerate runs CPU processes with DDP only); use distributed='ddp' on CPU")
+        raise ValueError("create_accelerator: FSDP needs CUDA GPUs (accelerate runs CPU processes with DDP only); use distributed='ddp' on CPU")
     kw = {}
     if mode == "fsdp" and not env_fsdp:
         from accelerate.utils import FullyShardedDataParallelPlugin
         kw["fsdp_plugin"] = FullyShardedDataParallelPlugin(fsdp_version=2, auto_wrap_policy="transformer_based_wrap")
     acc = Accelerator(cpu=cpu, kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)], **kw)
     if mode == "fsdp" and not getattr(acc, "is_fsdp2", False):
-        raise ValueError("make_accelerator: rlprims shards with FSDP2; set `fsdp_version: 2` in the accelerate config")
+        raise ValueError("create_accelerator: rlprims shards with FSDP2; set `fsdp_version: 2` in the accelerate config")
     return acc
 
 def is_fsdp(model) -> bool:

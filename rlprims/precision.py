@@ -10,7 +10,7 @@ import torch
 from .kl import _is_peft_model
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'resolve_precision', 'Precision', 'make_precision', 'autocast', 'prepare_for_training', 'load_dtype',
+__all__ = ['PRECISIONS', 'resolve_precision', 'Precision', 'create_precision', 'autocast', 'prepare_for_training', 'load_dtype',
            'sync_sampler', 'disable_dropout', 'backward', 'optimizer_step']
 
 # %% ../nbs/06a_precision.ipynb #8b9f332b
@@ -42,7 +42,7 @@ class Precision(NamedTuple):
 _DTYPES = {"fp32": (torch.float32, torch.float32), "bf16-mixed": (torch.float32, torch.bfloat16),
            "fp16-mixed": (torch.float32, torch.float16), "bf16": (torch.bfloat16, torch.bfloat16)}
 
-def make_precision(precision: str = "auto", device: Union[str, torch.device, None] = None) -> Precision:
+def create_precision(precision: str = "auto", device: Union[str, torch.device, None] = None) -> Precision:
     "The `Precision` record for `precision` on `device` (with a fresh loss scaler for fp16-mixed)."
     dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     name = resolve_precision(precision, dev)

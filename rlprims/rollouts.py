@@ -15,7 +15,7 @@ from .generation import (tokenize_prompts, decode_completions, compute_logprobs_
                                  model_context_length, eos_token_ids)
 from .rewards import compute_rewards
 from .kl import kl_per_token, reference_mode
-from .tools import parse_tool_calls, make_tool_executor, default_tool_executor, summarize_tool_calls, format_tool_result, calculator_tool
+from .tools import parse_tool_calls, create_tool_executor, default_tool_executor, summarize_tool_calls, format_tool_result, calculator_tool
 
 # %% auto #0
 __all__ = ['RolloutResult', 'split_examples', 'score_rollouts', 'create_batch_rollouts', 'create_rollout', 'tool_messages_for',

@@ -10,10 +10,10 @@ import torch
 from .core import *
 
 # %% auto #0
-__all__ = ['ADDITION_REWARDS', 'make_addition_dataset', 'correct', 'answer_format']
+__all__ = ['ADDITION_REWARDS', 'create_addition_dataset', 'correct', 'answer_format']
 
 # %% ../nbs/02a_tasks.ipynb #ec51c5de
-def make_addition_dataset(n: int, low: int = 10, high: int = 99, seed: int = 0) -> list[dict]:
+def create_addition_dataset(n: int, low: int = 10, high: int = 99, seed: int = 0) -> list[dict]:
     "`n` addition problems `{'prompt', 'answer'}` with both numbers in `[low, high]`."
     rng = random.Random(seed)
     out = []

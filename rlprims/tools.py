@@ -10,7 +10,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 # %% auto #0
 __all__ = ['default_tool_executor', 'parse_xml_tool_calls', 'parse_json_tool_calls', 'parse_tool_calls', 'safe_calculator',
-           'calculator_tool', 'run_with_timeout', 'make_tool_executor', 'summarize_tool_calls', 'format_tool_result']
+           'calculator_tool', 'run_with_timeout', 'create_tool_executor', 'summarize_tool_calls', 'format_tool_result']
 
 # %% ../nbs/04a_tools.ipynb #7ebee377
 _XML_TOOL_PAT = r"<tool\s+name\s*=\s*(?P<q>[\"'])(?P<xname>[^<>]*?)(?P=q)\s*>(?P<xbody>.*?)(?:<\s*/\s*tool\s*>|\Z)"
@@ -193,13 +193,13 @@ def _call_tool_to_text(fn: Callable, arguments, max_chars: int) -> str:
     return _clip(out if isinstance(out, str) else str(out), max_chars)
 
 # %% ../nbs/04a_tools.ipynb #7d993d59
-def make_tool_executor(tools: Mapping[str, Callable], timeout: float = 2.0, use_process: bool = True,
+def create_tool_executor(tools: Mapping[str, Callable], timeout: float = 2.0, use_process: bool = True,
                        max_result_chars: int = 2000) -> Callable[[Mapping[str, Any]], dict]:
     "An `executor(call) -> {name, arguments, result, error, latency}` over the `tools` table; it never raises."
     if not isinstance(tools, Mapping) or not all(isinstance(k, str) and callable(f) for k, f in tools.items()):
-        raise TypeError("make_tool_executor: tools must be a dict mapping tool names (str) to callables")
+        raise TypeError("create_tool_executor: tools must be a dict mapping tool names (str) to callables")
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise ValueError(f"make_tool_executor: timeout must be a positive number of seconds, got {timeout!r}")
+        raise ValueError(f"create_tool_executor: timeout must be a positive number of seconds, got {timeout!r}")
     tools = dict(tools)
     def executor(call: Mapping[str, Any]) -> dict:
         t0 = time.perf_counter()
@@ -222,7 +222,7 @@ def make_tool_executor(tools: Mapping[str, Callable], timeout: float = 2.0, use_
     return executor
 
 # %% ../nbs/04a_tools.ipynb #cf6c20a3
-default_tool_executor = make_tool_executor({"calculator": calculator_tool})
+default_tool_executor = create_tool_executor({"calculator": calculator_tool})
 
 # %% ../nbs/04a_tools.ipynb #7749a90a
 def summarize_tool_calls(calls: Sequence[Mapping[str, Any]]) -> dict:

@@ -17,15 +17,15 @@ from .algorithms import (compute_advantages, compute_policy_loss, get_algorithm_
                                 overlong_penalty, gae_advantages, token_rewards, best_worst_pairs, TOKEN_LEVEL_ADVANTAGES, _kl_penalty)
 from .critic import value_loss, Critic, create_critic, critic_parameters, critic_values
 from .kl import kl_per_token
-from .precision import (PRECISIONS, Precision, make_precision, prepare_for_training, load_dtype, sync_sampler, disable_dropout,
+from .precision import (PRECISIONS, Precision, create_precision, prepare_for_training, load_dtype, sync_sampler, disable_dropout,
                         autocast, backward, optimizer_step)
-from .tasks import make_addition_dataset, correct, answer_format, ADDITION_REWARDS
+from .tasks import create_addition_dataset, correct, answer_format, ADDITION_REWARDS
 from .checkpoints import save_checkpoint, latest_checkpoint, load_checkpoint, load_latest_checkpoint, _seed_by_rank
-from .distributed import (make_accelerator, is_fsdp, unwrap_model, prepare_model, shard_prompts, gathered_params,
+from .distributed import (create_accelerator, is_fsdp, unwrap_model, prepare_model, shard_prompts, gathered_params,
                                  full_state_dicts, load_full_optimizer_state, _rank_world, _row_ranges, _all_gather, _pad_id, _average_grads)
 
 # %% auto #0
-__all__ = ['Runner', 'make_runner', 'collect_rollouts', 'PolicyUpdate', 'prepare_update', 'update_policy', 'update_reference',
+__all__ = ['Runner', 'create_runner', 'collect_rollouts', 'PolicyUpdate', 'prepare_update', 'update_policy', 'update_reference',
            'training_iteration', 'update_ema_metrics', 'plot_curves', 'evaluate', 'TrainResult', 'train']
 
 # %% ../nbs/06_training.ipynb #c861547b
@@ -119,7 +119,7 @@ class Runner(NamedTuple):
     @property
     def fsdp(self) -> bool: return self.world > 1 and is_fsdp(self.policy)
 
-def make_runner(model, accelerator=None, precision: Optional[Precision] = None, sampler_model=None) -> Runner:
+def create_runner(model, accelerator=None, precision: Optional[Precision] = None, sampler_model=None) -> Runner:
     "The `Runner` of this process for `model` (prepared by `accelerator` when several processes train)."
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator is not None else (0, 1)
     plain = unwrap_model(model) if world > 1 else model
@@ -326,7 +326,7 @@ def training_iteration(
                          "with each other; use num_generations >= 2")
     if cfg.tis_cap is not None and (cfg.loss_type == "online_dpo" or not cfg.tis_cap > 0):
         raise ValueError(f"training_iteration: tis_cap={cfg.tis_cap!r}; expected a number > 0 (e.g. 2.0), and a policy-gradient loss (not online_dpo)")
-    runner = make_runner(model, accelerator, precision, sampler_model)
+    runner = create_runner(model, accelerator, precision, sampler_model)
     res, metrics = collect_rollouts(runner, tokenizer, prompts, gen_config, cfg, reward_fn, ref_model, G, rollout_fn, prompt_source,
                                     accuracy_key, **rollout_kwargs)
     metrics.update(step=step, algorithm=cfg.algorithm, time_train=0.0)
@@ -493,7 +493,7 @@ def train(
     if not (isinstance(batch_size, int) and batch_size >= 1): raise ValueError(f"train: batch_size={batch_size!r}; expected an int >= 1 (prompts per step)")
     if not (isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate) and learning_rate > 0):
         raise ValueError(f"train: learning_rate={learning_rate!r}; expected a positive finite number")
-    acc = make_accelerator(distributed)
+    acc = create_accelerator(distributed)
     rank, world = (acc.process_index, acc.num_processes) if acc is not None else (0, 1)
     if batch_size % world:
         raise ValueError(f"train: batch_size={batch_size} prompts do not split over {world} processes; use a multiple of {world} "
@@ -508,7 +508,7 @@ def train(
     random.seed(seed + rank); np.random.seed(seed + rank); torch.manual_seed(seed + rank)   # each process samples its own stream
     data_rng = random.Random(seed)                                                          # ...from the same prompts
     with acc.main_process_first() if acc is not None else contextlib.nullcontext():   # the embedded model is fetched once
-        prec = make_precision(precision, acc.device if acc is not None else next(model.parameters()).device if model is not None else None)
+        prec = create_precision(precision, acc.device if acc is not None else next(model.parameters()).device if model is not None else None)
         if model is None: model = load_model(model_name, dtype=load_dtype(prec, use_lora), use_lora=use_lora, lora_rank=lora_rank, lora_alpha=lora_alpha)
         if tokenizer is None: tokenizer = load_tokenizer(model_name)
     if acc is not None: model = model.to(acc.device)

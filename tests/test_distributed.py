@@ -53,14 +53,14 @@ def run(out, steps: int = 2, resume_from=None, tokenizer=None, lora: bool = Fals
     "A tiny run (4 prompts x 2 samples a step, micro-batches of 2); rank 0 writes `out/result.json`. Returns the result."
     from rlprims.core import GenerationConfig
     from rlprims.generation import load_tokenizer
-    from rlprims.training import train, make_addition_dataset, tiny_test_model, correct
+    from rlprims.training import train, create_addition_dataset, tiny_test_model, correct
     tok = load_tokenizer(tokenizer)
     model = tiny_test_model()
     if lora:
         from peft import LoraConfig, get_peft_model
         model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0))
     if torch.cuda.device_count() >= 2: model = model.to(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
-    res = train(prompts=make_addition_dataset(16), reward_fn={"len3": len3, "correct": correct}, num_steps=steps, batch_size=4,
+    res = train(prompts=create_addition_dataset(16), reward_fn={"len3": len3, "correct": correct}, num_steps=steps, batch_size=4,
                 num_generations=G, learning_rate=1e-3, output_dir=out, model=model, tokenizer=tok, progress=False, seed=0,
                 gen_config=GenerationConfig(max_new_tokens=6, temperature=1.0, top_k=0, top_p=1.0), checkpoint_every=1,
                 resume_from=resume_from, generator=row_seeded_generator(G), **{"train_overrides": {"micro_batch_size": 2}, **kw})
@@ -135,19 +135,19 @@ def test_batch_must_split_over_processes(tmp_path, monkeypatch):
     import rlprims.training as tr
     from rlprims.generation import load_tokenizer
     fake = SimpleNamespace(process_index=0, num_processes=2)
-    monkeypatch.setattr(tr, "make_accelerator", lambda d: fake)
+    monkeypatch.setattr(tr, "create_accelerator", lambda d: fake)
     with pytest.raises(ValueError, match="batch_size=3 prompts do not split over 2 processes"):
-        tr.train(prompts=tr.make_addition_dataset(4), reward_fn=len3, batch_size=3, model=tr.tiny_test_model(),
+        tr.train(prompts=tr.create_addition_dataset(4), reward_fn=len3, batch_size=3, model=tr.tiny_test_model(),
                  tokenizer=load_tokenizer(), output_dir=tmp_path)
 
 
-def test_make_accelerator_arguments(monkeypatch):
-    from rlprims.training import make_accelerator
-    with pytest.raises(ValueError, match="expected 'auto', 'ddp', 'fsdp', 'none'"): make_accelerator("mpi")
-    assert make_accelerator("auto") is None and make_accelerator("none") is None   # one process
+def test_create_accelerator_arguments(monkeypatch):
+    from rlprims.training import create_accelerator
+    with pytest.raises(ValueError, match="expected 'auto', 'ddp', 'fsdp', 'none'"): create_accelerator("mpi")
+    assert create_accelerator("auto") is None and create_accelerator("none") is None   # one process
     monkeypatch.setenv("WORLD_SIZE", "2")
     if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="FSDP needs CUDA"): make_accelerator("fsdp")
+        with pytest.raises(ValueError, match="FSDP needs CUDA"): create_accelerator("fsdp")
 
 
 def test_concat_rollout_results_rejects_mixed_fields():

@@ -5,11 +5,11 @@ import torch
 from rlprims.core import GenerationConfig, TrainingConfig, RolloutBatch, pad_right
 from rlprims.generation import load_tokenizer, compute_logprobs_for_tokens
 from rlprims.algorithms import get_algorithm_config
-from rlprims.precision import make_precision, prepare_for_training, disable_dropout, autocast
-from rlprims.training import training_iteration, train, tiny_test_model, make_addition_dataset, ADDITION_REWARDS, _tis_weights
+from rlprims.precision import create_precision, prepare_for_training, disable_dropout, autocast
+from rlprims.training import training_iteration, train, tiny_test_model, create_addition_dataset, ADDITION_REWARDS, _tis_weights
 
 GEN = GenerationConfig(max_new_tokens=6, temperature=1.0, top_k=0, top_p=1.0)
-PROMPTS = make_addition_dataset(4, seed=3)
+PROMPTS = create_addition_dataset(4, seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def fixed_generator(replies, logprob=-0.5):
 
 
 def _iteration(tok, precision, optimizer_cls, lr, algorithm="grpo", generator=None, model=None, gen=GEN, **cfg):
-    prec = make_precision(precision, "cpu")
+    prec = create_precision(precision, "cpu")
     torch.manual_seed(0)
     model, sampler = prepare_for_training(model if model is not None else tiny_test_model(), prec)
     opt = optimizer_cls([p for p in model.parameters() if p.requires_grad], lr=lr)

@@ -9,8 +9,8 @@ from rlprims.kl import create_periodic_updater, create_reference_model
 from rlprims.algorithms import (get_algorithm_config, compute_advantages, compute_policy_loss, loss_metrics, kl_penalty_term,
                                 create_reinforce_pp_config)
 from rlprims.critic import create_critic, critic_parameters, critic_values, value_loss
-from rlprims.precision import make_precision
-from rlprims.training import training_iteration, train, tiny_test_model, make_addition_dataset, _average_logs
+from rlprims.precision import create_precision
+from rlprims.training import training_iteration, train, tiny_test_model, create_addition_dataset, _average_logs
 
 GEN = GenerationConfig(max_new_tokens=8, temperature=1.0, top_k=0, top_p=1.0)
 
@@ -59,7 +59,7 @@ def test_reinforce_pp_token_kl_inside_a_step(tok):
         seen["adv"], seen["mask"] = advantages, mask
         return (logprobs * 0).sum()
     cfg = get_algorithm_config(0, "reinforce_pp", kl_coef=0.5)
-    st = training_iteration(model, tok, make_addition_dataset(2), GEN, cfg, lambda r: float(len(r.generation.text) % 2),
+    st = training_iteration(model, tok, create_addition_dataset(2), GEN, cfg, lambda r: float(len(r.generation.text) % 2),
                             torch.optim.SGD(model.parameters(), lr=0.0), ref_model=ref, num_generations=2,
                             generator=fixed_generator(REPLIES), loss_fn=loss_fn)
     adv, m = seen["adv"], seen["mask"]
@@ -82,7 +82,7 @@ def test_dr_grpo_divides_by_the_budget_not_the_width(tok):
     model = tiny_test_model()
     seen = {}
     loss_fn = lambda config, logprobs, **kw: (seen.setdefault("n", config.loss_norm_len), (logprobs * 0).sum())[1]
-    training_iteration(model, tok, make_addition_dataset(2), GEN, get_algorithm_config(0, "dr_grpo"), lambda r: float(len(r.generation.text)),
+    training_iteration(model, tok, create_addition_dataset(2), GEN, get_algorithm_config(0, "dr_grpo"), lambda r: float(len(r.generation.text)),
                        torch.optim.SGD(model.parameters(), lr=0.0), num_generations=2, generator=fixed_generator(REPLIES), loss_fn=loss_fn)
     assert seen["n"] == GEN.max_new_tokens
 
@@ -123,7 +123,7 @@ def _dpo_update(tok, micro, mini=None):
     before = [p.detach().clone() for p in model.parameters()]
     cfg = get_algorithm_config(0, "online_dpo", micro_batch_size=micro, mini_batch_size=mini)
     rewards = {"len": lambda r: float(len(r.generation.text)) if r.metadata["group_id"] != 1 else 1.0}   # group 1: no reward gap
-    training_iteration(model, tok, make_addition_dataset(3), GEN, cfg, rewards, torch.optim.SGD(model.parameters(), lr=1.0),
+    training_iteration(model, tok, create_addition_dataset(3), GEN, cfg, rewards, torch.optim.SGD(model.parameters(), lr=1.0),
                        ref_model=ref, num_generations=4, generator=fixed_generator(REPLIES))
     return [p.detach() - b for p, b in zip(model.parameters(), before)]
 
@@ -151,7 +151,7 @@ def test_ppo_separate_critic_gives_the_policy_no_value_gradient():
 
 
 def test_ppo_trains_and_resumes_with_its_critic(tok, tmp_path):
-    kw = dict(prompts=make_addition_dataset(8), reward_fn=lambda r: float(len(r.generation.text) % 3), batch_size=2, num_generations=2,
+    kw = dict(prompts=create_addition_dataset(8), reward_fn=lambda r: float(len(r.generation.text) % 3), batch_size=2, num_generations=2,
               learning_rate=1e-3, output_dir=tmp_path / "run", tokenizer=tok, progress=False, seed=3, gen_config=GEN,
               algorithm="ppo", checkpoint_every=1, train_overrides={"num_inner_epochs": 2})
     full = train(model=tiny_test_model(), num_steps=2, **{**kw, "output_dir": tmp_path / "full"}).metrics
@@ -171,7 +171,7 @@ def test_multiturn_overlong_counts_the_policy_tokens_only(tok):
         return r._replace(batch=r.batch._replace(loss_mask=lm), generation_budget=8)
     def adv_fn(rewards, **kw): seen["rewards"] = rewards.clone(); return rewards - rewards.mean()
     cfg = get_algorithm_config(0, "dapo", overlong_buffer=4, dynamic_sampling=False)
-    training_iteration(model, tok, make_addition_dataset(2), GEN, cfg, lambda r: 1.0, torch.optim.SGD(model.parameters(), lr=0.0),
+    training_iteration(model, tok, create_addition_dataset(2), GEN, cfg, lambda r: 1.0, torch.optim.SGD(model.parameters(), lr=0.0),
                        num_generations=2, rollout_fn=rollout_fn, generator=fixed_generator(["x " * 20]), advantage_fn=adv_fn)
     assert torch.equal(seen["rewards"], torch.ones(4))                     # one policy token each: no penalty
 
@@ -181,7 +181,7 @@ def test_ref_update_gets_the_one_based_step(tok, tmp_path):
     periodic = create_periodic_updater(2)
     def update(ref, policy, step, kl):
         steps.append(step); fired.append(periodic(ref, policy, step=step, kl=kl))
-    train(prompts=make_addition_dataset(8), reward_fn=lambda r: float(len(r.generation.text) % 3), num_steps=3, batch_size=1,
+    train(prompts=create_addition_dataset(8), reward_fn=lambda r: float(len(r.generation.text) % 3), num_steps=3, batch_size=1,
           num_generations=2, model=tiny_test_model(), tokenizer=tok, gen_config=GEN, progress=False, output_dir=tmp_path,
           kl_coef=0.1, ref_update_fn=update, save_final=False)
     assert steps == [1, 2, 3] and fired == [False, True, False]   # update_every=2: after the second optimizer step

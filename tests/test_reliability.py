@@ -6,7 +6,7 @@ import torch
 from rlprims.core import GenerationConfig, RolloutBatch
 from rlprims.generation import load_tokenizer
 from rlprims.algorithms import create_grpo_config
-from rlprims.training import train, training_iteration, make_addition_dataset, ADDITION_REWARDS, tiny_test_model, latest_checkpoint
+from rlprims.training import train, training_iteration, create_addition_dataset, ADDITION_REWARDS, tiny_test_model, latest_checkpoint
 
 GEN = GenerationConfig(max_new_tokens=5, temperature=1.0, top_k=0, top_p=1.0)
 
@@ -17,7 +17,7 @@ def tok():
 
 
 def _train(tok, out, steps, model=None, **kw):
-    return train(prompts=make_addition_dataset(16), reward_fn=ADDITION_REWARDS, num_steps=steps, batch_size=2, num_generations=2,
+    return train(prompts=create_addition_dataset(16), reward_fn=ADDITION_REWARDS, num_steps=steps, batch_size=2, num_generations=2,
                  learning_rate=1e-3, output_dir=out, model=model or tiny_test_model(), tokenizer=tok, progress=False, seed=11,
                  gen_config=GEN, checkpoint_every=1, **kw)
 
@@ -38,10 +38,10 @@ def test_reward_that_raises_on_one_rollout(tok, tmp_path):
         if "7" in r.prompt: raise RuntimeError("cannot parse")
         return 1.0
     with pytest.raises(ValueError, match="reward function 'flaky' on rollout"):
-        train(prompts=make_addition_dataset(16), reward_fn=flaky, num_steps=2, batch_size=4, num_generations=2, model=tiny_test_model(),
+        train(prompts=create_addition_dataset(16), reward_fn=flaky, num_steps=2, batch_size=4, num_generations=2, model=tiny_test_model(),
             tokenizer=tok, progress=False, gen_config=GEN, output_dir=tmp_path / "raise", seed=1)
     with pytest.warns(UserWarning, match="replaced by fallback"):
-        res = train(prompts=make_addition_dataset(16), reward_fn=flaky, num_steps=2, batch_size=4, num_generations=2, model=tiny_test_model(),
+        res = train(prompts=create_addition_dataset(16), reward_fn=flaky, num_steps=2, batch_size=4, num_generations=2, model=tiny_test_model(),
                     tokenizer=tok, progress=False, gen_config=GEN, output_dir=tmp_path / "fb", seed=1, on_reward_error="fallback")
     assert res.metrics["reward_errors"].sum() > 0 and len(res.metrics) == 2
 
@@ -52,7 +52,7 @@ def test_generation_of_only_eos(tok):
         return RolloutBatch(prompt_ids, prompt_mask, torch.full((n, 1), tokenizer.eos_token_id), torch.ones(n, 1),
                             logprobs=torch.full((n, 1), -0.3))
     model = tiny_test_model()
-    st = training_iteration(model, tok, make_addition_dataset(2), GEN, create_grpo_config(kl_coef=0.0), lambda r: float(len(r.prompt) % 2),
+    st = training_iteration(model, tok, create_addition_dataset(2), GEN, create_grpo_config(kl_coef=0.0), lambda r: float(len(r.prompt) % 2),
                             torch.optim.AdamW(model.parameters(), 1e-3), num_generations=2, generator=only_eos)
     assert st.metrics["response_len_mean"] == 1.0 and st.metrics["skipped_nonfinite"] == 0
 
@@ -61,8 +61,8 @@ SCRIPT = textwrap.dedent("""
     import sys
     from rlprims.generation import load_tokenizer
     from rlprims.core import GenerationConfig
-    from rlprims.training import train, make_addition_dataset, ADDITION_REWARDS, tiny_test_model
-    train(prompts=make_addition_dataset(16), reward_fn=ADDITION_REWARDS, num_steps=4, batch_size=2, num_generations=2,
+    from rlprims.training import train, create_addition_dataset, ADDITION_REWARDS, tiny_test_model
+    train(prompts=create_addition_dataset(16), reward_fn=ADDITION_REWARDS, num_steps=4, batch_size=2, num_generations=2,
           learning_rate=1e-3, output_dir=sys.argv[1], model=tiny_test_model(), tokenizer=load_tokenizer(), progress=False, seed=11,
           gen_config=GenerationConfig(max_new_tokens=5, temperature=1.0, top_k=0, top_p=1.0), checkpoint_every=1)
 """)
@@ -105,19 +105,19 @@ def _interrupt_tool(args):
 
 @pytest.mark.parametrize("use_process", [True, False])
 def test_a_tool_that_exits_is_an_error_not_the_end(use_process):
-    from rlprims.tools import make_tool_executor
-    ex = make_tool_executor({"exit": _exit_tool, "interrupt": _interrupt_tool}, timeout=5, use_process=use_process)
+    from rlprims.tools import create_tool_executor
+    ex = create_tool_executor({"exit": _exit_tool, "interrupt": _interrupt_tool}, timeout=5, use_process=use_process)
     assert "SystemExit(1)" in ex({"name": "exit", "arguments": ""})["error"]
     assert "KeyboardInterrupt" in ex({"name": "interrupt", "arguments": ""})["error"]
 
 
 def test_train_survives_an_exiting_tool_and_counts_it(tok, tmp_path):
     from rlprims.rollouts import create_multiturn_rollouts, scripted_generator
-    from rlprims.tools import make_tool_executor
+    from rlprims.tools import create_tool_executor
     res = train(prompts=["What is 1+1?"], reward_fn=lambda r: 1.0, num_steps=1, batch_size=1, num_generations=2, model=tiny_test_model(),
                 tokenizer=tok, gen_config=GEN, progress=False, output_dir=tmp_path, save_final=False, rollout_fn=create_multiturn_rollouts,
                 generator=scripted_generator(['<tool name="exit">x</tool>', "2"]), max_turns=2,
-                tool_executor=make_tool_executor({"exit": _exit_tool}))
+                tool_executor=create_tool_executor({"exit": _exit_tool}))
     assert res.metrics["tool_errors"].tolist() == [2] and res.metrics["tool_calls_per_episode"].tolist() == [1.0]
 
 

@@ -3,7 +3,7 @@ import ast, builtins, inspect, os, time
 import pytest
 import rlprims.tools as R
 from rlprims.tools import (parse_xml_tool_calls, parse_json_tool_calls, parse_tool_calls, safe_calculator, calculator_tool,
-                              run_with_timeout, make_tool_executor, default_tool_executor, summarize_tool_calls,
+                              run_with_timeout, create_tool_executor, default_tool_executor, summarize_tool_calls,
                               format_tool_result)
 
 
@@ -96,7 +96,7 @@ def test_calculator_executes_nothing(monkeypatch, tmp_path):
 
 def test_no_eval_in_tool_source():
     for f in [R._calc_node, R._calc_value, safe_calculator, calculator_tool, R._json_call, R._call_from_match,
-              parse_tool_calls, make_tool_executor, run_with_timeout, R._timeout_child]:
+              parse_tool_calls, create_tool_executor, run_with_timeout, R._timeout_child]:
         src = inspect.getsource(f)
         for bad in ("eval(", "exec(", "compile("): assert bad not in src, (f.__name__, bad)
 
@@ -165,7 +165,7 @@ def _fail(args): raise RuntimeError("tool broke")
 
 @pytest.mark.parametrize("use_process", [True, False])
 def test_executor_never_raises(use_process):
-    ex = make_tool_executor({"calculator": calculator_tool, "big": _big, "number": _number, "fail": _fail},
+    ex = create_tool_executor({"calculator": calculator_tool, "big": _big, "number": _number, "fail": _fail},
                             timeout=1.0, use_process=use_process, max_result_chars=100)
     calls = [None, 42, [], {}, {"name": None}, {"name": ["calculator"]}, {"name": "calculator"},
              {"name": "calculator", "arguments": None}, {"name": "calculator", "arguments": "1/0"},
@@ -188,7 +188,7 @@ def test_executor_never_raises(use_process):
 
 
 def test_executor_times_out_a_spinning_tool():
-    ex = make_tool_executor({"spin": _spin}, timeout=0.5)
+    ex = create_tool_executor({"spin": _spin}, timeout=0.5)
     t0 = time.perf_counter()
     out = ex({"name": "spin", "arguments": ""})
     assert time.perf_counter() - t0 < 3
@@ -196,10 +196,10 @@ def test_executor_times_out_a_spinning_tool():
 
 
 def test_executor_validates_its_config():
-    with pytest.raises(TypeError): make_tool_executor({"calculator": "not callable"})
-    with pytest.raises(TypeError): make_tool_executor([calculator_tool])
-    with pytest.raises(ValueError): make_tool_executor({}, timeout=0)
-    assert make_tool_executor({})({"name": "x"})["error"] == "unknown tool 'x'; known: (none)"
+    with pytest.raises(TypeError): create_tool_executor({"calculator": "not callable"})
+    with pytest.raises(TypeError): create_tool_executor([calculator_tool])
+    with pytest.raises(ValueError): create_tool_executor({}, timeout=0)
+    assert create_tool_executor({})({"name": "x"})["error"] == "unknown tool 'x'; known: (none)"
 
 
 def test_default_executor_end_to_end():

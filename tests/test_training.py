@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from rlprims.core import GenerationConfig
 from rlprims.generation import load_tokenizer
-from rlprims.training import train, make_addition_dataset, ADDITION_REWARDS, tiny_test_model, latest_checkpoint
+from rlprims.training import train, create_addition_dataset, ADDITION_REWARDS, tiny_test_model, latest_checkpoint
 from rlprims.cli import main
 
 GEN = GenerationConfig(max_new_tokens=5, temperature=1.0, top_k=0, top_p=1.0)
@@ -17,7 +17,7 @@ def tok():
 
 
 def _run(tok, out, steps, **kw):
-    return train(prompts=make_addition_dataset(16), reward_fn=ADDITION_REWARDS, num_steps=steps, batch_size=2, num_generations=2,
+    return train(prompts=create_addition_dataset(16), reward_fn=ADDITION_REWARDS, num_steps=steps, batch_size=2, num_generations=2,
                  learning_rate=1e-3, output_dir=out, model=tiny_test_model(), tokenizer=tok, progress=False, seed=7,
                  gen_config=GEN, checkpoint_every=1, **kw)
 

@@ -19,12 +19,12 @@ def main():
     from rlprims.fast_decode import generate_batch_fast
     from rlprims.generation import (load_tokenizer, tokenize_prompts, generate_batch,
                                     compute_logprobs_for_tokens)
-    from rlprims.training import make_addition_dataset
+    from rlprims.training import create_addition_dataset
     dev = "cuda"
     tok = load_tokenizer(a.model_dir)
     cfg = AutoConfig.from_pretrained(a.model_dir)
     torch.manual_seed(0)
-    texts = [d["prompt"] for d in make_addition_dataset(a.prompts)]
+    texts = [d["prompt"] for d in create_addition_dataset(a.prompts)]
 
     # correctness in fp32 (tight) and bf16 (loose), small batch, mixed prompt lengths
     small = ["What is 12 + 7? Answer with just the number.", "Hi", "Name three colours of the rainbow, please."]

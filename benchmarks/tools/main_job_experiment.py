@@ -10,7 +10,7 @@ import argparse, json, re, time
 import torch
 from rlprims.core import GenerationConfig
 from rlprims.generation import load_model, load_tokenizer
-from rlprims.training import make_addition_dataset, correct, train, evaluate
+from rlprims.training import create_addition_dataset, correct, train, evaluate
 
 def main():
     p = argparse.ArgumentParser()
@@ -31,7 +31,7 @@ def main():
     else:
         model, tok = load_model(), load_tokenizer()
     model = model.to(a.device)
-    train_set = make_addition_dataset(5000, seed=a.seed + 1); eval_set = make_addition_dataset(200, seed=10_000 + a.seed)
+    train_set = create_addition_dataset(5000, seed=a.seed + 1); eval_set = create_addition_dataset(200, seed=10_000 + a.seed)
     held = {x["prompt"] for x in eval_set}; train_set = [x for x in train_set if x["prompt"] not in held]   # as rlprims-train
     fmt = lambda r: a.format_reward if re.fullmatch(r"[\d\s+=]*-?\d+\s*\.?\s*", r.generation.text) else 0.0
     rewards = {"correct": correct, "format": fmt} if a.format_reward > 0 else {"correct": correct}

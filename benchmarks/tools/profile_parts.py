@@ -28,11 +28,11 @@ def main():
     from transformers import AutoConfig, AutoModelForCausalLM
     import rlprims.generation as RG, rlprims.fast_decode as FD   # the decode step looks its helpers up in fast_decode
     from rlprims.core import GenerationConfig
-    from rlprims.training import make_addition_dataset
+    from rlprims.training import create_addition_dataset
     tok = RG.load_tokenizer(a.model_dir)
     torch.manual_seed(0)
     m = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(a.model_dir), dtype=torch.bfloat16).to("cuda")
-    pids, pm = RG.tokenize_prompts(tok, [d["prompt"] for d in make_addition_dataset(a.prompts)], n=a.G)
+    pids, pm = RG.tokenize_prompts(tok, [d["prompt"] for d in create_addition_dataset(a.prompts)], n=a.G)
     N, T = pids.shape[0], a.T
     gen = GenerationConfig(max_new_tokens=T, min_new_tokens=T, temperature=1.0, top_p=1.0, top_k=0)
     run = lambda **kw: FD.generate_batch_fast(m, tok, pids, pm, gen, **kw)
