@@ -9,7 +9,7 @@ from typing import Callable, Optional, Union
 import torch
 import torch.nn.functional as F
 from .core import TrainingConfig
-from .kl import kl_per_token
+from .kl import kl_per_token, kl_estimator_for
 
 # %% auto #0
 __all__ = ['POLICY_LOSSES', 'ADVANTAGE_ESTIMATORS', 'TOKEN_LEVEL_ADVANTAGES', 'LOSS_AGG_MODES', 'ALGORITHMS',
@@ -545,7 +545,7 @@ def compute_policy_loss(logprobs: torch.Tensor, old_logprobs: Optional[torch.Ten
     else: raise ValueError(f"compute_policy_loss: unknown config.loss_type={config.loss_type!r}; known: {', '.join(POLICY_LOSSES)}")
     metrics["policy_loss"] = loss.item()
     if ref_logprobs is not None:
-        kl = kl_penalty_term(logprobs, ref_logprobs, mask, 1.0, config.loss_agg, config.kl_estimator, config.loss_norm_len)
+        kl = kl_penalty_term(logprobs, ref_logprobs, mask, 1.0, config.loss_agg, kl_estimator_for(config.kl_in_reward, config.kl_estimator), config.loss_norm_len)
         metrics["kl_ref"] = kl.item()
         if config.kl_coef > 0 and not config.kl_in_reward: loss = loss + config.kl_coef * kl
     metrics["loss"] = loss.item()

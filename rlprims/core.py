@@ -66,7 +66,7 @@ class TrainingConfig(NamedTuple):
     learning_rate: float = 1e-5
     kl_coef: float = 0.0                    # beta: weight of the KL term (in the loss or in the reward)
     kl_in_reward: bool = False              # True: KL in the reward (beta * sum_t KL_t, or -beta * KL_t per token); False: a loss term
-    kl_estimator: str = "k3"
+    kl_estimator: Optional[str] = None      # None = k1 for a KL in the reward, k3 for a KL loss term (rlprims.kl.kl_estimator_for)
     clip_range: float = 0.2                 # clip_low (PPO epsilon)
     clip_range_high: Optional[float] = None # clip_high; None = same as clip_range (DAPO: 0.28)
     advantage: str = "group"                # group, rloo, reinforce_pp, gae, none

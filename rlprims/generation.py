@@ -6,6 +6,7 @@
 from __future__ import annotations
 import contextlib, functools
 from typing import Optional, Callable, Mapping, Sequence, Union, Any
+from fastcore.meta import delegates
 import torch
 import torch.nn.functional as F
 import warnings
@@ -75,15 +76,16 @@ def model_context_length(model) -> Optional[int]:
         if isinstance(v, int): return v
     return None
 
+@delegates(format_prompt, but=["prompt", "tokenizer"])   # the formatting options show in the signature
 def tokenize_prompts(tokenizer, prompts: Sequence[Union[str, Sequence[dict]]], n: int = 1, max_new_tokens: int = 0,
-                     context_length: Optional[int] = None, **format_kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+                     context_length: Optional[int] = None, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
     "Left-padded `(prompt_ids, prompt_mask)`, each `[len(prompts)*n, P]`; row `i*n + j` is sample `j` of prompt `i`."
     if isinstance(prompts, str): prompts = [prompts]
     if len(prompts) == 0: raise ValueError("tokenize_prompts: `prompts` is empty; expected at least one prompt")
     if n < 1: raise ValueError(f"tokenize_prompts: n={n}; expected n >= 1 samples per prompt")
     for i, p in enumerate(prompts):
         if isinstance(p, str) and not p.strip(): raise ValueError(f"tokenize_prompts: prompt {i} is an empty string")
-    texts = [format_prompt(p, tokenizer, **format_kwargs) for p in prompts]
+    texts = [format_prompt(p, tokenizer, **kwargs) for p in prompts]
     ids = [torch.tensor(tokenizer(t, add_special_tokens=False)["input_ids"], dtype=torch.long) for t in texts]
     if context_length is not None:
         for i, x in enumerate(ids):
@@ -373,6 +375,7 @@ def decode_completions(tokenizer, batch: RolloutBatch, config: Optional[Generati
     return gens
 
 # %% ../nbs/01_generation.ipynb #8a95092b
+@delegates(format_prompt, but=["prompt", "tokenizer", "enable_thinking"])
 def generate(
     model, tokenizer,
     prompts: Union[str, Sequence[Union[str, Sequence[dict]]]],
@@ -381,13 +384,13 @@ def generate(
     generator: Optional[Callable] = None,   # hook: (model, tokenizer, prompt_ids, prompt_mask, config, compute_logprobs) -> RolloutBatch
     n: int = 1,                             # samples per prompt (consecutive rows)
     return_batch: bool = False,
-    **format_kwargs,                        # use_chat_template, system_prompt, template_fn (see format_prompt)
+    **kwargs,                        # use_chat_template, system_prompt, template_fn (see format_prompt)
 ):
     "Sample `n` completions for every prompt in one batched call; returns `Generation`s (and the `RolloutBatch`)."
     single = isinstance(prompts, str)
     check_generation_config(config, "generate")
     pids, pmask = tokenize_prompts(tokenizer, [prompts] if single else prompts, n=n, max_new_tokens=config.max_new_tokens,
-                                   context_length=model_context_length(model), enable_thinking=config.enable_thinking, **format_kwargs)
+                                   context_length=model_context_length(model), enable_thinking=config.enable_thinking, **kwargs)
     gen_fn = generator or generate_batch
     batch = gen_fn(model, tokenizer, pids, pmask, config, compute_logprobs)
     gens = decode_completions(tokenizer, batch, config)

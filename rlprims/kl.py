@@ -12,9 +12,9 @@ from torch import nn
 from .core import *
 
 # %% auto #0
-__all__ = ['REF_ADAPTER', 'kl_per_token', 'compute_forward_kl', 'compute_reverse_kl', 'create_truncated_kl', 'create_adaptive_kl',
-           'adaptive_kl_controller', 'create_reference_model', 'reference_mode', 'update_reference_model',
-           'create_ema_updater', 'create_periodic_updater', 'create_kl_triggered_updater']
+__all__ = ['REF_ADAPTER', 'kl_per_token', 'kl_estimator_for', 'compute_forward_kl', 'compute_reverse_kl', 'create_truncated_kl',
+           'create_adaptive_kl', 'adaptive_kl_controller', 'create_reference_model', 'reference_mode',
+           'update_reference_model', 'create_ema_updater', 'create_periodic_updater', 'create_kl_triggered_updater']
 
 # %% ../nbs/03_kl.ipynb #d874d49e
 def kl_per_token(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str = "k3") -> torch.Tensor:
@@ -27,6 +27,11 @@ def kl_per_token(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: 
     if estimator == "k2": return 0.5 * delta ** 2
     if estimator == "k3": return torch.expm1(delta) - delta
     raise ValueError(f"kl_per_token: unknown estimator {estimator!r}; expected one of 'k1', 'k2', 'k3'")
+
+# %% ../nbs/03_kl.ipynb #ebb3538c
+def kl_estimator_for(kl_in_reward: bool, estimator: Optional[str] = None) -> str:
+    "`estimator` when given; else `'k1'` for a KL in the reward and `'k3'` for a KL loss term."
+    return estimator if estimator is not None else ("k1" if kl_in_reward else "k3")
 
 # %% ../nbs/03_kl.ipynb #8198e72c
 def _masked_inputs(fn: str, policy_logprobs: torch.Tensor, ref_logprobs: torch.Tensor, valid_mask: torch.Tensor):

@@ -9,12 +9,13 @@ import numpy as np
 import torch.nn.functional as F
 from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence, Union
 from .core import *
+from fastcore.meta import delegates
 import torch
 from .fast_decode import generate_batch_fast
-from .generation import (tokenize_prompts, decode_completions, compute_logprobs_for_tokens,
+from .generation import (format_prompt, tokenize_prompts, decode_completions, compute_logprobs_for_tokens,
                                  model_context_length, eos_token_ids)
 from .rewards import compute_rewards
-from .kl import kl_per_token, reference_mode
+from .kl import kl_per_token, kl_estimator_for, reference_mode
 from .tools import parse_tool_calls, create_tool_executor, default_tool_executor, summarize_tool_calls, format_tool_result, calculator_tool
 
 # %% auto #0
@@ -51,7 +52,7 @@ def split_examples(prompts: Sequence[Any]) -> tuple[list, list[dict]]:
 # %% ../nbs/04_rollouts.ipynb #83b8f470
 def score_rollouts(
     rollouts: Sequence[Rollout], batch: RolloutBatch, reward_fn,
-    ref_model=None, kl_coef: float = 0.0, kl_in_reward: bool = True, kl_estimator: str = "k1",
+    ref_model=None, kl_coef: float = 0.0, kl_in_reward: bool = True, kl_estimator: Optional[str] = None,
     temperature: float = 1.0, micro_batch_size: int = 8, reward_weights=None, on_reward_error: str = "raise",
 ) -> RolloutResult:
     "Add reference log-probs `[N, T]`, KL `[N]` and rewards `[N]` to generated rollouts."
@@ -63,7 +64,7 @@ def score_rollouts(
                                                  completion_mask=batch.completion_mask, temperature=temperature,
                                                  micro_batch_size=micro_batch_size).cpu() * mask
         if batch.logprobs is None: raise ValueError("score_rollouts: the batch has no sampler log-probs; generate with compute_logprobs=True")
-        kl_sum = (kl_per_token(batch.logprobs, ref_lp, kl_estimator) * mask).sum(-1)   # [N] sum over the sequence's tokens
+        kl_sum = (kl_per_token(batch.logprobs, ref_lp, kl_estimator_for(kl_in_reward, kl_estimator)) * mask).sum(-1)   # [N] sum over the sequence's tokens
         kl = kl_sum / mask.sum(-1).clamp(min=1)                                       # [N] per token, for logging
     res = compute_rewards(rollouts, reward_fn, weights=reward_weights, on_error=on_reward_error)
     rewards = res.rewards.float()
@@ -73,6 +74,7 @@ def score_rollouts(
     return RolloutResult(out, batch._replace(ref_logprobs=ref_lp, rewards=rewards), res.components, kl, res.num_errors)
 
 # %% ../nbs/04_rollouts.ipynb #0591c940
+@delegates(format_prompt, but=["prompt", "tokenizer", "enable_thinking"])   # system_prompt, use_chat_template, template_fn...
 def create_batch_rollouts(
     model, tokenizer,
     prompts: Sequence[Any],                 # strings, message lists, or dicts {"prompt": ..., **fields}
@@ -82,17 +84,17 @@ def create_batch_rollouts(
     kl_coef: float = 0.0,
     num_generations: int = 1,               # G samples per prompt (consecutive rows = one group)
     kl_in_reward: bool = True,              # fold kl_coef * KL into the reward (else only return KL, for a loss term)
-    kl_estimator: str = "k1",
+    kl_estimator: Optional[str] = None,     # None = k1 in the reward, k3 for a loss term (rlprims.kl.kl_estimator_for)
     generator: Optional[Callable] = None,   # hook, see rlprims.generation.generate_batch; None = generate_batch_fast (CUDA graphs on a GPU, generate_batch elsewhere)
     micro_batch_size: int = 8,
     reward_weights=None, on_reward_error: str = "raise",
-    **format_kwargs,                        # system_prompt, use_chat_template, template_fn
+    **kwargs,                        # system_prompt, use_chat_template, template_fn
 ) -> RolloutResult:
     "Sample `num_generations` completions per prompt in one batched call, score them, and return both views."
     texts, fields = split_examples(prompts)
     check_generation_config(gen_config, "create_batch_rollouts")
     pids, pmask = tokenize_prompts(tokenizer, texts, n=num_generations, max_new_tokens=gen_config.max_new_tokens,
-                                   context_length=model_context_length(model), enable_thinking=gen_config.enable_thinking, **format_kwargs)
+                                   context_length=model_context_length(model), enable_thinking=gen_config.enable_thinking, **kwargs)
     batch = (generator or generate_batch_fast)(model, tokenizer, pids, pmask, gen_config, True)
     G, n = num_generations, len(texts)
     batch = batch._replace(group_ids=torch.arange(n).repeat_interleave(G))
@@ -103,6 +105,7 @@ def create_batch_rollouts(
     return res._replace(generation_budget=gen_config.max_new_tokens)
 
 # %% ../nbs/04_rollouts.ipynb #33fd168a
+@delegates(create_batch_rollouts)
 def create_rollout(model, tokenizer, prompt, gen_config: GenerationConfig, reward_fn, ref_model=None, kl_coef: float = 0.0, **kwargs) -> Rollout:
     "One `Rollout` for one prompt (a batch of one)."
     return create_batch_rollouts(model, tokenizer, [prompt], gen_config, reward_fn, ref_model, kl_coef, **kwargs).rollouts[0]
@@ -140,7 +143,7 @@ def create_multiturn_rollouts(
     tool_executor: Optional[Callable[[dict], dict]] = None,             # hook: call -> result dict; None = calculator
     stop_condition: Optional[Callable[[Conversation], bool]] = None,    # hook: stop an episode early
     num_generations: int = 1,
-    ref_model=None, kl_coef: float = 0.0, kl_in_reward: bool = True, kl_estimator: str = "k1",
+    ref_model=None, kl_coef: float = 0.0, kl_in_reward: bool = True, kl_estimator: Optional[str] = None,
     generator: Optional[Callable] = None,   # hook, see rlprims.generation.generate_batch; None = generate_batch_fast (CUDA graphs on a GPU, generate_batch elsewhere)
     max_total_tokens: Optional[int] = None, # completion budget per episode; None = max_turns * max_new_tokens
     system_prompt: Optional[str] = None,
@@ -209,6 +212,7 @@ def create_multiturn_rollouts(
     return res._replace(generation_budget=budget)
 
 # %% ../nbs/04_rollouts.ipynb #3e9bfe70
+@delegates(create_multiturn_rollouts)
 def create_multiturn_rollout(model, tokenizer, initial_message, gen_config: GenerationConfig, reward_fn, max_turns: int = 5,
                              tool_parser=parse_tool_calls, tool_executor=None, stop_condition=None, **kwargs) -> Rollout:
     "One multi-turn `Rollout` (a batch of one)."

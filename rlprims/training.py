@@ -16,7 +16,7 @@ from .rollouts import create_batch_rollouts, RolloutResult, concat_rollout_resul
 from .algorithms import (compute_advantages, compute_policy_loss, get_algorithm_config, filter_groups,
                                 overlong_penalty, gae_advantages, token_rewards, best_worst_pairs, TOKEN_LEVEL_ADVANTAGES, _kl_penalty)
 from .critic import value_loss, Critic, create_critic, critic_parameters, critic_values
-from .kl import kl_per_token
+from .kl import kl_per_token, kl_estimator_for
 from .precision import (PRECISIONS, Precision, create_precision, prepare_for_training, load_dtype, sync_sampler, disable_dropout,
                         autocast, backward, optimizer_step)
 from .tasks import create_addition_dataset, correct, answer_format, ADDITION_REWARDS
@@ -149,7 +149,7 @@ def collect_rollouts(
         with gathered_params(r.model) if r.world > 1 else contextlib.nullcontext(), autocast(r.precision):   # autocast: the reference's pass
             out = (rollout_fn or create_batch_rollouts)(r.sampler, tokenizer, local, gen_config, reward_fn, ref_model=ref_model,
                                                         kl_coef=config.kl_coef, num_generations=G, kl_in_reward=config.kl_in_reward and not token_kl,
-                                                        kl_estimator=config.kl_estimator, micro_batch_size=config.micro_batch_size, **rollout_kwargs)
+                                                        kl_estimator=kl_estimator_for(config.kl_in_reward, config.kl_estimator), micro_batch_size=config.micro_batch_size, **rollout_kwargs)
         return concat_rollout_results(_all_gather(out, r.world), pad_token_id=_pad_id(tokenizer)) if r.world > 1 else out
     t0 = time.time()
     res = collect(prompts)
@@ -205,7 +205,7 @@ def prepare_update(runner: Runner, res: RolloutResult, config: TrainingConfig, g
         old_lp = _per_process(runner, b, lambda rows: _score(runner, rows, temp, mic)[0]) * mask
         metrics.update(_mismatch_sums(old_lp, b.logprobs, mask))
     token_kl = config.kl_in_reward and config.advantage in TOKEN_LEVEL_ADVANTAGES
-    kl = kl_per_token(b.logprobs, b.ref_logprobs, config.kl_estimator) * mask if token_kl and b.ref_logprobs is not None else None
+    kl = kl_per_token(b.logprobs, b.ref_logprobs, kl_estimator_for(config.kl_in_reward, config.kl_estimator)) * mask if token_kl and b.ref_logprobs is not None else None
     adv = compute_advantages(b.rewards, config, G, mask=mask, values=old_values, advantage_fn=advantage_fn, kl=kl)
     if old_values is not None:   # PPO's value targets: GAE returns of the same per-token rewards
         returns = gae_advantages(token_rewards(b.rewards, mask, _kl_penalty(config, kl)), old_values, mask,
