@@ -27,7 +27,7 @@ def main():
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     from transformers import AutoConfig, AutoModelForCausalLM
-    from rlprims.core import GenerationConfig
+    from rlprims.core import GenerationConfig, RunConfig, Hooks
     from rlprims.generation import load_tokenizer
     from rlprims.training import train, create_accelerator, create_addition_dataset, ADDITION_REWARDS
     acc = create_accelerator(a.distributed)                 # first: it picks this process's GPU
@@ -44,9 +44,10 @@ def main():
     t0 = time.perf_counter()
     res = train(prompts=create_addition_dataset(4096), reward_fn=ADDITION_REWARDS, num_steps=a.warmup + a.steps,
                 batch_size=a.prompts_per_gpu * world, num_generations=a.num_generations, learning_rate=1e-6, model=model,
-                tokenizer=tok, gen_config=gen, progress=False, save_final=False, show_plot=False, distributed=acc,
-                output_dir=tempfile.mkdtemp(prefix="rlprims-bench-"), log_fn=lambda m: stamps.append(time.perf_counter()),
-                train_overrides={"micro_batch_size": a.micro_batch_size, "kl_coef": 0.0})
+                tokenizer=tok, gen_config=gen, output_dir=tempfile.mkdtemp(prefix="rlprims-bench-"),
+                train_overrides={"micro_batch_size": a.micro_batch_size, "kl_coef": 0.0},
+                run=RunConfig(progress=False, save_final=False, show_plot=False, distributed=acc),
+                hooks=Hooks(log_fn=lambda m: stamps.append(time.perf_counter())))
     if rank == 0:
         m = res.metrics
         timed = stamps[a.warmup - 1:] if a.warmup else [t0] + stamps

@@ -87,10 +87,10 @@ def emit(d):
 def run_rlprims(s, a):
     import torch
     import rlprims.rollouts as R
-    from rlprims.core import GenerationConfig
+    from rlprims.core import GenerationConfig, Hooks
     from rlprims.generation import generate_batch, tokenize_prompts
     from rlprims.algorithms import get_algorithm_config
-    from rlprims.training import training_iteration
+    from rlprims.training import training_iteration, create_runner
     from rlprims.precision import create_precision, prepare_for_training
     try: from rlprims.fast_decode import generate_batch_fast
     except ImportError: generate_batch_fast = None
@@ -103,6 +103,7 @@ def run_rlprims(s, a):
     cfg = get_algorithm_config(0, "grpo", learning_rate=s["lr"], kl_coef=0.0, micro_batch_size=s["micro"], scale_rewards=s["scale"])
     opt = torch.optim.AdamW(model.parameters(), lr=s["lr"], weight_decay=0.0, **({"fused": True} if dev == "cuda" else {}))
     generator = generate_batch_fast if (generate_batch_fast is not None and not a.eager) else generate_batch
+    runner = create_runner(model, precision=prec, sampler_model=None if sampler is model else sampler)
     rec = {}
     def timed(name, fn):
         def wrapper(*args, **kw):
@@ -120,8 +121,7 @@ def run_rlprims(s, a):
         prompts = data[i * s["prompts"]:(i + 1) * s["prompts"]]
         sync(dev); t0, c0 = time.perf_counter(), time.process_time()
         st = training_iteration(model, tok, prompts, gen, cfg, rewards, opt, num_generations=s["G"], step=i,
-                                generator=timed("generation", generator), precision=prec,
-                                sampler_model=None if sampler is model else sampler)
+                                hooks=Hooks(generator=timed("generation", generator)), runner=runner)
         sync(dev); total = time.perf_counter() - t0
         row = dict(total=total, generation=rec.get("generation", 0.0), logprobs=rec.get("logprobs", 0.0),
                    update=total - st.metrics["time_rollout"], tokens=st.metrics["tokens"], cpu=time.process_time() - c0)
@@ -207,10 +207,11 @@ def measure_matmul(dev, dtype) -> float:
 def profile_step(model, tok, prompts, gen, cfg, rewards, opt, s, generator):
     "One more rlprims step under torch.profiler; prints the ops that take the most device (or CPU) time."
     from torch.profiler import profile, ProfilerActivity
+    from rlprims.core import Hooks
     from rlprims.training import training_iteration
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if s["device"] == "cuda" else [])
     with profile(activities=acts) as prof:
-        training_iteration(model, tok, prompts, gen, cfg, rewards, opt, num_generations=s["G"], generator=generator)
+        training_iteration(model, tok, prompts, gen, cfg, rewards, opt, num_generations=s["G"], hooks=Hooks(generator=generator))
         sync(s["device"])
     key = "cuda_time_total" if s["device"] == "cuda" else "cpu_time_total"
     try: print(prof.key_averages().table(sort_by=key, row_limit=30, max_name_column_width=60), flush=True)

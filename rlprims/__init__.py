@@ -14,4 +14,5 @@ from .tasks import *
 from .precision import *
 from .distributed import *
 from .checkpoints import *
+from .metrics import *
 from .training import *

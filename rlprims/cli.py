@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse, contextlib, json, time
 from pathlib import Path
 from typing import Optional, Sequence
-from .core import GenerationConfig
+from .core import GenerationConfig, RunConfig, Hooks
 from .models import load_model, load_tokenizer, EMBEDDED_MODEL
 from .tasks import create_addition_dataset, ADDITION_REWARDS
 from .algorithms import get_algorithm_config
@@ -83,12 +83,11 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     res = train(a.model, train_set, ADDITION_REWARDS, num_steps=a.steps, batch_size=a.batch_size, algorithm=a.algorithm,
                 train_overrides={"micro_batch_size": a.micro_batch_size, "scale_rewards": scale},
                 learning_rate=a.lr, kl_coef=a.kl_coef, output_dir=a.out, num_generations=a.num_generations, gen_config=gen,
-                eval_dataset=eval_set, eval_every=a.eval_every, checkpoint_every=a.checkpoint_every, resume_from=a.resume_from,
-                seed=a.seed, use_lora=a.lora, model=model, tokenizer=tokenizer, distributed=acc if acc is not None else "none",
-                precision=prec.name,
-                log_fn=lambda m: print(f"step {m['step']+1:3d}  reward {m['reward']:.3f}  accuracy {m.get('accuracy', float('nan')):.3f}"
-                                       + (f"  held-out {m['eval_accuracy']:.3f}" if 'eval_accuracy' in m else ""), flush=True),
-                progress=False)
+                eval_dataset=eval_set, resume_from=a.resume_from, model=model, tokenizer=tokenizer,
+                run=RunConfig(seed=a.seed, use_lora=a.lora, distributed=acc if acc is not None else "none", precision=prec.name,
+                              eval_every=a.eval_every, checkpoint_every=a.checkpoint_every, progress=False),
+                hooks=Hooks(log_fn=lambda m: print(f"step {m['step']+1:3d}  reward {m['reward']:.3f}  accuracy {m.get('accuracy', float('nan')):.3f}"
+                                                   + (f"  held-out {m['eval_accuracy']:.3f}" if 'eval_accuracy' in m else ""), flush=True)))
     train_seconds = time.time() - t_train
     after = evaluate(res.model, tokenizer, eval_set, ADDITION_REWARDS, gen)["eval_accuracy"]
     if rank == 0 and len(res.metrics):                  # the curves again, with the held-out accuracy before and after training

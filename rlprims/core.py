@@ -5,14 +5,14 @@
 # %% ../nbs/00_core.ipynb #c1bb03d7
 from __future__ import annotations
 from types import MappingProxyType
-from typing import NamedTuple, Optional, Any, Mapping, Sequence, Union
+from typing import NamedTuple, Optional, Any, Callable, Mapping, Sequence, Union
 import numpy as np
 import torch
 
 # %% auto #0
 __all__ = ['EMPTY', 'Generation', 'Message', 'Conversation', 'Rollout', 'GenerationConfig', 'TrainingConfig', 'TrainingState',
-           'sampling_temperature', 'check_generation_config', 'RolloutBatch', 'select_rows', 'pad_right', 'pad_left',
-           'rollouts_to_batch', 'batch_to_rollouts']
+           'RunConfig', 'Hooks', 'record_fields', 'rollout_options', 'sampling_temperature', 'check_generation_config',
+           'RolloutBatch', 'select_rows', 'pad_right', 'pad_left', 'rollouts_to_batch', 'batch_to_rollouts']
 
 # %% ../nbs/00_core.ipynb #c1222bbb
 EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -97,6 +97,61 @@ class TrainingState(NamedTuple):
     total_tokens: int
     metrics: Mapping[str, float]
     ema_metrics: Mapping[str, float] = EMPTY
+
+# %% ../nbs/00_core.ipynb #63958d43
+class RunConfig(NamedTuple):
+    "How a `train` run is carried out, apart from what it optimises (`TrainingConfig`) and how it samples (`GenerationConfig`)."
+    seed: int = 0
+    precision: str = "auto"                 # auto, fp32, bf16-mixed, fp16-mixed, or bf16 (pure; warns): see rlprims.precision
+    distributed: Any = "auto"               # several processes: 'auto', 'ddp', 'fsdp', or an accelerate.Accelerator
+    use_lora: bool = False
+    lora_rank: int = 16
+    lora_alpha: int = 32
+    weight_decay: float = 0.0               # AdamW
+    warmup_steps: int = 0                   # linear learning-rate warm-up; 0 = none
+    keep_dropout: bool = False              # False: dropout off in the policy, so the ratio pi / pi_old is exact
+    accuracy_key: str = "correct"           # the reward component logged as accuracy (and that DAPO's filter reads)
+    reward_weights: Any = None              # weights of a list or dict of reward functions; None = 1 each
+    on_reward_error: str = "raise"          # a reward function that raises or returns NaN: 'raise', or 'fallback' (0 and a count)
+    system_prompt: Optional[str] = None
+    use_chat_template: Optional[bool] = None   # None = when the tokenizer has one
+    eval_every: int = 0                     # steps between evaluations on eval_dataset; 0 = none in between
+    checkpoint_every: int = 0               # steps between checkpoints; 0 = only the final one
+    save_final: bool = True                 # write a checkpoint after the last step
+    max_nonfinite_steps: int = 3            # stop after this many steps in a row whose update was skipped for NaN/inf
+    progress: bool = True                   # a progress bar
+    show_plot: Optional[bool] = None        # show the curves inline; None = in notebooks only
+
+class Hooks(NamedTuple):
+    "The functions a run calls, each replaceable by a plain function; `None` = the built-in one."
+    generator: Optional[Callable] = None    # (model, tokenizer, prompt_ids, prompt_mask, config, compute_logprobs) -> RolloutBatch
+    template_fn: Optional[Callable] = None  # (prompt, tokenizer, use_chat_template, system_prompt, enable_thinking) -> str
+    rollout_fn: Optional[Callable] = None   # same arguments as create_batch_rollouts -> RolloutResult
+    advantage_fn: Optional[Callable] = None # see rlprims.algorithms.compute_advantages
+    loss_fn: Optional[Callable] = None      # see rlprims.algorithms.compute_policy_loss
+    ref_update_fn: Optional[Callable] = None   # (ref_model, policy, step=, kl=) -> None, after each step
+    checkpoint_fn: Optional[Callable] = None   # replaces how checkpoints are written (rlprims.checkpoints)
+    log_fn: Optional[Callable] = None       # called with each step's metrics dict (rank 0 only)
+
+# %% ../nbs/00_core.ipynb #d709220b
+def record_fields(record: NamedTuple) -> dict:
+    "`record` as a JSON-ready dict: numbers, strings and containers as they are, functions by name, other objects by type."
+    def plain(v):
+        if v is None or isinstance(v, (bool, int, float, str)): return v
+        if isinstance(v, Mapping): return {str(k): plain(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)): return [plain(x) for x in v]
+        if callable(v): return getattr(v, "__qualname__", None) or getattr(getattr(v, "func", None), "__qualname__", None) or type(v).__name__
+        return type(v).__name__
+    return {k: plain(v) for k, v in record._asdict().items()}
+
+# %% ../nbs/00_core.ipynb #a6609d3a
+def rollout_options(run: RunConfig, hooks: Hooks) -> dict:
+    "Keywords for a rollout function (`create_batch_rollouts` or a `Hooks.rollout_fn`): the prompt-format, reward and generator options that are set."
+    opts = {"generator": hooks.generator, "template_fn": hooks.template_fn, "system_prompt": run.system_prompt,
+            "use_chat_template": run.use_chat_template, "reward_weights": run.reward_weights}
+    opts = {k: v for k, v in opts.items() if v is not None}
+    if run.on_reward_error != "raise": opts["on_reward_error"] = run.on_reward_error
+    return opts
 
 # %% ../nbs/00_core.ipynb #86623f32
 def sampling_temperature(config: GenerationConfig) -> float:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/01b_fast_decode.ipynb #21e263a4
 from __future__ import annotations
-import warnings
+import contextlib, functools, warnings
 from types import SimpleNamespace
 from typing import Optional, Sequence
 import torch
@@ -14,15 +14,12 @@ from .generation import (generate_batch, sample_next_token, eos_token_ids, posit
                                 _fuse_rms_norms, _unfuse)
 
 # %% auto #0
-__all__ = ['decode_attention', 'sample_gumbel', 'static_kv_attention', 'generate_batch_fast']
+__all__ = ['decode_attention', 'sample_gumbel', 'static_kv_attention', 'static_decoding', 'generate_batch_fast']
 
 # %% ../nbs/01b_fast_decode.ipynb #ff3207c6
-_DECODE = {"state": None}                                   # the static decode in progress (read by `static_kv_attention`)
-_TRITON = {}                                                # the compiled decode-attention kernel, built on first CUDA use
-
+@functools.cache
 def _decode_attention_kernel():
     "The Triton kernel of `decode_attention` (built once; needs `triton`, which CUDA builds of PyTorch ship)."
-    if "kernel" in _TRITON: return _TRITON["kernel"]
     import triton, triton.language as tl
 
     @triton.jit
@@ -54,7 +51,6 @@ def _decode_attention_kernel():
         out = acc / l_i[:, None]
         tl.store(O + n * son + (h * G + g)[:, None] * soh + d[None, :], out.to(O.dtype.element_ty), mask=gm[:, None] & dm[None, :])
 
-    _TRITON["kernel"] = kernel
     return kernel
 
 def decode_attention(q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, mask: torch.Tensor, col: torch.Tensor, scaling: float) -> torch.Tensor:
@@ -73,9 +69,9 @@ def decode_attention(q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, mask: to
     return out
 
 # %% ../nbs/01b_fast_decode.ipynb #fade97b5
+@functools.cache
 def _sample_kernel():
     "The Triton kernel of `sample_gumbel` (built once)."
-    if "sample" in _TRITON: return _TRITON["sample"]
     import triton, triton.language as tl
 
     @triton.jit
@@ -109,7 +105,6 @@ def _sample_kernel():
         tl.store(TOK + n, best_i.to(tl.int64))
         tl.store(LP + n, best_z - m - tl.log(s))
 
-    _TRITON["sample"] = kernel
     return kernel
 
 def sample_gumbel(logits: torch.Tensor, temperature: float, seed: torch.Tensor, step: torch.Tensor,
@@ -134,8 +129,8 @@ def _plain_sampling(config: GenerationConfig) -> bool:
 # %% ../nbs/01b_fast_decode.ipynb #668ac378
 def static_kv_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     "transformers attention function over `generate_batch_fast`'s preallocated KV cache; returns `([N, q, H, D], None)`."
-    S = _DECODE["state"]
-    if S is None: raise RuntimeError("static_kv_attention: only usable inside generate_batch_fast (no static decode is running)")
+    S = kwargs.get("rlprims_decode")                        # the decode's state, passed down by the model's forward
+    if S is None: raise RuntimeError("static_kv_attention: only usable inside generate_batch_fast (the forward got no rlprims_decode state)")
     if kwargs.get("sliding_window") or kwargs.get("softcap"):
         raise NotImplementedError("static_kv_attention: sliding-window and soft-capped attention are not supported")
     layer, (N, H, q_len, D) = module.layer_idx, query.shape
@@ -157,18 +152,19 @@ def static_kv_attention(module, query, key, value, attention_mask, scaling=None,
     w = scores.masked_fill(~attention_mask, float("-inf")).softmax(-1).to(V.dtype)
     return torch.matmul(w, V[:, :, :L]).reshape(N, H, 1, D).transpose(1, 2), None
 
-def _register_static_attention():
+@functools.cache
+def _register_static_attention() -> str:
+    "Add `static_kv_attention` to transformers' attention functions (once, on first use); returns its name."
     from transformers import AttentionInterface
     AttentionInterface.register("rlprims_static_kv", static_kv_attention)
-
-_register_static_attention()
+    return "rlprims_static_kv"
 
 # %% ../nbs/01b_fast_decode.ipynb #da921c3b
 def _new_decode_state(N: int, P: int, T: int, config: GenerationConfig, eos: torch.Tensor, pad: int, dev) -> SimpleNamespace:
     "Preallocated buffers of one static decode: `N` rows, prompts padded to `P`, `T` new tokens."
     z = lambda *shape, dtype=torch.long: torch.zeros(*shape, dtype=dtype, device=dev)
     return SimpleNamespace(
-        N=N, P=P, T=T, Lmax=P + T - 1, config=config, eos=eos, pad=pad, keys={}, values={}, inv=None, calls=0, triton=False,
+        N=N, P=P, T=T, Lmax=P + T - 1, config=config, eos=eos, pad=pad, dev=torch.device(dev), keys={}, values={}, inv=None, calls=0, triton=False,
         mask=z(N, P + T, dtype=torch.bool),                  # [N, P+T] cache slots each row attends to
         tok=z(N), pos=z(N),                                  # [N] the token fed next and its position id
         t=z(1), col=z(1),                                    # index of the token sampled next; cache slot of the fed token
@@ -179,7 +175,7 @@ def _new_decode_state(N: int, P: int, T: int, config: GenerationConfig, eos: tor
 def _decode_step(model, S: SimpleNamespace, L: int, banned: bool):
     "One decode step (attention over at most `L` slots): forward the fed tokens, sample, record, advance. No host sync."
     logits = model(input_ids=S.tok[:, None], attention_mask=S.mask[:, None, None, :L], position_ids=S.pos[:, None],
-                   use_cache=False, logits_to_keep=1).logits[:, -1]
+                   use_cache=False, logits_to_keep=1, rlprims_decode=S).logits[:, -1]
     if S.triton and S.plain: tok, lp = sample_gumbel(logits, S.config.temperature, S.seed, S.t, S.eos if banned else None)
     else: tok, lp = sample_next_token(logits, S.config, banned=S.eos if banned else None)
     live = ~S.done
@@ -191,6 +187,16 @@ def _decode_step(model, S: SimpleNamespace, L: int, banned: bool):
     S.tok.copy_(tok); S.t += 1; S.pos += 1; S.col += 1
     S.mask.index_fill_(1, S.col, True)                      # the token just sampled is visible from the next step on
 
+@contextlib.contextmanager
+def static_decoding(model, S: SimpleNamespace):
+    "While inside: `model` in eval mode, its attention `static_kv_attention` (over `S`'s cache), its RMSNorms fused on CUDA. All restored on exit."
+    was_training, attn = model.training, model.config._attn_implementation
+    norms = _fuse_rms_norms(model) if S.dev.type == "cuda" else []   # as the scoring pass does on CUDA
+    model.eval(); model.config._attn_implementation = _register_static_attention()
+    try: yield model
+    finally:
+        _unfuse(norms); model.config._attn_implementation = attn; model.train(was_training)
+
 # %% ../nbs/01b_fast_decode.ipynb #d490f5da
 def _prefill_static(model, S: SimpleNamespace, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     "Run the distinct prompts of `ids` `[N, P]` once into the static cache; returns the first token's logits `[N, V]`."
@@ -200,13 +206,41 @@ def _prefill_static(model, S: SimpleNamespace, ids: torch.Tensor, mask: torch.Te
     causal = torch.ones(P, P, dtype=torch.bool, device=dev).tril()
     m4 = (causal & u_mask.bool()[:, None, :]) | torch.eye(P, dtype=torch.bool, device=dev)
     out = model(input_ids=u_ids, attention_mask=m4[:, None], position_ids=position_ids_from_mask(u_mask),
-                use_cache=False, logits_to_keep=1)
+                use_cache=False, logits_to_keep=1, rlprims_decode=S)
     return out.logits[:, -1][S.inv]
 
 # %% ../nbs/01b_fast_decode.ipynb #56f2a3c3
 def _has_triton() -> bool:
     try: import triton; return True
     except ImportError: return False
+
+def _decode_loop(model, S: SimpleNamespace, logits: torch.Tensor, mask: torch.Tensor, graphs: bool, check_every: int):
+    "Sample the first token from the prefill's `logits`, then the rest one step at a time: each step a CUDA graph (captured once per key), or eager."
+    config, eos, P, T = S.config, S.eos, S.P, S.T
+    tok, lp = sample_next_token(logits, config, banned=eos if config.min_new_tokens > 0 else None)
+    S.tokens[:, 0], S.logprobs[:, 0], S.valid[:, 0] = tok, lp, True
+    S.done.copy_((tok[:, None] == eos).any(-1)); S.tok.copy_(tok)
+    S.t.fill_(1); S.col.fill_(P); S.pos.copy_(mask.sum(1)); S.mask[:, P] = True
+    span = lambda t: S.Lmax if S.triton else min(-(-(P + t) // 64) * 64, S.Lmax) if graphs else P + t   # slots attended
+    captured, pool = {}, None
+    for t in range(1, T):
+        key = (span(t), t < config.min_new_tokens)
+        if not graphs: _decode_step(model, S, *key)
+        elif key in captured: captured[key].replay()
+        elif t == 1:                                    # the first step runs eagerly on a side stream: the warm-up
+            s = torch.cuda.Stream(); s.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(s):
+                try: _decode_step(model, S, *key)
+                except Exception as e:                  # e.g. Triton can't build for this GPU: the step is safe to redo
+                    if not S.triton: raise
+                    warnings.warn(f"generate_batch_fast: Triton attention failed ({type(e).__name__}: {e}); using matrix products")
+                    S.triton = False; _decode_step(model, S, span(t), key[1])
+            torch.cuda.current_stream().wait_stream(s)
+        else:                                           # capture records the step without running it, then replay
+            g = captured[key] = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(g, pool=pool): _decode_step(model, S, *key)
+            pool = g.pool(); g.replay()
+        if t % check_every == 0 and bool(S.done.all()): break
 
 @_without_autocast
 @torch.no_grad()
@@ -229,42 +263,12 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
     S.triton = graphs and dev.type == "cuda" and _has_triton()
     S.plain, S.seed = _plain_sampling(config), torch.randint(0, 2**31 - 1, (1,)).to(dev)   # Triton sampling: its seed from torch's RNG
     S.mask[:, :P] = mask.bool()
-    was_training, attn = model.training, model.config._attn_implementation
-    model.eval(); model.config._attn_implementation = "rlprims_static_kv"; _DECODE["state"] = S
-    norms = _fuse_rms_norms(model) if dev.type == "cuda" else []   # as the scoring pass does on CUDA
-    try:
+    with static_decoding(model, S):
         try: logits = _prefill_static(model, S, ids, mask)
         except NotImplementedError: S.calls = 0
-        if S.calls == 0:                                    # attention does not go through transformers' interface here
-            _unfuse(norms); norms = []; model.config._attn_implementation = attn
-            return generate_batch(model, tokenizer, prompt_ids, prompt_mask, config, compute_logprobs, eos_ids)
-        tok, lp = sample_next_token(logits, config, banned=eos if config.min_new_tokens > 0 else None)
-        S.tokens[:, 0], S.logprobs[:, 0], S.valid[:, 0] = tok, lp, True
-        S.done.copy_((tok[:, None] == eos).any(-1)); S.tok.copy_(tok)
-        S.t.fill_(1); S.col.fill_(P); S.pos.copy_(mask.sum(1)); S.mask[:, P] = True
-        span = lambda t: S.Lmax if S.triton else min(-(-(P + t) // 64) * 64, S.Lmax) if graphs else P + t   # slots attended
-        captured, pool = {}, None
-        for t in range(1, T):
-            key = (span(t), t < config.min_new_tokens)
-            if not graphs: _decode_step(model, S, *key)
-            elif key in captured: captured[key].replay()
-            elif t == 1:                                    # the first step runs eagerly on a side stream: the warm-up
-                s = torch.cuda.Stream(); s.wait_stream(torch.cuda.current_stream())
-                with torch.cuda.stream(s):
-                    try: _decode_step(model, S, *key)
-                    except Exception as e:                  # e.g. Triton can't build for this GPU: the step is safe to redo
-                        if not S.triton: raise
-                        warnings.warn(f"generate_batch_fast: Triton attention failed ({type(e).__name__}: {e}); using matrix products")
-                        S.triton = False; _decode_step(model, S, span(t), key[1])
-                torch.cuda.current_stream().wait_stream(s)
-            else:                                           # capture records the step without running it, then replay
-                g = captured[key] = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(g, pool=pool): _decode_step(model, S, *key)
-                pool = g.pool(); g.replay()
-            if t % check_every == 0 and bool(S.done.all()): break
-    finally:
-        _unfuse(norms)
-        model.config._attn_implementation = attn; _DECODE["state"] = None; model.train(was_training)
+        if S.calls > 0: _decode_loop(model, S, logits, mask, graphs, check_every)
+    if S.calls == 0:                                        # attention does not go through transformers' interface here
+        return generate_batch(model, tokenizer, prompt_ids, prompt_mask, config, compute_logprobs, eos_ids)
     W = int(S.valid.sum(1).max())                           # as generate_batch: as wide as the longest completion
     return RolloutBatch(prompt_ids=prompt_ids, prompt_mask=prompt_mask.float(), completion_ids=S.tokens[:, :W].cpu(),
                         completion_mask=S.valid[:, :W].float().cpu(), logprobs=S.logprobs[:, :W].cpu() if compute_logprobs else None)

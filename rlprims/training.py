@@ -19,6 +19,8 @@ from .critic import value_loss, Critic, create_critic, critic_parameters, critic
 from .kl import kl_per_token, kl_estimator_for
 from .precision import (PRECISIONS, Precision, create_precision, prepare_for_training, load_dtype, sync_sampler, disable_dropout,
                         autocast, backward, optimizer_step)
+from .metrics import (_reward_metrics, _mismatch_sums, _mismatch_metrics, _average_logs, update_ema_metrics,
+                             plot_curves, evaluate, append_metrics_csv)
 from .tasks import create_addition_dataset, correct, answer_format, ADDITION_REWARDS
 from .checkpoints import save_checkpoint, latest_checkpoint, load_checkpoint, load_latest_checkpoint, _seed_by_rank
 from .distributed import (create_accelerator, is_fsdp, unwrap_model, prepare_model, shard_prompts, gathered_params,
@@ -26,7 +28,7 @@ from .distributed import (create_accelerator, is_fsdp, unwrap_model, prepare_mod
 
 # %% auto #0
 __all__ = ['Runner', 'create_runner', 'collect_rollouts', 'PolicyUpdate', 'prepare_update', 'update_policy', 'update_reference',
-           'training_iteration', 'update_ema_metrics', 'plot_curves', 'evaluate', 'TrainResult', 'train']
+           'training_iteration', 'TrainResult', 'train']
 
 # %% ../nbs/06_training.ipynb #c861547b
 def _micro_weight(config: TrainingConfig, mask_mb: torch.Tensor, mask_mini: torch.Tensor,
@@ -42,41 +44,10 @@ def _whole_groups(n: int, group_size: int) -> int:
     "`n` rounded down to whole groups (at least one group)."
     return max(group_size, n // group_size * group_size)
 
-def _mismatch_sums(trainer_lp: torch.Tensor, sampler_lp: Optional[torch.Tensor], mask: torch.Tensor) -> dict:
-    "Token sums for the sampler/trainer mismatch: `|log pi_trainer - log pi_sampler|`, k3 of KL(sampler || trainer), token count."
-    if sampler_lp is None: return {}
-    trainer, sampler = trainer_lp.detach().float() * mask, sampler_lp.to(trainer_lp.device).float() * mask
-    return {"sum/mismatch_abs": ((trainer - sampler).abs() * mask).sum().item(),
-            "sum/mismatch_kl": (kl_per_token(sampler, trainer, "k3") * mask).sum().item(),   # tokens sampled from the sampler
-            "sum/mismatch_tokens": mask.sum().item()}
-
-def _mismatch_metrics(metrics: dict) -> dict:
-    "Pop the mismatch sums out of `metrics`; return their per-token means (`sampler_logprob_diff`, `sampler_kl`)."
-    if "sum/mismatch_tokens" not in metrics: return {}
-    ntok = max(metrics.pop("sum/mismatch_tokens"), 1)
-    return {"sampler_logprob_diff": metrics.pop("sum/mismatch_abs") / ntok, "sampler_kl": metrics.pop("sum/mismatch_kl") / ntok}
-
 def _tis_weights(trainer_lp: torch.Tensor, sampler_lp: Optional[torch.Tensor], mask: torch.Tensor, cap: float) -> torch.Tensor:
     "Truncated importance weights `[N, T]` `min(pi_trainer / pi_sampler, cap)` (detached), 0 outside the mask."
     if sampler_lp is None: raise ValueError("training_iteration: tis_cap needs the sampler's log-probs; generate with compute_logprobs=True")
     return torch.exp((trainer_lp.detach().float() - sampler_lp.to(trainer_lp.device).float()).clamp(max=20.0)).clamp(max=cap) * mask
-
-def _reward_metrics(res: RolloutResult, gen_config: GenerationConfig, accuracy_key: str) -> dict:
-    "Reward, reward components, accuracy, length and truncation statistics of one batch of rollouts."
-    b = res.batch
-    lengths = b.train_mask.sum(-1)
-    m = {"reward": b.rewards.mean().item(), "reward_std": b.rewards.std().item() if b.size > 1 else 0.0,
-         "response_len_mean": lengths.float().mean().item(), "response_len_max": lengths.max().item(),
-         "truncated_frac": float(np.mean([bool(r.generation.metadata.get("truncated", False)) for r in res.rollouts])),
-         "tokens": int(b.completion_mask.sum().item()), "reward_errors": res.num_reward_errors}
-    for k, v in res.reward_components.items(): m[f"reward/{k}"] = v.float().mean().item()
-    if accuracy_key in res.reward_components: m["accuracy"] = (res.reward_components[accuracy_key] > 0).float().mean().item()
-    if res.kl is not None: m["kl_ref_rollout"] = res.kl.mean().item()
-    tools = [r.metadata.get("num_tool_calls") for r in res.rollouts]
-    if all(t is not None for t in tools):
-        m["tool_calls_per_episode"] = float(np.mean(tools))
-        m["tool_errors"] = int(sum(r.metadata.get("num_tool_errors", 0) for r in res.rollouts))
-    return m
 
 def _accuracy_or_reward(res: RolloutResult, accuracy_key: str) -> torch.Tensor:
     "What DAPO's filter looks at, `[N]`: the task's correctness component when the reward has one, else the reward (before shaping)."
@@ -96,14 +67,6 @@ def _dynamic_sampling(res: RolloutResult, collect: Callable, prompt_source: Opti
     if out.batch.size > num_groups * G: out = select_rollout_result(out, torch.arange(out.batch.size) < num_groups * G)
     return out, concat_rollout_results(seen, pad_token_id), rounds
 
-def _average_logs(logs: list) -> dict:
-    "Micro-batch metrics `[dict]` -> one dict: 'sum/' keys summed, the rest averaged with each micro-batch weighted by its tokens."
-    out, w = {}, np.array([l.get("_tokens", 1.0) for l in logs], dtype=float)
-    for k in {k for l in logs for k in l} - {"_tokens"}:
-        have = [i for i, l in enumerate(logs) if k in l]
-        vals = np.array([logs[i][k] for i in have], dtype=float)
-        out[k] = float(vals.sum()) if k.startswith("sum/") else float((vals * w[have]).sum() / max(w[have].sum(), 1e-12))
-    return out
 
 # %% ../nbs/06_training.ipynb #eec65af0
 class Runner(NamedTuple):
@@ -134,28 +97,29 @@ def collect_rollouts(
     reward_fn,
     ref_model=None,
     num_generations: int = 8,
-    rollout_fn: Optional[Callable] = None,  # hook: same arguments as create_batch_rollouts -> RolloutResult
+    hooks: Hooks = Hooks(),                 # rollout_fn, generator, template_fn
+    run: RunConfig = RunConfig(),           # accuracy_key, reward and prompt-format options
     prompt_source: Optional[Callable[[int], list]] = None,   # n -> n more prompts, for DAPO's dynamic sampling to refill the batch
-    accuracy_key: str = "correct",
-    **rollout_kwargs,                       # generator, reward_weights, on_reward_error, system_prompt, ...
 ) -> tuple[RolloutResult, dict]:
     "Phase 1: `num_generations` scored completions per prompt (each process samples its share; all are gathered), filtered and refilled for DAPO; returns them and their metrics."
     G, r = num_generations, runner
     token_kl = config.kl_in_reward and config.advantage in TOKEN_LEVEL_ADVANTAGES   # KL on every token's reward, not on the sum
-    if r.fsdp and rollout_kwargs.get("generator") is None:
-        rollout_kwargs["generator"] = generate_batch    # FSDP gathers the weights for generation: the plain loop, no CUDA graphs
+    opts = rollout_options(run, hooks)
+    if r.fsdp and hooks.generator is None: opts["generator"] = generate_batch   # FSDP gathers the weights: the plain loop, no CUDA graphs
+    rollout_fn = hooks.rollout_fn or create_batch_rollouts
     def collect(batch_prompts):
         local = shard_prompts(batch_prompts, r.rank, r.world) if r.world > 1 else batch_prompts
         with gathered_params(r.model) if r.world > 1 else contextlib.nullcontext(), autocast(r.precision):   # autocast: the reference's pass
-            out = (rollout_fn or create_batch_rollouts)(r.sampler, tokenizer, local, gen_config, reward_fn, ref_model=ref_model,
-                                                        kl_coef=config.kl_coef, num_generations=G, kl_in_reward=config.kl_in_reward and not token_kl,
-                                                        kl_estimator=kl_estimator_for(config.kl_in_reward, config.kl_estimator), micro_batch_size=config.micro_batch_size, **rollout_kwargs)
+            out = rollout_fn(r.sampler, tokenizer, local, gen_config, reward_fn, ref_model=ref_model, kl_coef=config.kl_coef,
+                             num_generations=G, kl_in_reward=config.kl_in_reward and not token_kl,
+                             kl_estimator=kl_estimator_for(config.kl_in_reward, config.kl_estimator),
+                             micro_batch_size=config.micro_batch_size, **opts)
         return concat_rollout_results(_all_gather(out, r.world), pad_token_id=_pad_id(tokenizer)) if r.world > 1 else out
-    t0 = time.time()
+    t0, acc_key = time.time(), run.accuracy_key
     res = collect(prompts)
-    if not config.dynamic_sampling: return res, {**_reward_metrics(res, gen_config, accuracy_key), "time_rollout": time.time() - t0}
-    res, seen, rounds = _dynamic_sampling(res, collect, prompt_source, len(prompts), G, config.max_sampling_rounds, accuracy_key, _pad_id(tokenizer))
-    return res, {**_reward_metrics(seen, gen_config, accuracy_key), "sampling_rounds": rounds, "kept_frac": res.batch.size / max(seen.batch.size, 1),
+    if not config.dynamic_sampling: return res, {**_reward_metrics(res, gen_config, acc_key), "time_rollout": time.time() - t0}
+    res, seen, rounds = _dynamic_sampling(res, collect, prompt_source, len(prompts), G, config.max_sampling_rounds, acc_key, _pad_id(tokenizer))
+    return res, {**_reward_metrics(seen, gen_config, acc_key), "sampling_rounds": rounds, "kept_frac": res.batch.size / max(seen.batch.size, 1),
                  "kept_groups": res.batch.size // G, "time_rollout": time.time() - t0}
 
 # %% ../nbs/06_training.ipynb #5039609b
@@ -295,6 +259,26 @@ def update_reference(ref_model, model, ref_update_fn: Optional[Callable], step: 
     if ref_model is not None and ref_update_fn is not None:
         ref_update_fn(ref_model, model, step=step + 1, kl=metrics.get("kl_ref", metrics.get("kl_ref_rollout", 0.0)))
 
+# %% ../nbs/06_training.ipynb #21c8bd4f
+_RUNNER_ARGS = ("accelerator", "precision", "sampler_model")
+
+def _moved_keywords(fname: str, kwargs: Mapping[str, Any], run: RunConfig, hooks: Hooks, runner_ok: bool = False):
+    "Keywords that moved into `RunConfig` / `Hooks` (or, for `training_iteration`, into a `Runner`): applied, with a FutureWarning that names their new home."
+    known = set(RunConfig._fields) | set(Hooks._fields) | (set(_RUNNER_ARGS) if runner_ok else set())
+    for k in kwargs:
+        if k not in known:
+            near = difflib.get_close_matches(k, sorted(known | set(inspect.signature(globals()[fname]).parameters)), n=1)
+            raise TypeError(f"{fname}: unknown keyword {k!r}" + (f"; did you mean {near[0]!r}?" if near else "") +
+                            ". Options of a rollout function (max_turns, tool_executor, ...) go in with functools.partial: "
+                            "hooks=Hooks(rollout_fn=partial(create_multiturn_rollouts, max_turns=2))")
+    if not kwargs: return run, hooks, {}
+    homes = {k: "RunConfig" if k in RunConfig._fields else "Hooks" if k in Hooks._fields else "create_runner" for k in kwargs}
+    warnings.warn(f"{fname}: " + ", ".join(f"{k}= is now {homes[k]}({k}=...)" for k in kwargs) +
+                  "; pass run=RunConfig(...), hooks=Hooks(...)" + (", runner=create_runner(...)" if runner_ok else ""), FutureWarning, stacklevel=3)
+    run = run._replace(**{k: v for k, v in kwargs.items() if homes[k] == "RunConfig"})
+    hooks = hooks._replace(**{k: v for k, v in kwargs.items() if homes[k] == "Hooks"})
+    return run, hooks, {k: v for k, v in kwargs.items() if homes[k] == "create_runner"}
+
 # %% ../nbs/06_training.ipynb #33ada4e5
 def training_iteration(
     model, tokenizer,
@@ -304,44 +288,45 @@ def training_iteration(
     reward_fn,
     optimizer: torch.optim.Optimizer,
     ref_model=None,
-    ref_update_fn: Optional[Callable] = None,   # hook: (ref_model, policy_model, step=, kl=) -> None; step counts iterations done, from 1
+    ref_update_fn: Optional[Callable] = None,   # hook: (ref_model, policy_model, step=, kl=) -> None; None = hooks.ref_update_fn
     num_generations: int = 8,
     step: int = 0,
     scheduler=None,
-    rollout_fn: Optional[Callable] = None,      # hook: same arguments as create_batch_rollouts -> RolloutResult
-    advantage_fn: Optional[Callable] = None,    # hook, see rlprims.algorithms.compute_advantages
-    loss_fn: Optional[Callable] = None,         # hook, see rlprims.algorithms.compute_policy_loss
-    critic: Optional[Critic] = None,            # PPO's value model (rlprims.algorithms.create_critic)
-    accuracy_key: str = "correct",              # reward component whose mean (>0) is logged as accuracy (and DAPO filters on)
-    accelerator=None,                           # accelerate.Accelerator that prepared `model` (DDP/FSDP2); None = one process
-    precision: Optional[Precision] = None,      # rlprims.precision: autocast and loss scaling; None = the model's own dtype
-    sampler_model=None,                         # the model rollouts are sampled from (a bf16 copy under mixed precision); None = `model`
+    critic: Optional[Critic] = None,        # PPO's value model (rlprims.critic.create_critic)
+    hooks: Optional[Hooks] = None,          # rollout_fn, generator, advantage_fn, loss_fn, ...; None = the built-in ones
+    run: Optional[RunConfig] = None,        # accuracy_key, reward and prompt-format options
+    runner: Optional[Runner] = None,        # create_runner(model, accelerator, precision, sampler_model); None = one process, the model's dtype
     prompt_source: Optional[Callable[[int], list]] = None,   # n -> n more prompts, for DAPO's dynamic sampling to refill the batch
-    **rollout_kwargs,                           # generator, reward_weights, on_reward_error, system_prompt, ...
+    **moved,                                # deprecated: keywords now in RunConfig / Hooks / create_runner (FutureWarning)
 ) -> TrainingState:
     "One RL step as its four phases: collect rollouts → advantages → policy update → reference update. Returns the step's metrics."
+    run, hooks, runner_args = _moved_keywords("training_iteration", moved, run or RunConfig(), hooks or Hooks(), runner_ok=True)
     cfg, G = train_config, num_generations
+    _check_iteration(cfg, G)
+    if runner is None: runner = create_runner(model, **runner_args)
+    elif runner.policy is not model: raise ValueError("training_iteration: runner.policy is not `model`; build the runner with create_runner(model, ...)")
+    res, metrics = collect_rollouts(runner, tokenizer, prompts, gen_config, cfg, reward_fn, ref_model, G, hooks, run, prompt_source)
+    metrics.update(step=step, algorithm=cfg.algorithm, time_train=0.0)
+    if res.batch.size == 0: metrics["skipped_update"] = 1   # every group had equal accuracy: nothing to learn from this batch
+    else:
+        t0 = time.time()
+        update, cfg, prep = prepare_update(runner, res, cfg, gen_config, G, critic, hooks.advantage_fn)
+        metrics.update(prep)
+        for k, v in update_policy(runner, update, optimizer, cfg, gen_config, G, critic, hooks.loss_fn, scheduler).items():
+            metrics[k] = metrics.get(k, 0.0) + v if k.startswith("sum/") else v
+        metrics["time_train"] = time.time() - t0
+        metrics.update(_mismatch_metrics(metrics))
+        metrics["tokens_per_sec"] = metrics["tokens"] / max(metrics["time_rollout"] + metrics["time_train"], 1e-9)
+    update_reference(ref_model, runner.model, ref_update_fn or hooks.ref_update_fn, step, metrics)
+    return TrainingState(step, metrics["tokens"], metrics)
+
+def _check_iteration(cfg: TrainingConfig, G: int) -> None:
+    "Raise for settings no step can run with."
     if G < 2 and (cfg.advantage in ("group", "rloo") or cfg.loss_type == "online_dpo"):
         raise ValueError(f"training_iteration: num_generations={G}, but {cfg.algorithm!r} compares the samples of a prompt "
                          "with each other; use num_generations >= 2")
     if cfg.tis_cap is not None and (cfg.loss_type == "online_dpo" or not cfg.tis_cap > 0):
         raise ValueError(f"training_iteration: tis_cap={cfg.tis_cap!r}; expected a number > 0 (e.g. 2.0), and a policy-gradient loss (not online_dpo)")
-    runner = create_runner(model, accelerator, precision, sampler_model)
-    res, metrics = collect_rollouts(runner, tokenizer, prompts, gen_config, cfg, reward_fn, ref_model, G, rollout_fn, prompt_source,
-                                    accuracy_key, **rollout_kwargs)
-    metrics.update(step=step, algorithm=cfg.algorithm, time_train=0.0)
-    if res.batch.size == 0: metrics["skipped_update"] = 1   # every group had equal accuracy: nothing to learn from this batch
-    else:
-        t0 = time.time()
-        update, cfg, prep = prepare_update(runner, res, cfg, gen_config, G, critic, advantage_fn)
-        metrics.update(prep)
-        for k, v in update_policy(runner, update, optimizer, cfg, gen_config, G, critic, loss_fn, scheduler).items():
-            metrics[k] = metrics.get(k, 0.0) + v if k.startswith("sum/") else v
-        metrics["time_train"] = time.time() - t0
-        metrics.update(_mismatch_metrics(metrics))
-        metrics["tokens_per_sec"] = metrics["tokens"] / max(metrics["time_rollout"] + metrics["time_train"], 1e-9)
-    update_reference(ref_model, runner.model, ref_update_fn, step, metrics)
-    return TrainingState(step, metrics["tokens"], metrics)
 
 # %% ../nbs/06_training.ipynb #6be9e716
 def _values(critic: Critic, b: RolloutBatch, micro_batch_size: int, grad: bool = False) -> torch.Tensor:
@@ -364,60 +349,6 @@ def tiny_test_model(vocab_size: int = 49152, seed: int = 0):
                       num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=2)
     return LlamaForCausalLM(cfg)
 
-# %% ../nbs/06_training.ipynb #5468dd73
-def update_ema_metrics(current_metrics: Mapping[str, float], ema_metrics: Mapping[str, float], momentum: float = 0.9) -> dict:
-    "Exponential moving averages of the numeric metrics."
-    out = dict(ema_metrics)
-    for k, v in current_metrics.items():
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            out[k] = momentum * ema_metrics[k] + (1 - momentum) * v if k in ema_metrics else v
-    return out
-
-# %% ../nbs/06_training.ipynb #758be8f7
-def plot_curves(metrics, path: Optional[Union[str, Path]] = None, show: bool = False):
-    "Plot reward, accuracy, KL and response length over steps from a metrics DataFrame; save to `path`."
-    import matplotlib
-    if not show: matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-    panels = [("reward", ["reward"] + sorted(c for c in metrics.columns if c.startswith("reward/"))),
-              ("accuracy", [c for c in ("accuracy", "eval_accuracy") if c in metrics.columns]),
-              ("KL to reference", [c for c in ("kl_ref", "kl_ref_rollout") if c in metrics.columns]),
-              ("response length", ["response_len_mean"])]
-    panels = [(t, cols) for t, cols in panels if cols]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3))
-    for ax, (title, cols) in zip(np.atleast_1d(axes), panels):
-        for c in cols:
-            d = metrics[["step", c]].dropna()
-            ax.plot(d["step"], d[c], marker="o" if c.startswith("eval") else None, label=c)
-        ax.set_title(title); ax.set_xlabel("step"); ax.legend(fontsize=7)
-    fig.tight_layout()
-    if path is not None: fig.savefig(path, dpi=100)
-    if show: plt.show()
-    else: plt.close(fig)
-    return fig
-
-# %% ../nbs/06_training.ipynb #f02ec12b
-def evaluate(model, tokenizer, dataset: Sequence[Any], reward_fn, gen_config: GenerationConfig, batch_size: int = 64,
-             accuracy_key: str = "correct", **rollout_kwargs) -> dict:
-    "Greedy held-out evaluation: `{'eval_reward', 'eval_accuracy'}`. Under several processes each scores a slice (all must call it)."
-    if len(dataset) == 0: raise ValueError("evaluate: dataset is empty; expected at least one example")
-    rank, world = _rank_world()
-    greedy = gen_config._replace(do_sample=False)
-    lo, hi = _row_ranges(len(dataset), world)[rank]
-    if world > 1: model = unwrap_model(model)
-    rewards, acc = [], []
-    with gathered_params(model) if world > 1 else contextlib.nullcontext():
-        for i in range(lo, hi, batch_size):
-            res = create_batch_rollouts(model, tokenizer, dataset[i:min(i + batch_size, hi)], greedy, reward_fn, **rollout_kwargs)
-            rewards.append(res.batch.rewards)
-            comp = res.reward_components.get(accuracy_key)
-            if comp is not None: acc.append((comp > 0).float())
-    parts = _all_gather((rewards, acc), world)
-    rewards, acc = [t for r, _ in parts for t in r], [t for _, a in parts for t in a]
-    out = {"eval_reward": torch.cat(rewards).mean().item()}
-    if acc: out["eval_accuracy"] = torch.cat(acc).mean().item()
-    return out
-
 # %% ../nbs/06_training.ipynb #06ca6e9a
 class TrainResult(NamedTuple):
     "What `train` returns."
@@ -426,20 +357,43 @@ class TrainResult(NamedTuple):
     metrics: Any                            # pandas DataFrame, one row per step
     output_dir: Path
 
-# %% ../nbs/06_training.ipynb #2fea5cb2
-def _check_iteration_kwargs(kwargs: Mapping[str, Any]) -> None:
-    "Raise at once for a keyword that neither `training_iteration` nor its rollout function takes, naming the nearest known one."
-    fns = [training_iteration, kwargs.get("rollout_fn") or create_batch_rollouts, format_prompt]
-    sigs = [inspect.signature(f).parameters for f in fns]
-    if any(p.kind is p.VAR_KEYWORD for p in sigs[1].values()) and fns[1] is not create_batch_rollouts: return   # a rollout_fn taking **kwargs
-    known = {n for s in sigs for n, p in s.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
-    known |= set(inspect.signature(train).parameters)
-    for k in kwargs:
-        if k not in known:
-            near = difflib.get_close_matches(k, sorted(known), n=1)
-            raise TypeError(f"train: unknown keyword {k!r}" + (f"; did you mean {near[0]!r}?" if near else "") +
-                            " (train passes unknown keywords to training_iteration and the rollout function, and neither takes it)")
+# %% ../nbs/06_training.ipynb #ab4d3441
+def _check_train_args(prompts, reward_fn, num_steps, batch_size, num_generations, learning_rate, gen_config, run: RunConfig) -> None:
+    "Raise, naming the argument, for settings `train` cannot run with."
+    if reward_fn is None: raise ValueError("train: reward_fn is required (a function rollout -> float, or a list/dict of them)")
+    if isinstance(prompts, (str, bytes, Mapping)):
+        raise TypeError(f"train: prompts is a single {type(prompts).__name__}; pass a list of prompts, e.g. [prompts]")
+    if len(prompts) == 0: raise ValueError("train: `prompts` is empty; expected a list of prompts or dicts with a 'prompt' key")
+    if not isinstance(run, RunConfig): raise TypeError(f"train: run is a {type(run).__name__}; expected a RunConfig")
+    for name, v, lo in (("num_steps", num_steps, 0), ("num_generations", num_generations, 1), ("eval_every", run.eval_every, 0),
+                        ("checkpoint_every", run.checkpoint_every, 0), ("max_nonfinite_steps", run.max_nonfinite_steps, 1)):
+        if not (isinstance(v, int) and not isinstance(v, bool) and v >= lo): raise ValueError(f"train: {name}={v!r}; expected an int >= {lo}")
+    if gen_config is not None: check_generation_config(gen_config, "train")
+    if not (isinstance(batch_size, int) and batch_size >= 1): raise ValueError(f"train: batch_size={batch_size!r}; expected an int >= 1 (prompts per step)")
+    if not (isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate) and learning_rate > 0):
+        raise ValueError(f"train: learning_rate={learning_rate!r}; expected a positive finite number")
 
+def _optimizer(model, critic: Optional[Critic], prec: Precision, learning_rate: float, run: RunConfig):
+    "AdamW over the policy's trainable weights and the critic's (kept in the master precision), and its warm-up schedule."
+    critic_params = critic_parameters(critic) if critic is not None else []
+    for p in critic_params: p.data = p.data.to(prec.param_dtype)          # trained: master precision, like the policy
+    own = {id(p) for p in critic_params}
+    params = [p for p in model.parameters() if p.requires_grad and id(p) not in own] + critic_params
+    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=run.weight_decay)
+    w = run.warmup_steps
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / w) if w else 1.0)
+
+def _warn_config_changes(saved: Mapping[str, Any], now: Mapping[str, Any], ckpt: Path) -> None:
+    "Warn, listing them, when a resumed run's settings differ from those its checkpoint was written with (`num_steps` may grow freely)."
+    now = json.loads(json.dumps(now, default=str))
+    keys = ("model", "algorithm", "batch_size", "num_generations", "seed", "precision", "use_lora")
+    pairs = [(k, saved.get(k), now.get(k)) for k in keys]
+    for rec in ("train_config", "gen_config"):
+        pairs += [(f"{rec}.{k}", v, now[rec].get(k)) for k, v in saved.get(rec, {}).items()]
+    diff = [f"{k}: {a!r} -> {b!r}" for k, a, b in pairs if a is not None and a != b]
+    if diff: warnings.warn(f"train: resuming from {ckpt.name} with settings that differ from the ones it was written with: " + "; ".join(diff))
+
+# %% ../nbs/06_training.ipynb #2fea5cb2
 def train(
     model_name: Optional[str] = None,       # HF id, local path, or None = embedded SmolLM2
     prompts: Sequence[Any] = (),            # training set: strings or dicts {"prompt": ..., **fields}
@@ -451,68 +405,44 @@ def train(
     use_ref_model: bool = False,
     kl_coef: Optional[float] = None,        # None = the algorithm's published default (GRPO 0.04, DAPO 0, ...)
     output_dir: Union[str, Path] = "./rlprims-run",
-    num_generations: int = 8,
-    gen_config: Optional[GenerationConfig] = None,
-    switch_strategy: Optional[Callable[[int], str]] = None,
-    train_overrides: Optional[Mapping[str, Any]] = None,
-    eval_dataset: Optional[Sequence[Any]] = None,
-    eval_every: int = 0,                    # 0 = evaluate only before and after
-    checkpoint_every: int = 0,              # 0 = only the final checkpoint
-    resume_from: Optional[Union[str, Path]] = None,
-    checkpoint_fn: Optional[Callable] = None,
-    ref_update_fn: Optional[Callable] = None,
-    seed: int = 0,
-    use_lora: bool = False, lora_rank: int = 16, lora_alpha: int = 32,
-    model=None, tokenizer=None,
-    weight_decay: float = 0.0,
-    warmup_steps: int = 0,
-    progress: bool = True,
-    show_plot: Optional[bool] = None,       # None = inline in notebooks only
-    log_fn: Optional[Callable[[dict], None]] = None,   # hook: called with each step's metrics (rank 0 only)
-    accuracy_key: str = "correct",
-    save_final: bool = True,
-    max_nonfinite_steps: int = 3,           # stop after this many steps in a row whose update was skipped for NaN/inf
-    distributed: Union[str, Any, None] = "auto",   # several processes: 'auto' (DDP, or FSDP2 per accelerate config), 'ddp', 'fsdp', an Accelerator
-    precision: str = "auto",                # 'auto', 'fp32', 'bf16-mixed', 'fp16-mixed' or 'bf16' (pure, warns); see rlprims.precision
-    keep_dropout: bool = False,             # False: dropout off in the policy (the ratio pi/pi_old is exact); True: as the model has it
-    **iteration_kwargs,                     # passed to training_iteration (rollout_fn, advantage_fn, loss_fn, generator, ...)
+    num_generations: int = 8,               # samples per prompt: one group
+    gen_config: Optional[GenerationConfig] = None,          # None = 32 new tokens at temperature 1
+    train_overrides: Optional[Mapping[str, Any]] = None,    # TrainingConfig fields over the algorithm's published defaults
+    run: Optional[RunConfig] = None,        # seed, precision, LoRA, schedule, checkpoints, logging; None = RunConfig()
+    hooks: Optional[Hooks] = None,          # the functions the run calls; None = the built-in ones
+    eval_dataset: Optional[Sequence[Any]] = None,           # held-out prompts, scored greedily every run.eval_every steps
+    resume_from: Optional[Union[str, Path]] = None,         # a checkpoint folder, or a run folder (its newest readable checkpoint)
+    switch_strategy: Optional[Callable[[int], str]] = None, # step -> algorithm name, e.g. GRPO then DAPO; overrides `algorithm`
+    model=None, tokenizer=None,             # a model (and tokenizer) you already hold; None = load `model_name`
+    **moved,                                # deprecated: keywords now in RunConfig / Hooks (FutureWarning)
 ) -> TrainResult:
     "Train a policy with RL on `prompts`; log, evaluate, checkpoint and resume. Returns model, tokenizer, metrics."
     import pandas as pd
     from tqdm.auto import tqdm
     from rlprims.kl import create_reference_model
-    if reward_fn is None: raise ValueError("train: reward_fn is required (a function rollout -> float, or a list/dict of them)")
-    if isinstance(prompts, (str, bytes, Mapping)):
-        raise TypeError(f"train: prompts is a single {type(prompts).__name__}; pass a list of prompts, e.g. [prompts]")
-    if len(prompts) == 0: raise ValueError("train: `prompts` is empty; expected a list of prompts or dicts with a 'prompt' key")
-    for name, v, lo in (("num_steps", num_steps, 0), ("num_generations", num_generations, 1), ("eval_every", eval_every, 0),
-                        ("checkpoint_every", checkpoint_every, 0), ("max_nonfinite_steps", max_nonfinite_steps, 1)):
-        if not (isinstance(v, int) and not isinstance(v, bool) and v >= lo): raise ValueError(f"train: {name}={v!r}; expected an int >= {lo}")
-    _check_iteration_kwargs(iteration_kwargs)
-    if gen_config is not None: check_generation_config(gen_config, "train")
-    if not (isinstance(batch_size, int) and batch_size >= 1): raise ValueError(f"train: batch_size={batch_size!r}; expected an int >= 1 (prompts per step)")
-    if not (isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate) and learning_rate > 0):
-        raise ValueError(f"train: learning_rate={learning_rate!r}; expected a positive finite number")
-    acc = create_accelerator(distributed)
+    run, hooks, _ = _moved_keywords("train", moved, run or RunConfig(), hooks or Hooks())
+    _check_train_args(prompts, reward_fn, num_steps, batch_size, num_generations, learning_rate, gen_config, run)
+    acc = create_accelerator(run.distributed)
     rank, world = (acc.process_index, acc.num_processes) if acc is not None else (0, 1)
     if batch_size % world:
         raise ValueError(f"train: batch_size={batch_size} prompts do not split over {world} processes; use a multiple of {world} "
                          f"(batch_size counts the prompts of the whole step)")
     fsdp = acc is not None and getattr(acc, "is_fsdp2", False)
-    if fsdp and (use_lora or ref_update_fn is not None):
+    if fsdp and (run.use_lora or hooks.ref_update_fn is not None):
         raise ValueError("train: FSDP here is for full fine-tuning with a fixed reference; run LoRA or ref_update_fn with DDP (distributed='ddp')")
     out = Path(output_dir); out.mkdir(parents=True, exist_ok=True)
     if rank == 0:
         for tmp in out.glob(".tmp-checkpoint-*"):   # left by a checkpoint write that was killed: never complete, never read
             warnings.warn(f"train: removing {tmp.name}, an unfinished checkpoint write of an earlier run"); shutil.rmtree(tmp, ignore_errors=True)
-    random.seed(seed + rank); np.random.seed(seed + rank); torch.manual_seed(seed + rank)   # each process samples its own stream
-    data_rng = random.Random(seed)                                                          # ...from the same prompts
+    random.seed(run.seed + rank); np.random.seed(run.seed + rank); torch.manual_seed(run.seed + rank)   # each process samples its own stream
+    data_rng = random.Random(run.seed)                                                                  # ...from the same prompts
     with acc.main_process_first() if acc is not None else contextlib.nullcontext():   # the embedded model is fetched once
-        prec = create_precision(precision, acc.device if acc is not None else next(model.parameters()).device if model is not None else None)
-        if model is None: model = load_model(model_name, dtype=load_dtype(prec, use_lora), use_lora=use_lora, lora_rank=lora_rank, lora_alpha=lora_alpha)
+        prec = create_precision(run.precision, acc.device if acc is not None else next(model.parameters()).device if model is not None else None)
+        if model is None: model = load_model(model_name, dtype=load_dtype(prec, run.use_lora), use_lora=run.use_lora,
+                                             lora_rank=run.lora_rank, lora_alpha=run.lora_alpha)
         if tokenizer is None: tokenizer = load_tokenizer(model_name)
     if acc is not None: model = model.to(acc.device)
-    if not keep_dropout: disable_dropout(model)
+    if not run.keep_dropout: disable_dropout(model)
     model, sampler = prepare_for_training(model, prec, sampler=not fsdp)   # fp32 master weights; a bf16 copy to sample from
     gen_config = gen_config or GenerationConfig(max_new_tokens=32, temperature=1.0, top_p=1.0, top_k=0)
     overrides = dict(train_overrides or {})
@@ -520,24 +450,26 @@ def train(
     if kl_coef is not None: overrides = {"kl_coef": kl_coef, **overrides}
     cfg0 = get_algorithm_config(0, strategy, learning_rate=learning_rate, **overrides)
     if fsdp and cfg0.advantage == "gae": raise ValueError("train: PPO's critic is not supported with FSDP; use distributed='ddp'")
-    if world > 1 and cfg0.advantage == "gae" and use_lora and not cfg0.shared_critic:
+    if world > 1 and cfg0.advantage == "gae" and run.use_lora and not cfg0.shared_critic:
         raise ValueError("train: PPO with a LoRA critic adapter runs on one process; under DDP pass train_overrides={'shared_critic': True}")
     critic = create_critic(model, shared=cfg0.shared_critic) if cfg0.advantage == "gae" else None
-    critic_params = critic_parameters(critic) if critic is not None else []
-    for p in critic_params: p.data = p.data.to(prec.param_dtype)          # trained: master precision, like the policy
-    own = {id(p) for p in critic_params}
-    params = [p for p in model.parameters() if p.requires_grad and id(p) not in own] + critic_params
-    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup_steps) if warmup_steps else 1.0)
+    optimizer, scheduler = _optimizer(model, critic, prec, learning_rate, run)
     needs_ref = use_ref_model or cfg0.kl_coef > 0 or cfg0.loss_type == "online_dpo"
     ref_model = create_reference_model(model) if needs_ref else None
-    ref_keep = ref_model if ref_update_fn is not None else None   # a reference that moves is part of the state
+    ref_keep = ref_model if hooks.ref_update_fn is not None else None   # a reference that moves is part of the state
+    config_record = {"model": str(model_name), "algorithm": algorithm, "num_steps": num_steps, "batch_size": batch_size,
+                     "num_generations": num_generations, "learning_rate": learning_rate, "kl_coef": kl_coef, "use_ref_model": use_ref_model,
+                     "seed": run.seed, "use_lora": run.use_lora, "precision": prec.name, "keep_dropout": run.keep_dropout,
+                     "train_overrides": overrides, "train_config": record_fields(cfg0), "gen_config": record_fields(gen_config),
+                     "run": record_fields(run), "hooks": record_fields(hooks)}
+    if world > 1: config_record.update(num_processes=world, distributed="fsdp" if fsdp else "ddp")
     start, rows = 0, []
     if resume_from is not None:
         load_args = (model, None if fsdp else optimizer, scheduler, data_rng, critic, ref_model)
         if (Path(resume_from) / "state.json").exists(): ckpt, state = Path(resume_from), load_checkpoint(resume_from, *load_args, scaler=prec.scaler)
         else: ckpt, state = load_latest_checkpoint(resume_from, *load_args, scaler=prec.scaler)   # a run folder: newest readable one
         start, rows = state["step"], state.get("metrics", [])
+        if rank == 0: _warn_config_changes(state.get("config", {}), config_record, ckpt)
         sync_sampler(sampler, model)
         if world > 1: _seed_by_rank(rank)      # rank 0's saved RNG state, then a stream per process
         mpath = out / "metrics.csv"
@@ -549,60 +481,36 @@ def train(
         if fsdp and resume_from is not None:
             ts = torch.load(ckpt / "trainer_state.pt", weights_only=True)
             if ts["optimizer"] is not None: load_full_optimizer_state(model, optimizer, ts["optimizer"])
+    runner = create_runner(model, acc, prec, sampler if sampler is not model else None)
     interactive = "ipykernel" in sys.modules and not os.environ.get("IN_TEST")
-    config_record = {"model": str(model_name), "algorithm": algorithm, "num_steps": num_steps, "batch_size": batch_size,
-                     "num_generations": num_generations, "learning_rate": learning_rate, "kl_coef": kl_coef, "seed": seed,
-                     "gen_config": gen_config._asdict(), "train_overrides": overrides, "use_lora": use_lora,
-                     "precision": prec.name, "keep_dropout": keep_dropout}
-    if world > 1: config_record.update(num_processes=world, distributed="fsdp" if fsdp else "ddp")
     if rank == 0: (out / "config.json").write_text(json.dumps(config_record, indent=1, default=str))
-    bar = tqdm(range(start, num_steps), desc="train", disable=not progress or rank != 0, initial=start, total=num_steps)
-    ema = {}
-    ckpt_kw = dict(checkpoint_fn=checkpoint_fn, optimizer=optimizer, scheduler=scheduler, data_rng=data_rng, critic=critic,
+    bar = tqdm(range(start, num_steps), desc="train", disable=not run.progress or rank != 0, initial=start, total=num_steps)
+    ckpt_kw = dict(checkpoint_fn=hooks.checkpoint_fn, optimizer=optimizer, scheduler=scheduler, data_rng=data_rng, critic=critic,
                    ref_model=ref_keep, accelerator=acc, scaler=prec.scaler)
     bad_steps = 0
     for step in bar:
         cfg = get_algorithm_config(step, strategy, learning_rate=learning_rate, **overrides)
         draw = lambda n: [prompts[data_rng.randrange(len(prompts))] for _ in range(n)]   # the same draws on every process
-        batch_prompts = draw(batch_size)
-        state = training_iteration(model, tokenizer, batch_prompts, gen_config, cfg, reward_fn, optimizer, ref_model=ref_model,
-                                   ref_update_fn=ref_update_fn, num_generations=num_generations, step=step, scheduler=scheduler,
-                                   critic=critic, accuracy_key=accuracy_key, accelerator=acc, precision=prec,
-                                   sampler_model=sampler if sampler is not model else None, prompt_source=draw, **iteration_kwargs)
+        state = training_iteration(model, tokenizer, draw(batch_size), gen_config, cfg, reward_fn, optimizer, ref_model=ref_model,
+                                   num_generations=num_generations, step=step, scheduler=scheduler, critic=critic, hooks=hooks,
+                                   run=run, runner=runner, prompt_source=draw)
         m = dict(state.metrics)
-        if eval_dataset is not None and eval_every and (step + 1) % eval_every == 0 and step + 1 < num_steps:
-            m.update(evaluate(sampler, tokenizer, eval_dataset, reward_fn, gen_config, accuracy_key=accuracy_key))
+        if eval_dataset is not None and run.eval_every and (step + 1) % run.eval_every == 0 and step + 1 < num_steps:
+            m.update(evaluate(sampler, tokenizer, eval_dataset, reward_fn, gen_config, accuracy_key=run.accuracy_key))
         rows.append(m)
-        ema = update_ema_metrics(m, ema)
         if rank == 0:
-            _append_csv(out / "metrics.csv", rows)
+            append_metrics_csv(out / "metrics.csv", rows)
             bar.set_postfix({k: f"{m[k]:.3f}" for k in ("reward", "accuracy", "eval_accuracy") if k in m})
-            if log_fn is not None: log_fn(m)
+            if hooks.log_fn is not None: hooks.log_fn(m)
         bad_steps = bad_steps + 1 if m.get("skipped_nonfinite", 0) else 0
-        if bad_steps >= max_nonfinite_steps:
+        if bad_steps >= run.max_nonfinite_steps:
             raise RuntimeError(f"train: {bad_steps} steps in a row (last: step {step}) had a NaN/inf loss or gradient and their "
                                f"updates were skipped; stopping. Lower the learning rate or check the reward and loss functions; "
                                f"the last good checkpoint is {latest_checkpoint(out)}")
-        if checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < num_steps:
+        if run.checkpoint_every and (step + 1) % run.checkpoint_every == 0 and step + 1 < num_steps:
             save_checkpoint(model, tokenizer, step + 1, out, state={"metrics": rows, "config": config_record}, **ckpt_kw)
     metrics = pd.DataFrame(rows)
-    if save_final and num_steps > start:
+    if run.save_final and num_steps > start:
         save_checkpoint(model, tokenizer, num_steps, out, state={"metrics": rows, "config": config_record}, **ckpt_kw)
-    if rank == 0 and len(metrics): plot_curves(metrics, out / "curves.png", show=interactive if show_plot is None else show_plot)
+    if rank == 0 and len(metrics): plot_curves(metrics, out / "curves.png", show=interactive if run.show_plot is None else run.show_plot)
     return TrainResult(unwrap_model(model) if acc is not None else model, tokenizer, metrics, out)
-
-# %% ../nbs/06_training.ipynb #ae5cc377
-def _append_csv(path: Path, rows: list):
-    "Append the last row of `rows` to the CSV at `path`, rewriting the header (atomically) when new columns appear."
-    import pandas as pd
-    last = pd.DataFrame(rows[-1:])
-    if path.exists():
-        cols = list(pd.read_csv(path, nrows=0).columns)
-        if set(last.columns) <= set(cols):
-            last.reindex(columns=cols).to_csv(path, mode="a", header=False, index=False)
-            with open(path, "rb+") as f: os.fsync(f.fileno())
-            return
-    tmp = path.with_suffix(".csv.tmp")
-    old = pd.read_csv(path) if path.exists() else pd.DataFrame()
-    pd.concat([old, last], ignore_index=True).to_csv(tmp, index=False)
-    os.replace(tmp, path)

@@ -49,9 +49,9 @@ VARIANTS = {  # full fine-tune and LoRA with GRPO; DAPO with dynamic sampling (f
     "dapo": {"algorithm": "dapo", "accuracy_key": "len3", "train_overrides": {"micro_batch_size": 1, "mini_batch_size": 3}}}
 
 
-def run(out, steps: int = 2, resume_from=None, tokenizer=None, lora: bool = False, **kw) -> dict:
+def run(out, steps: int = 2, resume_from=None, tokenizer=None, lora: bool = False, distributed="auto", **kw) -> dict:
     "A tiny run (4 prompts x 2 samples a step, micro-batches of 2); rank 0 writes `out/result.json`. Returns the result."
-    from rlprims.core import GenerationConfig
+    from rlprims.core import GenerationConfig, RunConfig, Hooks
     from rlprims.generation import load_tokenizer
     from rlprims.training import train, create_addition_dataset, tiny_test_model, correct
     tok = load_tokenizer(tokenizer)
@@ -61,9 +61,11 @@ def run(out, steps: int = 2, resume_from=None, tokenizer=None, lora: bool = Fals
         model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0))
     if torch.cuda.device_count() >= 2: model = model.to(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
     res = train(prompts=create_addition_dataset(16), reward_fn={"len3": len3, "correct": correct}, num_steps=steps, batch_size=4,
-                num_generations=G, learning_rate=1e-3, output_dir=out, model=model, tokenizer=tok, progress=False, seed=0,
-                gen_config=GenerationConfig(max_new_tokens=6, temperature=1.0, top_k=0, top_p=1.0), checkpoint_every=1,
-                resume_from=resume_from, generator=row_seeded_generator(G), **{"train_overrides": {"micro_batch_size": 2}, **kw})
+                num_generations=G, learning_rate=1e-3, output_dir=out, model=model, tokenizer=tok,
+                gen_config=GenerationConfig(max_new_tokens=6, temperature=1.0, top_k=0, top_p=1.0), resume_from=resume_from,
+                run=RunConfig(progress=False, seed=0, checkpoint_every=1, distributed=distributed, accuracy_key=kw.pop("accuracy_key", "correct")),
+                hooks=Hooks(generator=row_seeded_generator(G)),
+                **{"train_overrides": {"micro_batch_size": 2}, **kw})
     named = [(n, p) for n, p in res.model.named_parameters() if p.requires_grad]
     result = {"metrics": res.metrics[[c for c in COLS if c in res.metrics]].to_dict("list"),
               "params": {n: _full(p.detach()).double().sum().item() for n, p in named},

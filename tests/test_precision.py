@@ -2,11 +2,11 @@
 import json, math, warnings
 import pytest
 import torch
-from rlprims.core import GenerationConfig, TrainingConfig, RolloutBatch, pad_right
+from rlprims.core import GenerationConfig, TrainingConfig, RolloutBatch, pad_right, RunConfig, Hooks
 from rlprims.generation import load_tokenizer, compute_logprobs_for_tokens
 from rlprims.algorithms import get_algorithm_config
 from rlprims.precision import create_precision, prepare_for_training, disable_dropout, autocast
-from rlprims.training import training_iteration, train, tiny_test_model, create_addition_dataset, ADDITION_REWARDS, _tis_weights
+from rlprims.training import create_runner, training_iteration, train, tiny_test_model, create_addition_dataset, ADDITION_REWARDS, _tis_weights
 
 GEN = GenerationConfig(max_new_tokens=6, temperature=1.0, top_k=0, top_p=1.0)
 PROMPTS = create_addition_dataset(4, seed=3)
@@ -40,8 +40,8 @@ def _iteration(tok, precision, optimizer_cls, lr, algorithm="grpo", generator=No
     opt = optimizer_cls([p for p in model.parameters() if p.requires_grad], lr=lr)
     before = [p.detach().float().clone() for p in model.parameters()]
     st = training_iteration(model, tok, PROMPTS, gen, get_algorithm_config(0, algorithm, **cfg), varied_reward, opt,
-                            num_generations=4, precision=prec, sampler_model=None if sampler is model else sampler,
-                            generator=generator)
+                            num_generations=4, hooks=Hooks(generator=generator),
+                            runner=create_runner(model, precision=prec, sampler_model=None if sampler is model else sampler))
     update = [p.detach().float() - b for p, b in zip(model.parameters(), before)]
     return st.metrics, update, model, sampler
 
@@ -88,7 +88,7 @@ def test_dropout_model_ratio_is_exactly_one(tok):
     ids = torch.randint(0, 100, (2, 8))
     assert not torch.equal(gpt2(ids).logits, gpt2(ids).logits)
     res = train(prompts=PROMPTS, reward_fn=varied_reward, num_steps=1, batch_size=2, num_generations=4, model=gpt2, tokenizer=tok,
-                gen_config=GEN, progress=False, save_final=False, algorithm="dapo", output_dir=_tmp())
+                gen_config=GEN, algorithm="dapo", output_dir=_tmp(), run=RunConfig(progress=False, save_final=False))
     m = res.metrics.iloc[0]
     assert m["ratio_max"] == 1.0 and m["clip_frac"] == 0.0
     gpt2.train()
@@ -140,7 +140,7 @@ def test_fp16_mixed_trains_on_cpu(tok):
 
 def test_train_records_precision_and_keeps_fp32_master(tok, tmp_path):
     res = train(prompts=PROMPTS, reward_fn=ADDITION_REWARDS, num_steps=1, batch_size=2, num_generations=2, model=tiny_test_model().bfloat16(),
-                tokenizer=tok, gen_config=GEN, progress=False, output_dir=tmp_path, precision="bf16-mixed")
+                tokenizer=tok, gen_config=GEN, output_dir=tmp_path, run=RunConfig(progress=False, precision="bf16-mixed"))
     assert {p.dtype for p in res.model.parameters()} == {torch.float32}
     assert json.loads((tmp_path / "config.json").read_text())["precision"] == "bf16-mixed"
     assert "sampler_logprob_diff" in res.metrics

@@ -2,7 +2,7 @@
 import math
 import pytest
 import torch
-from rlprims.core import GenerationConfig, RolloutBatch, pad_right, Rollout, Generation
+from rlprims.core import GenerationConfig, RolloutBatch, pad_right, Rollout, Generation, RunConfig, Hooks
 from rlprims.generation import load_tokenizer, compute_logprobs_for_tokens
 from rlprims.rollouts import score_rollouts, create_batch_rollouts
 from rlprims.kl import create_periodic_updater, create_reference_model
@@ -60,8 +60,7 @@ def test_reinforce_pp_token_kl_inside_a_step(tok):
         return (logprobs * 0).sum()
     cfg = get_algorithm_config(0, "reinforce_pp", kl_coef=0.5)
     st = training_iteration(model, tok, create_addition_dataset(2), GEN, cfg, lambda r: float(len(r.generation.text) % 2),
-                            torch.optim.SGD(model.parameters(), lr=0.0), ref_model=ref, num_generations=2,
-                            generator=fixed_generator(REPLIES), loss_fn=loss_fn)
+                            torch.optim.SGD(model.parameters(), lr=0.0), ref_model=ref, num_generations=2, hooks=Hooks(generator=fixed_generator(REPLIES), loss_fn=loss_fn))
     adv, m = seen["adv"], seen["mask"]
     row = adv[1][m[1] > 0]                                           # "the sum is 12": several tokens
     assert row.numel() > 2 and (row[1:] - row[:-1]).abs().max() > 1e-4   # per-token credit, not one value per row
@@ -83,7 +82,7 @@ def test_dr_grpo_divides_by_the_budget_not_the_width(tok):
     seen = {}
     loss_fn = lambda config, logprobs, **kw: (seen.setdefault("n", config.loss_norm_len), (logprobs * 0).sum())[1]
     training_iteration(model, tok, create_addition_dataset(2), GEN, get_algorithm_config(0, "dr_grpo"), lambda r: float(len(r.generation.text)),
-                       torch.optim.SGD(model.parameters(), lr=0.0), num_generations=2, generator=fixed_generator(REPLIES), loss_fn=loss_fn)
+                       torch.optim.SGD(model.parameters(), lr=0.0), num_generations=2, hooks=Hooks(generator=fixed_generator(REPLIES), loss_fn=loss_fn))
     assert seen["n"] == GEN.max_new_tokens
 
 
@@ -104,15 +103,15 @@ def test_dapo_filters_on_accuracy_and_refills(tok):
     seen = {}
     def adv_fn(rewards, **kw): seen["rewards"] = rewards.clone(); return rewards - rewards.mean()
     st = training_iteration(model, tok, _prompts("easy", 1) + _prompts("hard", 1), GEN, cfg, {"correct": _task_reward},
-                            torch.optim.SGD(model.parameters(), lr=1e-3), num_generations=4, generator=fixed_generator(REPLIES),
-                            prompt_source=lambda n: next(more), advantage_fn=adv_fn)
+                            torch.optim.SGD(model.parameters(), lr=1e-3), num_generations=4,
+                            prompt_source=lambda n: next(more), hooks=Hooks(generator=fixed_generator(REPLIES), advantage_fn=adv_fn))
     m = st.metrics
     assert m["sampling_rounds"] == 2 and m["kept_groups"] == 2 and m.get("skipped_update", 0) == 0
     assert m["kept_frac"] == pytest.approx(0.5)                      # 8 of the 16 rows sampled in two rounds
     assert seen["rewards"].numel() == 8                              # exactly batch_size groups of 4
     # without refilling (no prompt_source) the step has nothing to learn from
     st2 = training_iteration(model, tok, _prompts("easy", 1) + _prompts("hard", 1), GEN, cfg, {"correct": _task_reward},
-                             torch.optim.SGD(model.parameters(), lr=1e-3), num_generations=4, generator=fixed_generator(REPLIES))
+                             torch.optim.SGD(model.parameters(), lr=1e-3), num_generations=4, hooks=Hooks(generator=fixed_generator(REPLIES)))
     assert st2.metrics["skipped_update"] == 1 and st2.metrics["kept_groups"] == 0
 
 
@@ -124,7 +123,7 @@ def _dpo_update(tok, micro, mini=None):
     cfg = get_algorithm_config(0, "online_dpo", micro_batch_size=micro, mini_batch_size=mini)
     rewards = {"len": lambda r: float(len(r.generation.text)) if r.metadata["group_id"] != 1 else 1.0}   # group 1: no reward gap
     training_iteration(model, tok, create_addition_dataset(3), GEN, cfg, rewards, torch.optim.SGD(model.parameters(), lr=1.0),
-                       ref_model=ref, num_generations=4, generator=fixed_generator(REPLIES))
+                       ref_model=ref, num_generations=4, hooks=Hooks(generator=fixed_generator(REPLIES)))
     return [p.detach() - b for p, b in zip(model.parameters(), before)]
 
 
@@ -152,8 +151,8 @@ def test_ppo_separate_critic_gives_the_policy_no_value_gradient():
 
 def test_ppo_trains_and_resumes_with_its_critic(tok, tmp_path):
     kw = dict(prompts=create_addition_dataset(8), reward_fn=lambda r: float(len(r.generation.text) % 3), batch_size=2, num_generations=2,
-              learning_rate=1e-3, output_dir=tmp_path / "run", tokenizer=tok, progress=False, seed=3, gen_config=GEN,
-              algorithm="ppo", checkpoint_every=1, train_overrides={"num_inner_epochs": 2})
+              learning_rate=1e-3, output_dir=tmp_path / "run", tokenizer=tok, gen_config=GEN, algorithm="ppo",
+              run=RunConfig(progress=False, seed=3, checkpoint_every=1), train_overrides={"num_inner_epochs": 2})
     full = train(model=tiny_test_model(), num_steps=2, **{**kw, "output_dir": tmp_path / "full"}).metrics
     train(model=tiny_test_model(), num_steps=1, **kw)
     res = train(model=tiny_test_model(), num_steps=2, resume_from=tmp_path / "run" / "checkpoint-1", **kw).metrics
@@ -172,7 +171,7 @@ def test_multiturn_overlong_counts_the_policy_tokens_only(tok):
     def adv_fn(rewards, **kw): seen["rewards"] = rewards.clone(); return rewards - rewards.mean()
     cfg = get_algorithm_config(0, "dapo", overlong_buffer=4, dynamic_sampling=False)
     training_iteration(model, tok, create_addition_dataset(2), GEN, cfg, lambda r: 1.0, torch.optim.SGD(model.parameters(), lr=0.0),
-                       num_generations=2, rollout_fn=rollout_fn, generator=fixed_generator(["x " * 20]), advantage_fn=adv_fn)
+                       num_generations=2, hooks=Hooks(rollout_fn=rollout_fn, generator=fixed_generator(["x " * 20]), advantage_fn=adv_fn))
     assert torch.equal(seen["rewards"], torch.ones(4))                     # one policy token each: no penalty
 
 
@@ -182,8 +181,8 @@ def test_ref_update_gets_the_one_based_step(tok, tmp_path):
     def update(ref, policy, step, kl):
         steps.append(step); fired.append(periodic(ref, policy, step=step, kl=kl))
     train(prompts=create_addition_dataset(8), reward_fn=lambda r: float(len(r.generation.text) % 3), num_steps=3, batch_size=1,
-          num_generations=2, model=tiny_test_model(), tokenizer=tok, gen_config=GEN, progress=False, output_dir=tmp_path,
-          kl_coef=0.1, ref_update_fn=update, save_final=False)
+          num_generations=2, model=tiny_test_model(), tokenizer=tok, gen_config=GEN, output_dir=tmp_path,
+          kl_coef=0.1, run=RunConfig(progress=False, save_final=False), hooks=Hooks(ref_update_fn=update))
     assert steps == [1, 2, 3] and fired == [False, True, False]   # update_every=2: after the second optimizer step
 
 

@@ -3,7 +3,8 @@ import os, signal, subprocess, sys, textwrap, time
 import pandas as pd
 import pytest
 import torch
-from rlprims.core import GenerationConfig, RolloutBatch
+from functools import partial
+from rlprims.core import GenerationConfig, RolloutBatch, RunConfig, Hooks
 from rlprims.generation import load_tokenizer
 from rlprims.algorithms import create_grpo_config
 from rlprims.training import train, training_iteration, create_addition_dataset, ADDITION_REWARDS, tiny_test_model, latest_checkpoint
@@ -16,10 +17,11 @@ def tok():
     return load_tokenizer()
 
 
-def _train(tok, out, steps, model=None, **kw):
+def _train(tok, out, steps, model=None, hooks=Hooks(), max_nonfinite_steps=3, **kw):
     return train(prompts=create_addition_dataset(16), reward_fn=ADDITION_REWARDS, num_steps=steps, batch_size=2, num_generations=2,
-                 learning_rate=1e-3, output_dir=out, model=model or tiny_test_model(), tokenizer=tok, progress=False, seed=11,
-                 gen_config=GEN, checkpoint_every=1, **kw)
+                 learning_rate=1e-3, output_dir=out, model=model or tiny_test_model(), tokenizer=tok,
+                 gen_config=GEN, hooks=hooks,
+                 run=RunConfig(progress=False, seed=11, checkpoint_every=1, max_nonfinite_steps=max_nonfinite_steps), **kw)
 
 
 def test_nan_steps_are_skipped_then_stop(tok, tmp_path):
@@ -27,7 +29,7 @@ def test_nan_steps_are_skipped_then_stop(tok, tmp_path):
     before = [p.detach().clone() for p in model.parameters()]
     nan_loss = lambda logprobs, mask, **kw: (logprobs * mask).sum() * float("nan")
     with pytest.raises(RuntimeError, match="2 steps in a row"):
-        _train(tok, tmp_path, 4, model=model, loss_fn=nan_loss, max_nonfinite_steps=2)
+        _train(tok, tmp_path, 4, model=model, hooks=Hooks(loss_fn=nan_loss), max_nonfinite_steps=2)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters())), "a NaN update reached the weights"
     m = pd.read_csv(tmp_path / "metrics.csv")
     assert m["skipped_nonfinite"].tolist() == [1, 1]
@@ -39,10 +41,10 @@ def test_reward_that_raises_on_one_rollout(tok, tmp_path):
         return 1.0
     with pytest.raises(ValueError, match="reward function 'flaky' on rollout"):
         train(prompts=create_addition_dataset(16), reward_fn=flaky, num_steps=2, batch_size=4, num_generations=2, model=tiny_test_model(),
-            tokenizer=tok, progress=False, gen_config=GEN, output_dir=tmp_path / "raise", seed=1)
+            tokenizer=tok, gen_config=GEN, output_dir=tmp_path / "raise", run=RunConfig(progress=False, seed=1))
     with pytest.warns(UserWarning, match="replaced by fallback"):
         res = train(prompts=create_addition_dataset(16), reward_fn=flaky, num_steps=2, batch_size=4, num_generations=2, model=tiny_test_model(),
-                    tokenizer=tok, progress=False, gen_config=GEN, output_dir=tmp_path / "fb", seed=1, on_reward_error="fallback")
+                    tokenizer=tok, gen_config=GEN, output_dir=tmp_path / "fb", run=RunConfig(progress=False, seed=1, on_reward_error="fallback"))
     assert res.metrics["reward_errors"].sum() > 0 and len(res.metrics) == 2
 
 
@@ -53,18 +55,18 @@ def test_generation_of_only_eos(tok):
                             logprobs=torch.full((n, 1), -0.3))
     model = tiny_test_model()
     st = training_iteration(model, tok, create_addition_dataset(2), GEN, create_grpo_config(kl_coef=0.0), lambda r: float(len(r.prompt) % 2),
-                            torch.optim.AdamW(model.parameters(), 1e-3), num_generations=2, generator=only_eos)
+                            torch.optim.AdamW(model.parameters(), 1e-3), num_generations=2, hooks=Hooks(generator=only_eos))
     assert st.metrics["response_len_mean"] == 1.0 and st.metrics["skipped_nonfinite"] == 0
 
 
 SCRIPT = textwrap.dedent("""
     import sys
     from rlprims.generation import load_tokenizer
-    from rlprims.core import GenerationConfig
+    from rlprims.core import GenerationConfig, RunConfig
     from rlprims.training import train, create_addition_dataset, ADDITION_REWARDS, tiny_test_model
     train(prompts=create_addition_dataset(16), reward_fn=ADDITION_REWARDS, num_steps=4, batch_size=2, num_generations=2,
-          learning_rate=1e-3, output_dir=sys.argv[1], model=tiny_test_model(), tokenizer=load_tokenizer(), progress=False, seed=11,
-          gen_config=GenerationConfig(max_new_tokens=5, temperature=1.0, top_k=0, top_p=1.0), checkpoint_every=1)
+          learning_rate=1e-3, output_dir=sys.argv[1], model=tiny_test_model(), tokenizer=load_tokenizer(),
+          gen_config=GenerationConfig(max_new_tokens=5, temperature=1.0, top_k=0, top_p=1.0), run=RunConfig(progress=False, seed=11, checkpoint_every=1))
 """)
 
 
@@ -115,9 +117,9 @@ def test_train_survives_an_exiting_tool_and_counts_it(tok, tmp_path):
     from rlprims.rollouts import create_multiturn_rollouts, scripted_generator
     from rlprims.tools import create_tool_executor
     res = train(prompts=["What is 1+1?"], reward_fn=lambda r: 1.0, num_steps=1, batch_size=1, num_generations=2, model=tiny_test_model(),
-                tokenizer=tok, gen_config=GEN, progress=False, output_dir=tmp_path, save_final=False, rollout_fn=create_multiturn_rollouts,
-                generator=scripted_generator(['<tool name="exit">x</tool>', "2"]), max_turns=2,
-                tool_executor=create_tool_executor({"exit": _exit_tool}))
+                tokenizer=tok, gen_config=GEN, output_dir=tmp_path, run=RunConfig(progress=False, save_final=False),
+                hooks=Hooks(rollout_fn=partial(create_multiturn_rollouts, max_turns=2, tool_executor=create_tool_executor({"exit": _exit_tool})),
+                            generator=scripted_generator(['<tool name="exit">x</tool>', "2"])))
     assert res.metrics["tool_errors"].tolist() == [2] and res.metrics["tool_calls_per_episode"].tolist() == [1.0]
 
 

@@ -3,7 +3,7 @@ import json, math
 from pathlib import Path
 import pandas as pd
 import pytest
-from rlprims.core import GenerationConfig
+from rlprims.core import GenerationConfig, RunConfig, Hooks
 from rlprims.generation import load_tokenizer
 from rlprims.training import train, create_addition_dataset, ADDITION_REWARDS, tiny_test_model, latest_checkpoint
 from rlprims.cli import main
@@ -18,8 +18,8 @@ def tok():
 
 def _run(tok, out, steps, **kw):
     return train(prompts=create_addition_dataset(16), reward_fn=ADDITION_REWARDS, num_steps=steps, batch_size=2, num_generations=2,
-                 learning_rate=1e-3, output_dir=out, model=tiny_test_model(), tokenizer=tok, progress=False, seed=7,
-                 gen_config=GEN, checkpoint_every=1, **kw)
+                 learning_rate=1e-3, output_dir=out, model=tiny_test_model(), tokenizer=tok,
+                 gen_config=GEN, run=RunConfig(progress=False, seed=7, checkpoint_every=1), **kw)
 
 
 def test_resume_matches_uninterrupted_run(tok, tmp_path):

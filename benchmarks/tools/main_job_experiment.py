@@ -8,7 +8,7 @@ See 07_examples ("Choosing the main job's defaults") for the runs and their resu
 """
 import argparse, json, re, time
 import torch
-from rlprims.core import GenerationConfig
+from rlprims.core import GenerationConfig, RunConfig, Hooks
 from rlprims.generation import load_model, load_tokenizer
 from rlprims.training import create_addition_dataset, correct, train, evaluate
 
@@ -43,9 +43,9 @@ def main():
         print(json.dumps(d), flush=True)
     over = {"scale_rewards": a.scale_rewards, **({"mini_batch_size": a.mini_batch_size} if a.mini_batch_size else {})}
     res = train(None, train_set, rewards, num_steps=a.steps, batch_size=8, learning_rate=a.lr, kl_coef=0.0, num_generations=8,
-          gen_config=GenerationConfig(max_new_tokens=24, temperature=1.0, top_p=1.0, top_k=0), eval_dataset=eval_set,
-          eval_every=a.eval_every, model=model, tokenizer=tok, progress=False, save_final=False, seed=a.seed, log_fn=log,
-          output_dir=f"/tmp/rlprims-exp/{a.name}", train_overrides=over)
+          gen_config=GenerationConfig(max_new_tokens=24, temperature=1.0, top_p=1.0, top_k=0), eval_dataset=eval_set, model=model, tokenizer=tok,
+          output_dir=f"/tmp/rlprims-exp/{a.name}", train_overrides=over,
+          run=RunConfig(eval_every=a.eval_every, progress=False, save_final=False, seed=a.seed), hooks=Hooks(log_fn=log))
     final = evaluate(res.model, tok, eval_set, rewards, GenerationConfig(max_new_tokens=24))["eval_accuracy"]
     print(json.dumps({"name": a.name, "step": a.steps - 1, "final_eval": final, "t": round(time.time() - t0, 1)}), flush=True)
 
