@@ -9,6 +9,8 @@ from .kl import *
 from .tools import *
 from .rollouts import *
 from .algorithms import *
+from .ppo import *
+from .online_dpo import *
 from .critic import *
 from .tasks import *
 from .precision import *

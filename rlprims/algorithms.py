@@ -12,14 +12,12 @@ from .core import TrainingConfig
 from .kl import kl_per_token, kl_estimator_for
 
 # %% auto #0
-__all__ = ['POLICY_LOSSES', 'ADVANTAGE_ESTIMATORS', 'TOKEN_LEVEL_ADVANTAGES', 'LOSS_AGG_MODES', 'ALGORITHMS',
-           'register_policy_loss', 'register_advantage', 'aggregate_loss', 'whiten', 'group_advantages',
-           'ppo_clip_loss', 'kl_penalty_term', 'create_grpo_config', 'create_dr_grpo_config', 'overlong_penalty',
-           'filter_groups', 'create_dapo_config', 'gspo_loss', 'create_gspo_config', 'cispo_loss',
-           'create_cispo_config', 'rloo_advantages', 'create_rloo_config', 'rewards_to_tokens', 'token_rewards',
-           'discounted_cumsum', 'reinforce_pp_advantages', 'create_reinforce_pp_config', 'gae_advantages',
-           'create_ppo_config', 'best_worst_pairs', 'all_pairs', 'online_dpo_loss', 'create_online_dpo_config',
-           'loss_metrics', 'compute_advantages', 'compute_policy_loss', 'get_algorithm_config']
+__all__ = ['POLICY_LOSSES', 'ADVANTAGE_ESTIMATORS', 'ALGORITHMS', 'TOKEN_LEVEL_ADVANTAGES', 'LOSS_AGG_MODES',
+           'register_policy_loss', 'register_advantage', 'register_algorithm', 'aggregate_loss', 'whiten',
+           'group_advantages', 'ppo_clip_loss', 'kl_penalty_term', 'create_grpo_config', 'create_dr_grpo_config',
+           'overlong_penalty', 'filter_groups', 'create_dapo_config', 'gspo_loss', 'create_gspo_config', 'cispo_loss',
+           'create_cispo_config', 'rloo_advantages', 'create_rloo_config', 'loss_metrics', 'compute_advantages',
+           'compute_policy_loss', 'get_algorithm_config']
 
 # %% ../nbs/05_algorithms.ipynb #a667f54b
 def _check_mask(fname: str, mask: torch.Tensor, **tensors):
@@ -87,6 +85,7 @@ def _log_ratio(fname: str, logprobs: torch.Tensor, old_logprobs: torch.Tensor, m
 # %% ../nbs/05_algorithms.ipynb #d41d2201
 POLICY_LOSSES: dict[str, Callable] = {}         # loss_type -> fn(logprobs, old_logprobs, advantages, mask, config, **context) -> (loss, metrics)
 ADVANTAGE_ESTIMATORS: dict[str, Callable] = {}  # advantage -> fn(rewards, config, group_size, mask=None, values=None, kl=None) -> advantages
+ALGORITHMS: dict[str, Callable[..., TrainingConfig]] = {}   # name -> fn(**overrides) -> TrainingConfig
 TOKEN_LEVEL_ADVANTAGES = ("reinforce_pp", "reinforce_pp_baseline", "gae")   # KL in the reward goes on every token, not on the sum
 
 def _registrar(registry: dict, name: str) -> Callable:
@@ -102,6 +101,10 @@ def register_policy_loss(name: str) -> Callable:
 def register_advantage(name: str) -> Callable:
     "Decorator: `fn` becomes the advantage estimator of `config.advantage == name` (see `compute_advantages`)."
     return _registrar(ADVANTAGE_ESTIMATORS, name)
+
+def register_algorithm(name: str) -> Callable:
+    "Decorator: `fn(**overrides) -> TrainingConfig` becomes algorithm `name` of `get_algorithm_config` and `train(algorithm=name)`."
+    return _registrar(ALGORITHMS, name)
 
 
 def _clip_bounds(config: TrainingConfig) -> tuple[float, float]:
@@ -228,6 +231,7 @@ def _check_numbers(fname: str, cfg: TrainingConfig):
         raise ValueError(f"{fname}: tis_cap={cfg.tis_cap!r}; expected None or a finite number > 0")
 
 # %% ../nbs/05_algorithms.ipynb #4c7c1782
+@register_algorithm("grpo")
 def create_grpo_config(**overrides) -> TrainingConfig:
     "GRPO (DeepSeekMath): group-normalised advantages, PPO clip 0.2, k3 KL in the loss with beta 0.04, token-mean."
     return _config("create_grpo_config", dict(
@@ -236,6 +240,7 @@ def create_grpo_config(**overrides) -> TrainingConfig:
         dynamic_sampling=False, overlong_buffer=0, num_inner_epochs=1), overrides)
 
 # %% ../nbs/05_algorithms.ipynb #991a8d5e
+@register_algorithm("dr_grpo")
 def create_dr_grpo_config(**overrides) -> TrainingConfig:
     "Dr. GRPO: GRPO without the std division (`scale_rewards='none'`) and with a constant length normaliser, no KL."
     return _config("create_dr_grpo_config", dict(
@@ -259,6 +264,7 @@ def filter_groups(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
     return (r != r[:, :1]).any(-1).repeat_interleave(r.shape[1])
 
 # %% ../nbs/05_algorithms.ipynb #f492ae8b
+@register_algorithm("dapo")
 def create_dapo_config(**overrides) -> TrainingConfig:
     "DAPO: clip-higher 0.2/0.28, token-mean loss, dynamic sampling, soft overlong punishment (128-token buffer), no KL."
     return _config("create_dapo_config", dict(
@@ -288,6 +294,7 @@ def _gspo(logprobs, old_logprobs, advantages, mask, config, **context):
     return gspo_loss(logprobs, old_logprobs, advantages, mask, lo, hi), loss_metrics(logprobs, old_logprobs, mask, lo, hi, advantages)
 
 # %% ../nbs/05_algorithms.ipynb #7f1d8dbe
+@register_algorithm("gspo")
 def create_gspo_config(**overrides) -> TrainingConfig:
     "GSPO: group-normalised advantages, sequence-level ratio clipped to [1-3e-4, 1+4e-4], no KL."
     return _config("create_gspo_config", dict(
@@ -314,6 +321,7 @@ def _cispo(logprobs, old_logprobs, advantages, mask, config, **context):
     return loss, loss_metrics(logprobs, old_logprobs, mask, None, hi)       # clip_frac_high: tokens whose weight was capped
 
 # %% ../nbs/05_algorithms.ipynb #9eea4298
+@register_algorithm("cispo")
 def create_cispo_config(**overrides) -> TrainingConfig:
     "CISPO: group-normalised advantages, importance weight capped at 1 + 5.0, token-mean, no KL."
     return _config("create_cispo_config", dict(
@@ -336,162 +344,12 @@ def _rloo_advantages(rewards, config, group_size, mask=None, values=None, kl=Non
     return whiten(adv, torch.ones_like(adv)) if config.normalize_advantages else adv
 
 # %% ../nbs/05_algorithms.ipynb #5d6e55e4
+@register_algorithm("rloo")
 def create_rloo_config(**overrides) -> TrainingConfig:
     "RLOO: leave-one-out advantages, PPO clip 0.2, KL 0.05 in the reward (k1), advantages not normalised."
     return _config("create_rloo_config", dict(
         algorithm="rloo", advantage="rloo", normalize_advantages=False, loss_type="ppo_clip", loss_agg="token-mean",
         clip_range=0.2, clip_range_high=None, kl_coef=0.05, kl_in_reward=True, kl_estimator="k1",
-        dynamic_sampling=False, overlong_buffer=0, num_inner_epochs=1), overrides)
-
-# %% ../nbs/05_algorithms.ipynb #ddf02e81
-def rewards_to_tokens(rewards: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    "Per-token rewards `[N, T]`: a `[N]` reward goes on each row's last valid token; a `[N, T]` one is kept on valid tokens."
-    rewards = _float(rewards)
-    if rewards.dim() == 2:
-        _check_mask("rewards_to_tokens", mask, rewards=rewards)
-        return _masked(rewards, mask)
-    if tuple(rewards.shape) != (mask.shape[0],):
-        raise ValueError(f"rewards_to_tokens: rewards has shape {tuple(rewards.shape)}; expected [N]=({mask.shape[0]},) or [N, T]={tuple(mask.shape)}")
-    valid = mask > 0
-    pos = torch.arange(mask.shape[1], device=mask.device)
-    last = torch.where(valid, pos, -1).amax(-1, keepdim=True)            # -1 for rows without a valid token
-    return _masked(torch.where(pos == last, rewards[:, None], 0.0), mask)
-
-# %% ../nbs/05_algorithms.ipynb #7e2eed74
-def token_rewards(rewards: torch.Tensor, mask: torch.Tensor, kl_penalty: Optional[torch.Tensor] = None) -> torch.Tensor:
-    "Per-token rewards `[N, T]`: `rewards` `[N]` on each row's last valid token, minus `kl_penalty` `[N, T]` (beta * KL_t) on every valid token."
-    tok = rewards_to_tokens(rewards, mask)
-    if kl_penalty is None: return tok
-    _check_mask("token_rewards", mask, kl_penalty=kl_penalty)
-    return tok - _masked(_float(kl_penalty), mask).detach()
-
-# %% ../nbs/05_algorithms.ipynb #f802cdc6
-def discounted_cumsum(x: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0) -> torch.Tensor:
-    "Backward discounted sum `[N, T]` over the valid tokens of each row: y_t = x_t + gamma * y_(next valid t); 0 off-mask."
-    _check_mask("discounted_cumsum", mask, x=x)
-    x, valid = _masked(x, mask), mask > 0
-    if gamma == 1: return _masked(x.flip(-1).cumsum(-1).flip(-1), mask)
-    run, out = torch.zeros_like(x[:, 0]), []
-    for t in reversed(range(x.shape[1])):
-        run = torch.where(valid[:, t], x[:, t] + gamma * run, run)
-        out.append(run)
-    return _masked(torch.stack(out[::-1], -1), mask)
-
-# %% ../nbs/05_algorithms.ipynb #053baea8
-def reinforce_pp_advantages(rewards: torch.Tensor, mask: torch.Tensor, kl_penalty: Optional[torch.Tensor] = None,
-                            gamma: float = 1.0, baseline: bool = False, group_size: Optional[int] = None,
-                            whiten_advantages: bool = True, eps: float = 1e-8) -> torch.Tensor:
-    "REINFORCE++ advantages `[N, T]`: returns of rewards `[N]` (or `[N, T]`) minus `kl_penalty` `[N, T]`, whitened over the batch."
-    fname = "reinforce_pp_advantages"
-    if baseline:
-        if group_size is None: raise ValueError(f"{fname}: baseline=True needs group_size")
-        if _float(rewards).dim() != 1: raise ValueError(f"{fname}: baseline=True needs rewards [N], got shape {tuple(rewards.shape)}")
-        rewards = group_advantages(rewards, group_size, scale="none")
-    returns = discounted_cumsum(token_rewards(rewards, mask, kl_penalty), mask, gamma)
-    return whiten(returns, mask, eps=eps) if whiten_advantages else returns
-
-# %% ../nbs/05_algorithms.ipynb #44ed34a9
-def _reinforce_pp(baseline: bool) -> Callable:
-    def estimator(rewards, config, group_size, mask=None, values=None, kl=None):
-        _needs_mask(config.advantage, mask)
-        return reinforce_pp_advantages(rewards, mask, kl_penalty=_kl_penalty(config, kl), gamma=config.gamma, baseline=baseline,
-                                       group_size=group_size, whiten_advantages=config.normalize_advantages)
-    return estimator
-for name, baseline in (("reinforce_pp", False), ("reinforce_pp_baseline", True)): register_advantage(name)(_reinforce_pp(baseline))
-
-# %% ../nbs/05_algorithms.ipynb #608a95ee
-def create_reinforce_pp_config(**overrides) -> TrainingConfig:
-    "REINFORCE++: returns whitened over the batch, PPO clip 0.2, gamma 1, per-token KL 0.01 in the reward."
-    return _config("create_reinforce_pp_config", dict(
-        algorithm="reinforce_pp", advantage="reinforce_pp", normalize_advantages=True, gamma=1.0, loss_type="ppo_clip",
-        loss_agg="token-mean", clip_range=0.2, clip_range_high=None, kl_coef=0.01, kl_in_reward=True, kl_estimator="k1",
-        dynamic_sampling=False, overlong_buffer=0, num_inner_epochs=1), overrides)
-
-# %% ../nbs/05_algorithms.ipynb #f31fa9d3
-@torch.no_grad()
-def gae_advantages(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0,
-                   lam: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    "GAE `(advantages, returns)`, both `[N, T]`, from rewards `[N]` (on the last valid token) or `[N, T]` and values `[N, T]`."
-    _check_mask("gae_advantages", mask, values=values)
-    n, t = mask.shape
-    r, v = rewards_to_tokens(rewards, mask), _masked(_float(values), mask)
-    pos = torch.arange(t, device=mask.device).expand(n, t)
-    nxt = torch.where(mask > 0, pos, t).flip(-1).cummin(-1).values.flip(-1)    # first valid position >= t
-    nxt = torch.cat([nxt[:, 1:], nxt.new_full((n, 1), t)], -1)                 # ... > t (t = "none": value 0)
-    next_v = torch.cat([v, v.new_zeros(n, 1)], -1).gather(-1, nxt)
-    adv = discounted_cumsum(r + gamma * next_v - v, mask, gamma * lam)
-    return adv, _masked(adv + v, mask)
-
-# %% ../nbs/05_algorithms.ipynb #4e5bccd8
-@register_advantage("gae")
-def _gae(rewards, config, group_size, mask=None, values=None, kl=None):
-    _needs_mask("gae", mask)
-    if values is None: raise ValueError("compute_advantages: config.advantage='gae' needs values [N, T] (see critic_values)")
-    adv = gae_advantages(token_rewards(rewards, mask, _kl_penalty(config, kl)), values, mask, config.gamma, config.lam)[0]
-    return whiten(adv, mask) if config.normalize_advantages else adv
-
-# %% ../nbs/05_algorithms.ipynb #36ee4ef7
-def create_ppo_config(**overrides) -> TrainingConfig:
-    "PPO: GAE (gamma 1, lambda 0.95) with whitened advantages, clip 0.2, clipped value loss (vf_coef 0.1), KL 0.05 in the reward."
-    return _config("create_ppo_config", dict(
-        algorithm="ppo", advantage="gae", normalize_advantages=True, gamma=1.0, lam=0.95, loss_type="ppo_clip",
-        loss_agg="token-mean", clip_range=0.2, clip_range_high=None, vf_coef=0.1, vf_clip=0.2, kl_coef=0.05,
-        kl_in_reward=True, kl_estimator="k1", dynamic_sampling=False, overlong_buffer=0, num_inner_epochs=4), overrides)
-
-# %% ../nbs/05_algorithms.ipynb #63026cf5
-def best_worst_pairs(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
-    "LongTensor `[P, 2]` of (chosen, rejected) rows: each group's best vs worst sample, for groups with a reward gap."
-    r = _groups("best_worst_pairs", rewards, group_size)
-    offset = torch.arange(r.shape[0], device=r.device)[:, None] * r.shape[1]
-    pairs = torch.stack([r.argmax(-1), r.argmin(-1)], -1) + offset
-    return pairs[r.amax(-1) > r.amin(-1)]
-
-# %% ../nbs/05_algorithms.ipynb #4b3774c4
-def all_pairs(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
-    "LongTensor `[P, 2]` of (chosen, rejected) rows: every pair within a group where chosen has the strictly higher reward."
-    r = _groups("all_pairs", rewards, group_size)
-    grp, i, j = (r[:, :, None] > r[:, None, :]).nonzero(as_tuple=True)
-    return torch.stack([grp * r.shape[1] + i, grp * r.shape[1] + j], -1)
-
-# %% ../nbs/05_algorithms.ipynb #b057e1a1
-def online_dpo_loss(seq_logprobs: torch.Tensor, ref_seq_logprobs: torch.Tensor, rewards: torch.Tensor, group_size: int,
-                    beta: float = 0.1, pair_selector: Optional[Callable] = None) -> torch.Tensor:
-    "Online DPO loss (scalar) from sequence log-probs `[N]` of policy and reference, and rewards `[N]` that rank each group."
-    fname = "online_dpo_loss"
-    rewards = _float(rewards)
-    n = rewards.shape[0] if rewards.dim() == 1 else -1
-    for name, t in (("seq_logprobs", seq_logprobs), ("ref_seq_logprobs", ref_seq_logprobs)):
-        if t.dim() != 1 or t.shape[0] != n:
-            raise ValueError(f"{fname}: {name} has shape {tuple(t.shape)}; expected [N] like rewards {tuple(rewards.shape)}")
-    pairs = (pair_selector or best_worst_pairs)(rewards, group_size)
-    if not (isinstance(pairs, torch.Tensor) and pairs.dim() == 2 and pairs.shape[1] == 2 and not pairs.is_floating_point()):
-        raise ValueError(f"{fname}: pair_selector must return an integer tensor [P, 2] of (chosen, rejected) rows, got {pairs!r}")
-    margin = seq_logprobs - ref_seq_logprobs.detach()
-    logits = beta * (margin[pairs[:, 0]] - margin[pairs[:, 1]])
-    return -F.logsigmoid(logits).sum() / max(pairs.shape[0], 1)
-
-# %% ../nbs/05_algorithms.ipynb #df3a95fa
-@register_policy_loss("online_dpo")
-def _online_dpo(logprobs, old_logprobs, advantages, mask, config, ref_logprobs=None, seq_logprobs_ref=None, rewards=None,
-                group_size=None, **context):
-    fname = "compute_policy_loss"
-    if rewards is None or group_size is None: raise ValueError(f"{fname}: loss_type='online_dpo' needs rewards [N] and group_size")
-    if seq_logprobs_ref is None and ref_logprobs is None:
-        raise ValueError(f"{fname}: loss_type='online_dpo' needs ref_logprobs [N, T] or seq_logprobs_ref [N]")
-    _check_mask(fname, mask, logprobs=logprobs, ref_logprobs=ref_logprobs)
-    seq = (_masked(logprobs, mask) * mask).sum(-1)
-    ref_seq = (_masked(ref_logprobs, mask) * mask).sum(-1) if seq_logprobs_ref is None else seq_logprobs_ref
-    return online_dpo_loss(seq, ref_seq, rewards, group_size, beta=config.dpo_beta), loss_metrics(logprobs, old_logprobs, mask, *_clip_bounds(config))
-
-
-@register_advantage("none")
-def _raw_rewards(rewards, config, group_size, mask=None, values=None, kl=None): return _float(rewards)
-
-# %% ../nbs/05_algorithms.ipynb #d977dab5
-def create_online_dpo_config(**overrides) -> TrainingConfig:
-    "Online DPO: best-vs-worst pairs within each group ranked by raw reward, DPO loss with beta 0.1."
-    return _config("create_online_dpo_config", dict(
-        algorithm="online_dpo", advantage="none", loss_type="online_dpo", dpo_beta=0.1, kl_coef=0.0, kl_in_reward=False,
         dynamic_sampling=False, overlong_buffer=0, num_inner_epochs=1), overrides)
 
 # %% ../nbs/05_algorithms.ipynb #2ae4183c
@@ -550,12 +408,6 @@ def compute_policy_loss(logprobs: torch.Tensor, old_logprobs: Optional[torch.Ten
         if config.kl_coef > 0 and not config.kl_in_reward: loss = loss + config.kl_coef * kl
     metrics["loss"] = loss.item()
     return loss, metrics
-
-# %% ../nbs/05_algorithms.ipynb #e187aebb
-ALGORITHMS: dict[str, Callable[..., TrainingConfig]] = {
-    "grpo": create_grpo_config, "dr_grpo": create_dr_grpo_config, "dapo": create_dapo_config,
-    "gspo": create_gspo_config, "cispo": create_cispo_config, "rloo": create_rloo_config,
-    "reinforce_pp": create_reinforce_pp_config, "ppo": create_ppo_config, "online_dpo": create_online_dpo_config}
 
 # %% ../nbs/05_algorithms.ipynb #cb59adf6
 def get_algorithm_config(iteration: int, switch_strategy: Union[str, Callable[[int], str]], **overrides) -> TrainingConfig:

@@ -14,7 +14,9 @@ from .core import *
 from .generation import load_model, load_tokenizer, compute_logprobs_for_tokens, generate_batch, format_prompt
 from .rollouts import create_batch_rollouts, RolloutResult, concat_rollout_results, select_rollout_result
 from .algorithms import (compute_advantages, compute_policy_loss, get_algorithm_config, filter_groups,
-                                overlong_penalty, gae_advantages, token_rewards, best_worst_pairs, TOKEN_LEVEL_ADVANTAGES, _kl_penalty)
+                                overlong_penalty, TOKEN_LEVEL_ADVANTAGES, _kl_penalty)
+from .ppo import gae_advantages, token_rewards
+from .online_dpo import best_worst_pairs
 from .critic import value_loss, Critic, create_critic, critic_parameters, critic_values
 from .kl import kl_per_token, kl_estimator_for
 from .precision import (PRECISIONS, Precision, create_precision, prepare_for_training, load_dtype, sync_sampler, disable_dropout,

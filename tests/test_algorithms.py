@@ -4,6 +4,8 @@ import pytest
 import torch
 from torch.autograd import gradcheck
 from rlprims.algorithms import *
+from rlprims.ppo import *
+from rlprims.online_dpo import *
 from rlprims.critic import *
 from rlprims.core import TrainingConfig
 

@@ -6,8 +6,8 @@ from rlprims.core import GenerationConfig, RolloutBatch, pad_right, Rollout, Gen
 from rlprims.generation import load_tokenizer, compute_logprobs_for_tokens
 from rlprims.rollouts import score_rollouts, create_batch_rollouts
 from rlprims.kl import create_periodic_updater, create_reference_model
-from rlprims.algorithms import (get_algorithm_config, compute_advantages, compute_policy_loss, loss_metrics, kl_penalty_term,
-                                create_reinforce_pp_config)
+from rlprims.algorithms import get_algorithm_config, compute_advantages, compute_policy_loss, loss_metrics, kl_penalty_term
+from rlprims.ppo import create_reinforce_pp_config
 from rlprims.critic import create_critic, critic_parameters, critic_values, value_loss
 from rlprims.precision import create_precision
 from rlprims.training import training_iteration, train, tiny_test_model, create_addition_dataset, _average_logs
