@@ -4,7 +4,7 @@
     python benchmarks/tools/main_job_experiment.py --seed 0 --steps 20 --scale-rewards batch          # embedded model, CPU
     python benchmarks/tools/main_job_experiment.py --device cuda --gguf-dir /root/g --format-reward 0  # weights read from a GGUF file
 
-See 07_examples ("Choosing the main job's defaults") for the runs and their results.
+See benchmarks/EXPERIMENTS.md for the runs and their results.
 """
 import argparse, json, re, time
 import torch
