@@ -10,10 +10,10 @@ from typing import Optional, Sequence
 from .core import GenerationConfig, RunConfig, Hooks
 from .models import load_model, load_tokenizer, EMBEDDED_MODEL
 from .tasks import create_addition_dataset, ADDITION_REWARDS
-from .algorithms import get_algorithm_config
+from .algorithms import get_algorithm_config, ALGORITHMS
 from .precision import PRECISIONS, create_precision, load_dtype
 from .distributed import create_accelerator
-from .training import train, evaluate, plot_curves
+from .training import train
 
 # %% auto #0
 __all__ = ['main', 'cli']
@@ -31,22 +31,25 @@ def _count(s: str) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     "Command-line entry point: GRPO on the built-in addition task (see `rlprims-train --help`)."
-    p = argparse.ArgumentParser(prog="rlprims-train", description="RL-train a language model on two-number addition with rlprims.")
-    p.add_argument("--steps", type=_positive_int, default=30)
-    p.add_argument("--algorithm", default="grpo")
-    p.add_argument("--lr", type=float, default=1e-5)
-    p.add_argument("--num-generations", type=_positive_int, default=8)
-    p.add_argument("--batch-size", type=_positive_int, default=8, help="prompts per step")
-    p.add_argument("--max-new-tokens", type=_positive_int, default=24)
+    p = argparse.ArgumentParser(prog="rlprims-train", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                description="RL-train a language model on two-number addition with rlprims, and report held-out "
+                                            "accuracy before and after. Writes metrics.csv, curves.png, config.json, summary.json "
+                                            "and checkpoints to --out.")
+    p.add_argument("--steps", type=_positive_int, default=30, help="training steps (one batch of rollouts and one update each)")
+    p.add_argument("--algorithm", default="grpo", choices=list(ALGORITHMS), help="algorithm, with its published defaults")
+    p.add_argument("--lr", type=float, default=1e-5, help="AdamW learning rate")
+    p.add_argument("--num-generations", type=_positive_int, default=8, help="samples per prompt (one group)")
+    p.add_argument("--batch-size", type=_positive_int, default=8, help="prompts per step, over all processes")
+    p.add_argument("--max-new-tokens", type=_positive_int, default=24, help="completion length budget")
     p.add_argument("--lora", action="store_true", help="train a LoRA adapter instead of all weights")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="./rlprims-run")
-    p.add_argument("--resume-from", default=None)
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling, the prompt draws and the data split")
+    p.add_argument("--out", default="./rlprims-run", help="output folder")
+    p.add_argument("--resume-from", default=None, help="a checkpoint folder, or a run folder (its newest readable checkpoint)")
     p.add_argument("--model", default=None, help="HF id or local path (default: embedded SmolLM2-135M-Instruct)")
-    p.add_argument("--eval-size", type=_positive_int, default=200)
-    p.add_argument("--eval-every", type=_count, default=10)
-    p.add_argument("--checkpoint-every", type=_count, default=10)
-    p.add_argument("--kl-coef", type=float, default=0.0)
+    p.add_argument("--eval-size", type=_positive_int, default=200, help="held-out problems, scored greedily")
+    p.add_argument("--eval-every", type=_count, default=10, help="steps between held-out evaluations (0: only before and after)")
+    p.add_argument("--checkpoint-every", type=_count, default=10, help="steps between checkpoints (0: only the final one)")
+    p.add_argument("--kl-coef", type=float, default=0.0, help="weight of the KL to the starting model (0: no reference model)")
     p.add_argument("--micro-batch-size", type=_positive_int, default=32,
                    help="completions per forward/backward pass (lower it if memory is short; the gradient is the same)")
     p.add_argument("--scale-rewards", default=None, choices=["group", "batch", "none"],
@@ -77,31 +80,27 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         f"{a.batch_size} prompts x {a.num_generations} samples, lr {a.lr}, {prec.name}"
         + (f", advantages / {scale} std" if scale != "none" else "") + f", out {a.out}"
         + (f", {acc.num_processes} processes" if acc is not None else ""), flush=True)
-    before = evaluate(model, tokenizer, eval_set, ADDITION_REWARDS, gen)["eval_accuracy"] if a.resume_from is None else None
-    if before is not None: say(f"held-out accuracy before: {before:.1%}", flush=True)
-    t_train = time.time()
+    def log(m):                                         # a step's metrics, or a held-out evaluation's
+        if "reward" in m: print(f"step {m['step']+1:3d}  reward {m['reward']:.3f}  accuracy {m.get('accuracy', float('nan')):.3f}", flush=True)
+        else: print(f"held-out accuracy after {m['step']} steps: {m['eval_accuracy']:.1%}", flush=True)
     res = train(a.model, train_set, ADDITION_REWARDS, num_steps=a.steps, batch_size=a.batch_size, algorithm=a.algorithm,
                 train_overrides={"micro_batch_size": a.micro_batch_size, "scale_rewards": scale},
                 learning_rate=a.lr, kl_coef=a.kl_coef, output_dir=a.out, num_generations=a.num_generations, gen_config=gen,
                 eval_dataset=eval_set, resume_from=a.resume_from, model=model, tokenizer=tokenizer,
                 run=RunConfig(seed=a.seed, use_lora=a.lora, distributed=acc if acc is not None else "none", precision=prec.name,
                               eval_every=a.eval_every, checkpoint_every=a.checkpoint_every, progress=False),
-                hooks=Hooks(log_fn=lambda m: print(f"step {m['step']+1:3d}  reward {m['reward']:.3f}  accuracy {m.get('accuracy', float('nan')):.3f}"
-                                                   + (f"  held-out {m['eval_accuracy']:.3f}" if 'eval_accuracy' in m else ""), flush=True)))
-    train_seconds = time.time() - t_train
-    after = evaluate(res.model, tokenizer, eval_set, ADDITION_REWARDS, gen)["eval_accuracy"]
-    if rank == 0 and len(res.metrics):                  # the curves again, with the held-out accuracy before and after training
-        import pandas as pd
-        m = res.metrics.copy()
-        m.loc[m.index[-1], "eval_accuracy"] = after
-        if before is not None: m = pd.concat([pd.DataFrame([{"step": -1, "eval_accuracy": before}]), m], ignore_index=True)
-        plot_curves(m, Path(a.out) / "curves.png")
+                hooks=Hooks(log_fn=log))
+    evals = res.metrics.dropna(subset=["eval_accuracy"]) if "eval_accuracy" in res.metrics else res.metrics.iloc[:0]
+    before = float(evals["eval_accuracy"].iloc[0]) if len(evals) and evals["step"].iloc[0] == 0 else None
+    after = float(evals["eval_accuracy"].iloc[-1])
+    steps = res.metrics.dropna(subset=["reward"])
+    train_seconds = json.loads((Path(a.out) / "summary.json").read_text())["train_seconds"] if rank == 0 else None
     summary = {"accuracy_before": before, "accuracy_after": after, "steps": a.steps, "minutes": (time.time() - t0) / 60,
                "train_seconds": train_seconds,
                "algorithm": a.algorithm, "model": a.model or f"{EMBEDDED_MODEL} (embedded)", "lr": a.lr, "batch_size": a.batch_size,
                "num_generations": a.num_generations, "max_new_tokens": a.max_new_tokens, "lora": a.lora, "seed": a.seed,
                "scale_rewards": scale, "micro_batch_size": a.micro_batch_size, "precision": prec.name,
-               "reward_first_5": float(res.metrics["reward"].head(5).mean()), "reward_last_5": float(res.metrics["reward"].tail(5).mean())}
+               "reward_first_5": float(steps["reward"].head(5).mean()), "reward_last_5": float(steps["reward"].tail(5).mean())}
     if acc is not None: summary["num_processes"] = acc.num_processes
     if rank == 0: (Path(a.out) / "summary.json").write_text(json.dumps(summary, indent=1))
     say(f"held-out accuracy after: {after:.1%}" + (f" (before {before:.1%})" if before is not None else "") +

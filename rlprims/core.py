@@ -121,6 +121,7 @@ class RunConfig(NamedTuple):
     max_nonfinite_steps: int = 3            # stop after this many steps in a row whose update was skipped for NaN/inf
     progress: bool = True                   # a progress bar
     show_plot: Optional[bool] = None        # show the curves inline; None = in notebooks only
+    report_to: tuple = ()                   # experiment trackers: "tensorboard", "wandb", "trackio" (see rlprims.metrics.create_loggers)
 
 class Hooks(NamedTuple):
     "The functions a run calls, each replaceable by a plain function; `None` = the built-in one."

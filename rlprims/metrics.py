@@ -6,17 +6,19 @@
 from __future__ import annotations
 import os, contextlib
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 import numpy as np
 import torch
 from fastcore.meta import delegates
 from .core import *
 from .kl import kl_per_token
+from .rewards import extract_answer
 from .rollouts import create_batch_rollouts, RolloutResult
 from .distributed import unwrap_model, gathered_params, _rank_world, _row_ranges, _all_gather
 
 # %% auto #0
-__all__ = ['update_ema_metrics', 'append_metrics_csv', 'plot_curves', 'evaluate']
+__all__ = ['TRACKERS', 'update_ema_metrics', 'append_metrics_csv', 'create_loggers', 'plot_curves', 'pass_at_k', 'majority_vote',
+           'evaluate']
 
 # %% ../nbs/06e_metrics.ipynb #469fc0d0
 def _mismatch_sums(trainer_lp: torch.Tensor, sampler_lp: Optional[torch.Tensor], mask: torch.Tensor) -> dict:
@@ -87,18 +89,60 @@ def append_metrics_csv(path: Path, rows: list):
     pd.concat([old, last], ignore_index=True).to_csv(tmp, index=False)
     os.replace(tmp, path)
 
+# %% ../nbs/06e_metrics.ipynb #611db7ee
+TRACKERS = ("tensorboard", "wandb", "trackio")
+
+def _numbers(m: Mapping[str, Any]) -> dict:
+    "The numeric entries of a metrics row, without its step."
+    return {k: float(v) for k, v in m.items() if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+def _import_tracker(name: str, module: str):
+    import importlib
+    try: return importlib.import_module(module)
+    except ImportError as e:
+        raise ImportError(f"report_to={name!r} needs the {name} package, which is not installed: pip install {name}") from e
+
+def create_loggers(report_to: Sequence[str], output_dir: Union[str, Path], config: Optional[Mapping[str, Any]] = None,
+                   project: str = "rlprims") -> list:
+    "One function `metrics -> None` per tracker named in `report_to`; each has `.close()`. Raises for unknown or missing trackers."
+    if isinstance(report_to, str): report_to = (report_to,)
+    unknown = [t for t in report_to if t not in TRACKERS]
+    if unknown: raise ValueError(f"report_to: unknown tracker(s) {unknown}; known: {', '.join(TRACKERS)}")
+    loggers = []
+    for name in report_to:
+        if name == "tensorboard":
+            _import_tracker("tensorboard", "tensorboard")
+            from torch.utils.tensorboard import SummaryWriter
+            writer = SummaryWriter(log_dir=str(Path(output_dir) / "tensorboard"))
+            def log(m, writer=writer):
+                for k, v in _numbers(m).items(): writer.add_scalar(k, v, int(m.get("step", 0)))
+                writer.flush()
+            log.close = writer.close
+        elif name == "wandb":
+            wandb = _import_tracker("wandb", "wandb")
+            wb = wandb.init(project=project, config=dict(config or {}), dir=str(output_dir))
+            def log(m, wb=wb): wb.log(_numbers(m), step=int(m.get("step", 0)))
+            log.close = wb.finish
+        else:
+            trackio = _import_tracker("trackio", "trackio")
+            trackio.init(project=project, config=dict(config or {}))
+            def log(m, trackio=trackio): trackio.log(_numbers(m), step=int(m.get("step", 0)))
+            log.close = trackio.finish
+        loggers.append(log)
+    return loggers
+
 # %% ../nbs/06e_metrics.ipynb #524936ec
 def plot_curves(metrics, path: Optional[Union[str, Path]] = None, show: bool = False):
     "Plot reward, accuracy, KL and response length over steps from a metrics DataFrame; save to `path`."
-    import matplotlib
-    if not show: matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     panels = [("reward", ["reward"] + sorted(c for c in metrics.columns if c.startswith("reward/"))),
               ("accuracy", [c for c in ("accuracy", "eval_accuracy") if c in metrics.columns]),
               ("KL to reference", [c for c in ("kl_ref", "kl_ref_rollout") if c in metrics.columns]),
               ("response length", ["response_len_mean"])]
     panels = [(t, cols) for t, cols in panels if cols]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3))
+    size = (4 * len(panels), 3)   # a Figure outside pyplot when not shown: no backend is switched, no window opens
+    fig, axes = plt.subplots(1, len(panels), figsize=size) if show else (lambda f: (f, f.subplots(1, len(panels))))(Figure(figsize=size))
     for ax, (title, cols) in zip(np.atleast_1d(axes), panels):
         for c in cols:
             d = metrics[["step", c]].dropna()
@@ -107,29 +151,66 @@ def plot_curves(metrics, path: Optional[Union[str, Path]] = None, show: bool = F
     fig.tight_layout()
     if path is not None: fig.savefig(path, dpi=100)
     if show: plt.show()
-    else: plt.close(fig)
     return fig
+
+# %% ../nbs/06e_metrics.ipynb #69280578
+def pass_at_k(n: int, c: int, k: int) -> float:
+    "Unbiased pass@k from `n` samples of which `c` are correct: 1 - C(n-c, k) / C(n, k)."
+    if not 0 <= c <= n or not 1 <= k <= n: raise ValueError(f"pass_at_k: need 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    if n - c < k: return 1.0
+    return 1.0 - float(np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+
+# %% ../nbs/06e_metrics.ipynb #26918093
+def majority_vote(answers: Sequence[Any], correct: Sequence[float]) -> float:
+    "1.0 if the most frequent non-None answer of a prompt's samples is a correct one, else 0.0 (ties: the first seen)."
+    counts = {}
+    for a, ok in zip(answers, correct):
+        if a is None: continue
+        n, was_ok = counts.get(a, (0, False))
+        counts[a] = (n + 1, was_ok or ok > 0)
+    if not counts: return 0.0
+    best = max(counts.values(), key=lambda v: v[0])      # max keeps the first of equal counts (dicts keep insertion order)
+    return float(best[1])
 
 # %% ../nbs/06e_metrics.ipynb #14a5d090
 @delegates(create_batch_rollouts, but=["model", "tokenizer", "prompts", "gen_config", "reward_fn", "ref_model", "kl_coef",
                                       "num_generations", "kl_in_reward", "kl_estimator"])
 def evaluate(model, tokenizer, dataset: Sequence[Any], reward_fn, gen_config: GenerationConfig, batch_size: int = 64,
-             accuracy_key: str = "correct", **kwargs) -> dict:
-    "Greedy held-out evaluation: `{'eval_reward', 'eval_accuracy'}`. Under several processes each scores a slice (all must call it)."
+             accuracy_key: str = "correct",
+             num_samples: int = 1,                   # 1: greedy; n > 1: n samples per prompt at gen_config's temperature
+             ks: Optional[Sequence[int]] = None,     # the k of pass@k (each <= num_samples); None = (1, num_samples)
+             answer_fn: Optional[Callable[[Rollout], Any]] = None,   # rollout -> answer, for majority voting; None = extract_answer
+             **kwargs) -> dict:
+    "Held-out evaluation: `eval_reward`, `eval_accuracy`; with `num_samples=n > 1` also `eval_pass@k` and `eval_maj@n`. Under several processes each scores a slice (all must call it)."
     if len(dataset) == 0: raise ValueError("evaluate: dataset is empty; expected at least one example")
+    n = num_samples
+    if not (isinstance(n, int) and n >= 1): raise ValueError(f"evaluate: num_samples={n!r}; expected an int >= 1")
+    ks = tuple(ks) if ks is not None else tuple(sorted({1, n}))
+    if any(not 1 <= k <= n for k in ks): raise ValueError(f"evaluate: ks={ks}; each k must be between 1 and num_samples={n}")
+    answer_fn = answer_fn or (lambda r: extract_answer(r.generation.text))
     rank, world = _rank_world()
-    greedy = gen_config._replace(do_sample=False)
+    config = gen_config._replace(do_sample=False) if n == 1 else gen_config
     lo, hi = _row_ranges(len(dataset), world)[rank]
     if world > 1: model = unwrap_model(model)
-    rewards, acc = [], []
+    rewards, acc, votes = [], [], []
     with gathered_params(model) if world > 1 else contextlib.nullcontext():
         for i in range(lo, hi, batch_size):
-            res = create_batch_rollouts(model, tokenizer, dataset[i:min(i + batch_size, hi)], greedy, reward_fn, **kwargs)
+            chunk = [dataset[j] for j in range(i, min(i + batch_size, hi))]   # a list of examples, also from a datasets.Dataset
+            res = create_batch_rollouts(model, tokenizer, chunk, config, reward_fn, num_generations=n, **kwargs)
             rewards.append(res.batch.rewards)
             comp = res.reward_components.get(accuracy_key)
-            if comp is not None: acc.append((comp > 0).float())
-    parts = _all_gather((rewards, acc), world)
-    rewards, acc = [t for r, _ in parts for t in r], [t for _, a in parts for t in a]
+            if comp is None: continue
+            ok = (comp > 0).float()
+            acc.append(ok)
+            if n > 1: votes += [majority_vote([answer_fn(r) for r in res.rollouts[g:g + n]], ok[g:g + n].tolist()) for g in range(0, len(ok), n)]
+    parts = _all_gather((rewards, acc, votes), world)
+    rewards, acc, votes = [t for r, _, _ in parts for t in r], [t for _, a, _ in parts for t in a], [v for _, _, vs in parts for v in vs]
     out = {"eval_reward": torch.cat(rewards).mean().item()}
-    if acc: out["eval_accuracy"] = torch.cat(acc).mean().item()
+    if acc:
+        ok = torch.cat(acc).view(-1, n)                                       # [prompts, n]
+        out["eval_accuracy"] = ok.mean().item()
+        if n > 1:
+            c = ok.sum(1).long().tolist()
+            out.update({f"eval_pass@{k}": float(np.mean([pass_at_k(n, ci, k) for ci in c])) for k in ks})
+            out[f"eval_maj@{n}"] = float(np.mean(votes))
     return out

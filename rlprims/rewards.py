@@ -16,7 +16,7 @@ from .core import *
 __all__ = ['compute_scalar_reward', 'compute_vector_reward', 'aggregate_vector_rewards', 'length_penalty_reward', 'format_reward',
            'exact_match_reward', 'tool_usage_reward', 'weighted_sum_aggregator', 'min_aggregator', 'max_aggregator',
            'mean_aggregator', 'RewardResult', 'compute_rewards', 'extract_answer', 'normalize_number',
-           'math_answer_reward', 'trl_reward_adapter']
+           'math_answer_reward', 'trl_reward_adapter', 'reward_model_reward']
 
 # %% ../nbs/02_rewards.ipynb #a35abf37
 def _to_reward(value, who: str) -> float:
@@ -303,3 +303,32 @@ def trl_reward_adapter(fn: Callable[..., Sequence[float]], **fixed_kwargs) -> Ca
     reward_fn.batched = True
     reward_fn.__doc__ = getattr(fn, "__doc__", None)
     return _named(reward_fn, getattr(fn, "__name__", type(fn).__name__))
+
+# %% ../nbs/02_rewards.ipynb #fc144dad
+def _conversation_text(rollout: Rollout, tokenizer, use_chat_template: Optional[bool]) -> str:
+    "The prompt and the completion of `rollout` as one text: through the chat template when there is one (or as asked), else joined."
+    prompt = rollout.prompt
+    messages = list(prompt) if isinstance(prompt, (list, tuple)) else [{"role": "user", "content": str(prompt)}]
+    messages.append({"role": "assistant", "content": rollout.generation.text})
+    if use_chat_template is None: use_chat_template = getattr(tokenizer, "chat_template", None) is not None
+    if use_chat_template: return tokenizer.apply_chat_template(messages, tokenize=False)
+    return "\n".join(m["content"] for m in messages)
+
+def reward_model_reward(model, tokenizer, batch_size: int = 16, label: int = 0, use_chat_template: Optional[bool] = None,
+                        max_length: Optional[int] = None) -> Callable[[Sequence[Rollout]], list]:
+    "A batched reward fn: logit `label` of the sequence-classification `model` on each rollout's conversation, `batch_size` at a time."
+    if getattr(tokenizer, "pad_token_id", None) is None:
+        raise ValueError("reward_model_reward: the tokenizer has no pad token, which batching needs; set tokenizer.pad_token")
+    if getattr(model.config, "pad_token_id", None) is None: model.config.pad_token_id = tokenizer.pad_token_id   # finds each row's last token
+    @torch.no_grad()
+    def reward_fn(rollouts: Sequence[Rollout]) -> list:
+        texts = [_conversation_text(r, tokenizer, use_chat_template) for r in rollouts]
+        dev, out = next(model.parameters()).device, []
+        for i in range(0, len(texts), batch_size):
+            enc = tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False,
+                            truncation=max_length is not None, max_length=max_length).to(dev)
+            out += model(**enc).logits[:, label].float().tolist()
+        return out
+    reward_fn.batched = True
+    reward_fn.__name__ = "reward_model"
+    return reward_fn

@@ -22,7 +22,7 @@ from .kl import kl_per_token, kl_estimator_for
 from .precision import (PRECISIONS, Precision, create_precision, prepare_for_training, load_dtype, sync_sampler, disable_dropout,
                         autocast, backward, optimizer_step)
 from .metrics import (_reward_metrics, _mismatch_sums, _mismatch_metrics, _average_logs, update_ema_metrics,
-                             plot_curves, evaluate, append_metrics_csv)
+                             plot_curves, evaluate, append_metrics_csv, create_loggers, TRACKERS)
 from .tasks import create_addition_dataset, correct, answer_format, ADDITION_REWARDS
 from .checkpoints import save_checkpoint, latest_checkpoint, load_checkpoint, load_latest_checkpoint, _seed_by_rank
 from .distributed import (create_accelerator, is_fsdp, unwrap_model, prepare_model, shard_prompts, gathered_params,
@@ -367,6 +367,8 @@ def _check_train_args(prompts, reward_fn, num_steps, batch_size, num_generations
         raise TypeError(f"train: prompts is a single {type(prompts).__name__}; pass a list of prompts, e.g. [prompts]")
     if len(prompts) == 0: raise ValueError("train: `prompts` is empty; expected a list of prompts or dicts with a 'prompt' key")
     if not isinstance(run, RunConfig): raise TypeError(f"train: run is a {type(run).__name__}; expected a RunConfig")
+    trackers = (run.report_to,) if isinstance(run.report_to, str) else tuple(run.report_to)
+    if any(t not in TRACKERS for t in trackers): raise ValueError(f"train: report_to={run.report_to!r}; known trackers: {', '.join(TRACKERS)}")
     for name, v, lo in (("num_steps", num_steps, 0), ("num_generations", num_generations, 1), ("eval_every", run.eval_every, 0),
                         ("checkpoint_every", run.checkpoint_every, 0), ("max_nonfinite_steps", run.max_nonfinite_steps, 1)):
         if not (isinstance(v, int) and not isinstance(v, bool) and v >= lo): raise ValueError(f"train: {name}={v!r}; expected an int >= {lo}")
@@ -412,7 +414,7 @@ def train(
     train_overrides: Optional[Mapping[str, Any]] = None,    # TrainingConfig fields over the algorithm's published defaults
     run: Optional[RunConfig] = None,        # seed, precision, LoRA, schedule, checkpoints, logging; None = RunConfig()
     hooks: Optional[Hooks] = None,          # the functions the run calls; None = the built-in ones
-    eval_dataset: Optional[Sequence[Any]] = None,           # held-out prompts, scored greedily every run.eval_every steps
+    eval_dataset: Optional[Sequence[Any]] = None,           # held-out prompts, scored greedily before, after, and every run.eval_every steps
     resume_from: Optional[Union[str, Path]] = None,         # a checkpoint folder, or a run folder (its newest readable checkpoint)
     switch_strategy: Optional[Callable[[int], str]] = None, # step -> algorithm name, e.g. GRPO then DAPO; overrides `algorithm`
     model=None, tokenizer=None,             # a model (and tokenizer) you already hold; None = load `model_name`
@@ -489,7 +491,20 @@ def train(
     bar = tqdm(range(start, num_steps), desc="train", disable=not run.progress or rank != 0, initial=start, total=num_steps)
     ckpt_kw = dict(checkpoint_fn=hooks.checkpoint_fn, optimizer=optimizer, scheduler=scheduler, data_rng=data_rng, critic=critic,
                    ref_model=ref_keep, accelerator=acc, scaler=prec.scaler)
-    bad_steps = 0
+    loggers = create_loggers(run.report_to, out, config_record) if rank == 0 else []
+    def record(m: dict):                                  # one row: a step's metrics, or an evaluation's
+        rows.append(m)
+        if rank == 0:
+            append_metrics_csv(out / "metrics.csv", rows)
+            for log in loggers: log(m)
+            if hooks.log_fn is not None: hooks.log_fn(m)
+    def held_out(done: int) -> dict:                      # the trained weights after `done` steps; the training's random stream is left alone
+        t0 = time.time()
+        with torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_available() else []):
+            e = evaluate(model, tokenizer, eval_dataset, reward_fn, gen_config, accuracy_key=run.accuracy_key, **rollout_options(run, hooks))
+        return {"step": done, **e, "time_eval": time.time() - t0}
+    if eval_dataset is not None and start == 0 and num_steps > 0: record(held_out(0))
+    bad_steps, t_loop = 0, time.time()
     for step in bar:
         cfg = get_algorithm_config(step, strategy, learning_rate=learning_rate, **overrides)
         draw = lambda n: [prompts[data_rng.randrange(len(prompts))] for _ in range(n)]   # the same draws on every process
@@ -497,22 +512,25 @@ def train(
                                    num_generations=num_generations, step=step, scheduler=scheduler, critic=critic, hooks=hooks,
                                    run=run, runner=runner, prompt_source=draw)
         m = dict(state.metrics)
-        if eval_dataset is not None and run.eval_every and (step + 1) % run.eval_every == 0 and step + 1 < num_steps:
-            m.update(evaluate(sampler, tokenizer, eval_dataset, reward_fn, gen_config, accuracy_key=run.accuracy_key))
-        rows.append(m)
-        if rank == 0:
-            append_metrics_csv(out / "metrics.csv", rows)
-            bar.set_postfix({k: f"{m[k]:.3f}" for k in ("reward", "accuracy", "eval_accuracy") if k in m})
-            if hooks.log_fn is not None: hooks.log_fn(m)
+        record(m)
+        if rank == 0: bar.set_postfix({k: f"{m[k]:.3f}" for k in ("reward", "accuracy") if k in m})
         bad_steps = bad_steps + 1 if m.get("skipped_nonfinite", 0) else 0
         if bad_steps >= run.max_nonfinite_steps:
             raise RuntimeError(f"train: {bad_steps} steps in a row (last: step {step}) had a NaN/inf loss or gradient and their "
                                f"updates were skipped; stopping. Lower the learning rate or check the reward and loss functions; "
                                f"the last good checkpoint is {latest_checkpoint(out)}")
-        if run.checkpoint_every and (step + 1) % run.checkpoint_every == 0 and step + 1 < num_steps:
+        last = step + 1 == num_steps
+        if eval_dataset is not None and ((run.eval_every and (step + 1) % run.eval_every == 0) or last): record(held_out(step + 1))
+        if run.checkpoint_every and (step + 1) % run.checkpoint_every == 0 and not last:
             save_checkpoint(model, tokenizer, step + 1, out, state={"metrics": rows, "config": config_record}, **ckpt_kw)
     metrics = pd.DataFrame(rows)
     if run.save_final and num_steps > start:
         save_checkpoint(model, tokenizer, num_steps, out, state={"metrics": rows, "config": config_record}, **ckpt_kw)
-    if rank == 0 and len(metrics): plot_curves(metrics, out / "curves.png", show=interactive if run.show_plot is None else run.show_plot)
+    if rank == 0:
+        evals = [r for r in rows if "eval_reward" in r]
+        summary = {"steps": num_steps, "train_seconds": time.time() - t_loop - sum(r["time_eval"] for r in evals if r["step"] > start),
+                   "eval_before": evals[0] if evals and evals[0]["step"] == 0 else None, "eval_after": evals[-1] if evals else None}
+        (out / "summary.json").write_text(json.dumps(summary, indent=1))
+        if len(metrics): plot_curves(metrics, out / "curves.png", show=interactive if run.show_plot is None else run.show_plot)
+        for log in loggers: log.close()
     return TrainResult(unwrap_model(model) if acc is not None else model, tokenizer, metrics, out)
