@@ -9,6 +9,7 @@ cfg = cfg['DEFAULT']
 requirements = cfg.get('requirements', '').split()
 dev_requirements = cfg.get('dev_requirements', '').split()
 docs_requirements = cfg.get('docs_requirements', '').split()
+math_requirements = cfg.get('math_requirements', '').split()
 console_scripts = cfg.get('console_scripts', '').split()
 
 setuptools.setup(
@@ -25,7 +26,8 @@ setuptools.setup(
     packages=setuptools.find_packages(include=['rlprims', 'rlprims.*']),
     include_package_data=True,
     install_requires=requirements,
-    extras_require={'dev': dev_requirements + docs_requirements, 'docs': docs_requirements},
+    extras_require={'dev': dev_requirements + docs_requirements + math_requirements, 'docs': docs_requirements,
+                    'math': math_requirements},
     python_requires='>=' + cfg['min_python'],
     zip_safe=False,
     entry_points={'console_scripts': console_scripts, 'nbdev': [f"{cfg['lib_path']}={cfg['lib_path']}._modidx:d"]},

@@ -83,7 +83,8 @@ def main(argv=None):
         "site_name: rlprims", f"repo_url: {repo}", "docs_dir: docs", f"site_dir: {a.site}", "use_directory_urls: false",
         "theme:", "  name: material", "plugins:", "  - search", "  - mkdocs-jupyter:", "      execute: false", "      include_source: true",
         "markdown_extensions:", "  - tables", "  - pymdownx.superfences", *nav, ""]))
-    r = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(work / "mkdocs.yml")], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(work / "mkdocs.yml")], capture_output=True, text=True,
+                       cwd=work)   # mkdocs-jupyter keeps its cache in the working folder
     if r.returncode: sys.exit(r.stdout[-3000:] + r.stderr[-6000:])
     print(f"docs: {len(nbs)} notebooks and {len(mods)} API pages in {a.site}")
 

@@ -5,12 +5,14 @@
 # %% ../nbs/02a_tasks.ipynb #475491aa
 from __future__ import annotations
 import random, re
-from typing import Optional
+from typing import Callable, Optional
 import torch
 from .core import *
+from .rewards import math_answer_reward, extract_answer, normalize_number, _named
 
 # %% auto #0
-__all__ = ['ADDITION_REWARDS', 'create_addition_dataset', 'correct', 'answer_format']
+__all__ = ['ADDITION_REWARDS', 'MATH_REWARDS', 'create_addition_dataset', 'correct', 'answer_format', 'create_word_problems',
+           'verified_answer_reward', 'hashes_format']
 
 # %% ../nbs/02a_tasks.ipynb #ec51c5de
 def create_addition_dataset(n: int, low: int = 10, high: int = 99, seed: int = 0) -> list[dict]:
@@ -35,3 +37,60 @@ def answer_format(rollout: Rollout) -> float:
     return 0.1 if re.fullmatch(r"[\d\s+=]*-?\d+\s*\.?\s*", rollout.generation.text) else 0.0
 
 ADDITION_REWARDS = {"correct": correct, "format": answer_format}
+
+# %% ../nbs/02a_tasks.ipynb #e40ca2ff
+_NAMES = ["Ana", "Ben", "Chen", "Dara", "Eli", "Femi", "Gus", "Hana", "Ivo", "Jia"]
+_ITEMS = ["apple", "marble", "sticker", "pencil", "card", "shell"]
+
+def _word_problem(rng: random.Random) -> tuple[str, int]:
+    "One story and its answer, from one of five templates."
+    name, item, kind = rng.choice(_NAMES), rng.choice(_ITEMS), rng.randrange(5)
+    if kind == 0:
+        a, b, c = rng.randint(5, 30), rng.randint(2, 6), rng.randint(2, 9)
+        d = rng.randint(1, a + b * c - 1)
+        return (f"{name} has {a} {item}s. {name} buys {b} packs with {c} {item}s in each pack, then gives {d} {item}s to a friend. "
+                f"How many {item}s does {name} have now?", a + b * c - d)
+    if kind == 1:
+        price, n = rng.randint(2, 9), rng.randint(2, 8)
+        bill = rng.choice([b for b in (20, 50, 100) if b > price * n])
+        return (f"A shop sells {item}s for {price} dollars each. {name} buys {n} {item}s and pays with a {bill} dollar bill. "
+                f"How many dollars of change does {name} get?", bill - price * n)
+    if kind == 2:
+        a, days, extra = rng.randint(3, 12), rng.randint(2, 6), rng.randint(1, 10)
+        total = a * days + extra + rng.randint(1, 40)
+        return (f"A book has {total} pages. {name} reads {a} pages a day for {days} days, and then {extra} more pages. "
+                f"How many pages are left to read?", total - a * days - extra)
+    if kind == 3:
+        rooms, per, removed = rng.randint(2, 6), rng.randint(2, 9), rng.randint(1, 20)
+        return (f"A hall has {rooms * per + removed} chairs. {removed} chairs are taken away, and the rest are shared equally among "
+                f"{rooms} rooms. How many chairs does each room get?", per)
+    wage, hours, days = rng.randint(8, 20), rng.randint(2, 8), rng.randint(2, 5)
+    spent = rng.randint(1, wage * hours * days - 1)
+    return (f"{name} earns {wage} dollars an hour and works {hours} hours on each of {days} days. {name} then spends {spent} dollars. "
+            f"How many dollars does {name} have left?", wage * hours * days - spent)
+
+def create_word_problems(n: int, seed: int = 0) -> list[dict]:
+    "`n` word problems `{'prompt', 'answer'}` with whole-number answers, two or three steps each."
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        story, answer = _word_problem(rng)
+        out.append({"prompt": f"{story} Think step by step, then write the final answer as a number after ####.", "answer": str(answer)})
+    return out
+
+# %% ../nbs/02a_tasks.ipynb #2141e2d2
+def verified_answer_reward(answer_key: str = "answer") -> Callable[[Rollout], float]:
+    "1.0 if the completion's final answer equals `metadata[answer_key]`: by math-verify when installed, else by `math_answer_reward`."
+    try: from math_verify import parse, verify
+    except ImportError: return math_answer_reward(answer_key)
+    def reward_fn(rollout: Rollout) -> float:
+        pred = extract_answer(rollout.generation.text)
+        if pred is None: return 0.0
+        return float(verify(parse(str(rollout.metadata[answer_key])), parse(pred)))
+    return _named(reward_fn, "math_verify")
+
+def hashes_format(rollout: Rollout) -> float:
+    "0.1 when the completion ends on `#### <number>`."
+    return 0.1 if re.search(r"####\s*-?[\d,]+(?:\.\d+)?\s*$", rollout.generation.text) else 0.0
+
+MATH_REWARDS = {"correct": verified_answer_reward(), "format": hashes_format}

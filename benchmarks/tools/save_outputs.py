@@ -14,7 +14,7 @@ nb = read_nb(path)
 def skip(cell):
     if cell.cell_type != "code": return True
     src = cell.source
-    if "#| slow" in src or "#| eval: false" in src or src.startswith("#| hide"): return True
+    if "#| slow" in src or "#| hub" in src or "#| eval: false" in src or src.startswith("#| hide"): return True
     return False
 sh = CaptureShell(path=os.path.dirname(os.path.abspath(path)))
 sh.enable_matplotlib("inline")
