@@ -274,7 +274,7 @@ def _moved_keywords(fname: str, kwargs: Mapping[str, Any], run: RunConfig, hooks
                             ". Options of a rollout function (max_turns, tool_executor, ...) go in with functools.partial: "
                             "hooks=Hooks(rollout_fn=partial(create_multiturn_rollouts, max_turns=2))")
     if not kwargs: return run, hooks, {}
-    homes = {k: "RunConfig" if k in RunConfig._fields else "Hooks" if k in Hooks._fields else "create_runner" for k in kwargs}
+    homes = {k: "create_runner" if runner_ok and k in _RUNNER_ARGS else "RunConfig" if k in RunConfig._fields else "Hooks" for k in kwargs}
     warnings.warn(f"{fname}: " + ", ".join(f"{k}= is now {homes[k]}({k}=...)" for k in kwargs) +
                   "; pass run=RunConfig(...), hooks=Hooks(...)" + (", runner=create_runner(...)" if runner_ok else ""), FutureWarning, stacklevel=3)
     run = run._replace(**{k: v for k, v in kwargs.items() if homes[k] == "RunConfig"})

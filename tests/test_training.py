@@ -3,6 +3,7 @@ import json, math
 from pathlib import Path
 import pandas as pd
 import pytest
+import torch
 from rlprims.core import GenerationConfig, RunConfig, Hooks
 from rlprims.generation import load_tokenizer
 from rlprims.training import train, create_addition_dataset, ADDITION_REWARDS, tiny_test_model, latest_checkpoint
@@ -77,3 +78,25 @@ def test_console_script_exits_zero(monkeypatch):
     entry = getattr(importlib.import_module(mod), fn)
     monkeypatch.setattr(T, "main", lambda argv=None: {"accuracy_after": 1.0})   # what main returns: a summary dict
     assert entry() == 0                                                          # the generated script calls sys.exit(entry())
+
+
+def test_old_keywords_still_work_with_a_warning(tok, tmp_path):
+    "Settings passed the old way (train(seed=..., progress=...), training_iteration(precision=...)) warn and change nothing."
+    import warnings
+    from rlprims.precision import create_precision
+    from rlprims.training import training_iteration
+    from rlprims.algorithms import get_algorithm_config
+    new = _run(tok, tmp_path / "new", 2).metrics
+    with pytest.warns(FutureWarning, match=r"seed= is now RunConfig\(seed=...\)"):
+        old = train(prompts=create_addition_dataset(16), reward_fn=ADDITION_REWARDS, num_steps=2, batch_size=2, num_generations=2,
+                    learning_rate=1e-3, output_dir=tmp_path / "old", model=tiny_test_model(), tokenizer=tok, gen_config=GEN,
+                    progress=False, seed=7, checkpoint_every=1).metrics
+    cols = ["reward", "loss", "grad_norm", "entropy"]
+    assert old[cols].values.tolist() == new[cols].values.tolist()
+    with pytest.raises(TypeError, match="did you mean 'seed'"):
+        train(prompts=create_addition_dataset(4), reward_fn=ADDITION_REWARDS, model=tiny_test_model(), tokenizer=tok, sed=3)
+    model = tiny_test_model()
+    with pytest.warns(FutureWarning, match=r"precision= is now create_runner"):
+        st = training_iteration(model, tok, create_addition_dataset(2), GEN, get_algorithm_config(0, "grpo"), ADDITION_REWARDS,
+                                torch.optim.SGD(model.parameters(), lr=0.0), num_generations=2, precision=create_precision("fp32"))
+    assert math.isfinite(st.metrics["loss"])
