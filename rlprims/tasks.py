@@ -42,8 +42,16 @@ ADDITION_REWARDS = {"correct": correct, "format": answer_format}
 _NAMES = ["Ana", "Ben", "Chen", "Dara", "Eli", "Femi", "Gus", "Hana", "Ivo", "Jia"]
 _ITEMS = ["apple", "marble", "sticker", "pencil", "card", "shell"]
 
+def _one_step_problem(rng: random.Random) -> tuple[str, int]:
+    "One story with a single operation, and its answer."
+    name, item, kind = rng.choice(_NAMES), rng.choice(_ITEMS), rng.randrange(3)
+    a, b = rng.randint(10, 60), rng.randint(2, 9)
+    if kind == 0: return f"{name} has {a} {item}s and buys {b} more. How many {item}s does {name} have now?", a + b
+    if kind == 1: return f"{name} has {a} {item}s and gives {b} to a friend. How many {item}s does {name} have left?", a - b
+    return f"{name} buys {b} packs with {a} {item}s in each pack. How many {item}s does {name} buy?", a * b
+
 def _word_problem(rng: random.Random) -> tuple[str, int]:
-    "One story and its answer, from one of five templates."
+    "One story and its answer, from one of five templates of two or three steps."
     name, item, kind = rng.choice(_NAMES), rng.choice(_ITEMS), rng.randrange(5)
     if kind == 0:
         a, b, c = rng.randint(5, 30), rng.randint(2, 6), rng.randint(2, 9)
@@ -69,12 +77,13 @@ def _word_problem(rng: random.Random) -> tuple[str, int]:
     return (f"{name} earns {wage} dollars an hour and works {hours} hours on each of {days} days. {name} then spends {spent} dollars. "
             f"How many dollars does {name} have left?", wage * hours * days - spent)
 
-def create_word_problems(n: int, seed: int = 0) -> list[dict]:
-    "`n` word problems `{'prompt', 'answer'}` with whole-number answers, two or three steps each."
+def create_word_problems(n: int, seed: int = 0, level: int = 2) -> list[dict]:
+    "`n` word problems `{'prompt', 'answer'}` with whole-number answers: one step each (`level=1`) or two or three (`level=2`)."
+    if level not in (1, 2): raise ValueError(f"create_word_problems: level={level!r}; expected 1 (one step) or 2 (two or three steps)")
     rng = random.Random(seed)
     out = []
     for _ in range(n):
-        story, answer = _word_problem(rng)
+        story, answer = (_one_step_problem if level == 1 else _word_problem)(rng)
         out.append({"prompt": f"{story} Think step by step, then write the final answer as a number after ####.", "answer": str(answer)})
     return out
 
