@@ -35,7 +35,7 @@ def _mismatch_metrics(metrics: dict) -> dict:
     ntok = max(metrics.pop("sum/mismatch_tokens"), 1)
     return {"sampler_logprob_diff": metrics.pop("sum/mismatch_abs") / ntok, "sampler_kl": metrics.pop("sum/mismatch_kl") / ntok}
 
-def _reward_metrics(res: RolloutResult, gen_config: GenerationConfig, accuracy_key: str) -> dict:
+def _reward_metrics(res: RolloutResult, accuracy_key: str) -> dict:
     "Reward, reward components, accuracy, length and truncation statistics of one batch of rollouts."
     b = res.batch
     lengths = b.train_mask.sum(-1)

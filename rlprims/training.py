@@ -119,9 +119,9 @@ def collect_rollouts(
         return concat_rollout_results(_all_gather(out, r.world), pad_token_id=_pad_id(tokenizer)) if r.world > 1 else out
     t0, acc_key = time.time(), run.accuracy_key
     res = collect(prompts)
-    if not config.dynamic_sampling: return res, {**_reward_metrics(res, gen_config, acc_key), "time_rollout": time.time() - t0}
+    if not config.dynamic_sampling: return res, {**_reward_metrics(res, acc_key), "time_rollout": time.time() - t0}
     res, seen, rounds = _dynamic_sampling(res, collect, prompt_source, len(prompts), G, config.max_sampling_rounds, acc_key, _pad_id(tokenizer))
-    return res, {**_reward_metrics(seen, gen_config, acc_key), "sampling_rounds": rounds, "kept_frac": res.batch.size / max(seen.batch.size, 1),
+    return res, {**_reward_metrics(seen, acc_key), "sampling_rounds": rounds, "kept_frac": res.batch.size / max(seen.batch.size, 1),
                  "kept_groups": res.batch.size // G, "time_rollout": time.time() - t0}
 
 # %% ../nbs/06_training.ipynb #5039609b
