@@ -165,12 +165,23 @@ def _new_decode_state(N: int, P: int, T: int, config: GenerationConfig, eos: tor
     z = lambda *shape, dtype=torch.long: torch.zeros(*shape, dtype=dtype, device=dev)
     return SimpleNamespace(
         N=N, P=P, T=T, Lmax=P + T - 1, config=config, eos=eos, pad=pad, dev=torch.device(dev), keys={}, values={}, inv=None, calls=0, triton=False,
-        mask=z(N, P + T, dtype=torch.bool),                  # [N, P+T] cache slots each row attends to
-        tok=z(N), pos=z(N),                                  # [N] the token fed next and its position id
+        rows=torch.arange(N, device=dev),                    # [n] the batch row each decoding row is; n shrinks as compaction drops done rows
+        lengths=None,                                        # [n] forced completion lengths (benchmarks, tests), or None
+        mask=z(N, P + T, dtype=torch.bool),                  # [n, P+T] cache slots each row attends to
+        tok=z(N), pos=z(N),                                  # [n] the token fed next and its position id
         t=z(1), col=z(1),                                    # index of the token sampled next; cache slot of the fed token
         done=z(N, dtype=torch.bool),
-        tokens=torch.full((N, T), pad, dtype=torch.long, device=dev),   # [N, T] outputs, written one column per step
+        tokens=torch.full((N, T), pad, dtype=torch.long, device=dev),   # [N, T] outputs, one column per step, row S.rows[i] for decoding row i
         logprobs=z(N, T, dtype=torch.float32), valid=z(N, T, dtype=torch.bool))
+
+def _force_lengths(S: SimpleNamespace, tok: torch.Tensor, lp: torch.Tensor, logits: torch.Tensor, t) -> tuple[torch.Tensor, torch.Tensor]:
+    "Rows whose forced length ends at token index `t`: EOS and its log-prob in place of what was sampled."
+    if S.lengths is None: return tok, lp
+    end = S.lengths - 1 == t
+    temp = S.config.temperature if (S.config.do_sample and S.config.temperature > 0) else 1.0
+    z = logits.float() / temp
+    eos_lp = z[:, S.eos[0]] - torch.logsumexp(z, -1)
+    return torch.where(end, S.eos[0], tok), torch.where(end, eos_lp, lp)
 
 def _decode_step(model, S: SimpleNamespace, L: int, banned: bool):
     "One decode step (attention over at most `L` slots): forward the fed tokens, sample, record, advance. No host sync."
@@ -178,14 +189,22 @@ def _decode_step(model, S: SimpleNamespace, L: int, banned: bool):
                    use_cache=False, logits_to_keep=1, rlprims_decode=S).logits[:, -1]
     if S.triton and S.plain: tok, lp = sample_gumbel(logits, S.config.temperature, S.seed, S.t, S.eos if banned else None)
     else: tok, lp = sample_next_token(logits, S.config, banned=S.eos if banned else None)
+    tok, lp = _force_lengths(S, tok, lp, logits, S.t)
     live = ~S.done
     tok = torch.where(live, tok, S.pad)
-    S.tokens.index_copy_(1, S.t, tok[:, None])
-    S.logprobs.index_copy_(1, S.t, torch.where(live, lp, 0.0)[:, None])
-    S.valid.index_copy_(1, S.t, live[:, None])
+    at = (S.rows, S.t.expand_as(S.rows))                    # each decoding row's output row, this step's column
+    S.tokens.index_put_(at, tok); S.logprobs.index_put_(at, torch.where(live, lp, 0.0)); S.valid.index_put_(at, live)
     S.done |= (tok[:, None] == S.eos).any(-1)
     S.tok.copy_(tok); S.t += 1; S.pos += 1; S.col += 1
     S.mask.index_fill_(1, S.col, True)                      # the token just sampled is visible from the next step on
+
+def _compact(S: SimpleNamespace, n: int) -> None:
+    "Keep `n` decoding rows, the live ones first (then done ones as filler): every per-row tensor and cache is gathered."
+    keep = torch.argsort(S.done.to(torch.int8), stable=True)[:n]
+    for cache in (S.keys, S.values):
+        for layer in cache: cache[layer] = cache[layer][keep]
+    for name in ("rows", "mask", "tok", "pos", "done") + (("lengths",) if S.lengths is not None else ()):
+        setattr(S, name, getattr(S, name)[keep])
 
 @contextlib.contextmanager
 def static_decoding(model, S: SimpleNamespace):
@@ -214,10 +233,11 @@ def _has_triton() -> bool:
     try: import triton; return True
     except ImportError: return False
 
-def _decode_loop(model, S: SimpleNamespace, logits: torch.Tensor, mask: torch.Tensor, graphs: bool, check_every: int):
+def _decode_loop(model, S: SimpleNamespace, logits: torch.Tensor, mask: torch.Tensor, graphs: bool, check_every: int, compact: bool = True):
     "Sample the first token from the prefill's `logits`, then the rest one step at a time: each step a CUDA graph (captured once per key), or eager."
     config, eos, P, T = S.config, S.eos, S.P, S.T
     tok, lp = sample_next_token(logits, config, banned=eos if config.min_new_tokens > 0 else None)
+    tok, lp = _force_lengths(S, tok, lp, logits, 0)
     S.tokens[:, 0], S.logprobs[:, 0], S.valid[:, 0] = tok, lp, True
     S.done.copy_((tok[:, None] == eos).any(-1)); S.tok.copy_(tok)
     S.t.fill_(1); S.col.fill_(P); S.pos.copy_(mask.sum(1)); S.mask[:, P] = True
@@ -240,7 +260,11 @@ def _decode_loop(model, S: SimpleNamespace, logits: torch.Tensor, mask: torch.Te
             g = captured[key] = torch.cuda.CUDAGraph()
             with torch.cuda.graph(g, pool=pool): _decode_step(model, S, *key)
             pool = g.pool(); g.replay()
-        if t % check_every == 0 and bool(S.done.all()): break
+        if t % check_every == 0:                        # the host looks: stop when all are done, drop done rows when few are live
+            live = int((~S.done).sum())
+            if live == 0: break
+            if compact and _next_pow2(live) <= len(S.rows) // 2:
+                captured.clear(); _compact(S, _next_pow2(live))   # graphs of the old size point at freed tensors: drop them first
 
 @_without_autocast
 @torch.no_grad()
@@ -248,10 +272,18 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
                         compute_logprobs: bool = True, eos_ids: Optional[Sequence[int]] = None,
                         static: Optional[bool] = None,       # None: the static-cache loop on CUDA, `generate_batch` elsewhere
                         cuda_graphs: Optional[bool] = None,  # None: on CUDA; False runs the same steps eagerly
-                        check_every: int = 16) -> RolloutBatch:   # decode steps between the host's all-done checks
+                        check_every: int = 16,               # decode steps between the host's looks at the done flags
+                        compact: bool = True,                # at a look, keep only the live rows when they fit in half the batch
+                        forced_lengths: Optional[torch.Tensor] = None) -> RolloutBatch:   # [N]: row i ends with EOS as its forced_lengths[i]-th token
     "Drop-in `generate_batch` (same arguments and result) with a preallocated KV cache and each decode step one CUDA graph."
     dev = next(model.parameters()).device
     T = config.max_new_tokens
+    if forced_lengths is not None:
+        if forced_lengths.shape != prompt_ids.shape[:1] or not bool(((forced_lengths >= 1) & (forced_lengths <= T)).all()):
+            raise ValueError(f"generate_batch_fast: forced_lengths must be [N={prompt_ids.shape[0]}] integers in 1..max_new_tokens={T}; "
+                             f"got shape {tuple(forced_lengths.shape)}")
+        if static is None: static = True                    # the forcing lives in the static loop, which also runs on a CPU
+        if T < 2 or not config.use_cache: raise ValueError("generate_batch_fast: forced_lengths needs max_new_tokens >= 2 and use_cache")
     if not (dev.type == "cuda" if static is None else static) or not config.use_cache or T < 2:
         return generate_batch(model, tokenizer, prompt_ids, prompt_mask, config, compute_logprobs, eos_ids)
     graphs = dev.type == "cuda" if cuda_graphs is None else cuda_graphs
@@ -263,11 +295,13 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
     S.triton = graphs and dev.type == "cuda" and _has_triton()
     S.plain, S.seed = _plain_sampling(config), torch.randint(0, 2**31 - 1, (1,)).to(dev)   # Triton sampling: its seed from torch's RNG
     S.mask[:, :P] = mask.bool()
+    if forced_lengths is not None: S.lengths = forced_lengths.to(dev).long()
     with static_decoding(model, S):
         try: logits = _prefill_static(model, S, ids, mask)
         except NotImplementedError: S.calls = 0
-        if S.calls > 0: _decode_loop(model, S, logits, mask, graphs, check_every)
+        if S.calls > 0: _decode_loop(model, S, logits, mask, graphs, check_every, compact)
     if S.calls == 0:                                        # attention does not go through transformers' interface here
+        if forced_lengths is not None: raise NotImplementedError("generate_batch_fast: forced_lengths needs a model whose attention goes through transformers' AttentionInterface")
         return generate_batch(model, tokenizer, prompt_ids, prompt_mask, config, compute_logprobs, eos_ids)
     W = int(S.valid.sum(1).max())                           # as generate_batch: as wide as the longest completion
     return RolloutBatch(prompt_ids=prompt_ids, prompt_mask=prompt_mask.float(), completion_ids=S.tokens[:, :W].cpu(),

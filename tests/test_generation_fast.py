@@ -83,3 +83,58 @@ def test_fused_norms_are_undone(setup):
     assert all("forward" not in vars(m) for m in mods) and _fuse_rms_norms(model) == mods   # all back, and fusable again
     _unfuse(mods)
     torch.testing.assert_close(model.model.norm(x), ref, atol=0, rtol=0)
+
+def _record_compactions(monkeypatch):
+    import rlprims.fast_decode as fd
+    sizes, compact = [], fd._compact
+    monkeypatch.setattr(fd, "_compact", lambda S, n: (sizes.append((len(S.rows), n)), compact(S, n)))
+    return sizes
+
+def test_compaction_changes_no_token(setup, monkeypatch):
+    model, tok, pids, pmask = setup
+    pids, pmask = pids.repeat(2, 1), pmask.repeat(2, 1)          # 12 rows
+    lengths = torch.tensor([2, 16, 3, 1, 5, 9, 4, 2, 12, 6, 3, 7])
+    cfg = GenerationConfig(max_new_tokens=16, min_new_tokens=16, do_sample=False)
+    sizes = _record_compactions(monkeypatch)
+    a = generate_batch(model, tok, pids, pmask, cfg)
+    b = generate_batch_fast(model, tok, pids, pmask, cfg, forced_lengths=lengths, check_every=1)
+    c = generate_batch_fast(model, tok, pids, pmask, cfg, forced_lengths=lengths, check_every=1, compact=False)
+    assert sizes == [(12, 4), (4, 2), (2, 1)]                    # 4 rows live after 6 tokens, 2 after 9, 1 after 12
+    assert torch.equal(b.completion_ids, c.completion_ids) and torch.equal(b.completion_mask, c.completion_mask)
+    for i, n in enumerate(lengths.tolist()): assert torch.equal(b.completion_ids[i, :n - 1], a.completion_ids[i, :n - 1])
+    torch.testing.assert_close(b.logprobs, c.logprobs, atol=1e-5, rtol=0)
+
+def test_forced_lengths_long_tail(setup, monkeypatch):
+    model, tok, pids, pmask = setup
+    T = 24
+    lengths = torch.tensor([1, 24, 3, 7, 2, 11])
+    sizes = _record_compactions(monkeypatch)
+    torch.manual_seed(0)
+    cfg = GenerationConfig(max_new_tokens=T, min_new_tokens=T, temperature=1.0, top_p=1.0, top_k=0)
+    b = generate_batch_fast(model, tok, pids, pmask, cfg, forced_lengths=lengths, check_every=4)
+    assert torch.equal(b.completion_mask.sum(-1).long(), lengths) and b.completion_ids.shape == (6, 24)
+    assert all(int(b.completion_ids[i, n - 1]) == tok.eos_token_id for i, n in enumerate(lengths.tolist()))
+    assert sizes == [(6, 2), (2, 1)]                             # live rows: 3 after 4 steps -> 2 rows, 1 after 12 -> 1
+    fresh = compute_logprobs_for_tokens(model, b.prompt_ids, b.prompt_mask, b.completion_ids, completion_mask=b.completion_mask)
+    torch.testing.assert_close(fresh * b.completion_mask, b.logprobs, atol=1e-4, rtol=0)
+
+@pytest.mark.parametrize("bad", [torch.tensor([0, 1, 1, 1, 1, 1]), torch.tensor([1, 2, 3]), torch.tensor([9, 1, 1, 1, 1, 1])])
+def test_forced_lengths_checked(setup, bad):
+    model, tok, pids, pmask = setup
+    with pytest.raises(ValueError, match="forced_lengths"):
+        generate_batch_fast(model, tok, pids, pmask, GenerationConfig(max_new_tokens=8), forced_lengths=bad)
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU (CUDA graphs, Triton)")
+def test_gpu_compaction_with_graphs(setup, monkeypatch):
+    model, tok, pids, pmask = setup
+    gm = tiny_test_model(seed=1).cuda()
+    pids, pmask = pids.repeat(8, 1), pmask.repeat(8, 1)          # 48 rows
+    T = 64
+    lengths = torch.randint(1, T + 1, (48,), generator=torch.Generator().manual_seed(0))
+    cfg = GenerationConfig(max_new_tokens=T, min_new_tokens=T, do_sample=False)
+    sizes = _record_compactions(monkeypatch)
+    b = generate_batch_fast(gm, tok, pids, pmask, cfg, forced_lengths=lengths)
+    c = generate_batch_fast(gm, tok, pids, pmask, cfg, forced_lengths=lengths, compact=False)
+    assert sizes and torch.equal(b.completion_mask.sum(-1).long(), lengths)
+    assert torch.equal(b.completion_ids, c.completion_ids)
+    torch.testing.assert_close(b.logprobs, c.logprobs, atol=1e-4, rtol=0)
