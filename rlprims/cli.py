@@ -42,6 +42,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     p.add_argument("--batch-size", type=_positive_int, default=8, help="prompts per step, over all processes")
     p.add_argument("--max-new-tokens", type=_positive_int, default=24, help="completion length budget")
     p.add_argument("--lora", action="store_true", help="train a LoRA adapter instead of all weights")
+    p.add_argument("--activation-checkpointing", action="store_true", help="recompute activations in the backward: less memory, more compute")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling, the prompt draws and the data split")
     p.add_argument("--out", default="./rlprims-run", help="output folder")
     p.add_argument("--resume-from", default=None, help="a checkpoint folder, or a run folder (its newest readable checkpoint)")
@@ -87,7 +88,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
                 train_overrides={"micro_batch_size": a.micro_batch_size, "scale_rewards": scale},
                 learning_rate=a.lr, kl_coef=a.kl_coef, output_dir=a.out, num_generations=a.num_generations, gen_config=gen,
                 eval_dataset=eval_set, resume_from=a.resume_from, model=model, tokenizer=tokenizer,
-                run=RunConfig(seed=a.seed, use_lora=a.lora, distributed=acc if acc is not None else "none", precision=prec.name,
+                run=RunConfig(seed=a.seed, use_lora=a.lora, activation_checkpointing=a.activation_checkpointing, distributed=acc if acc is not None else "none", precision=prec.name,
                               eval_every=a.eval_every, checkpoint_every=a.checkpoint_every, progress=False),
                 hooks=Hooks(log_fn=log))
     evals = res.metrics.dropna(subset=["eval_accuracy"]) if "eval_accuracy" in res.metrics else res.metrics.iloc[:0]

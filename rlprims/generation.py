@@ -243,7 +243,10 @@ def compute_logprobs_for_tokens(
     if completion_mask is None: completion_mask = torch.ones_like(generated_ids)
     from transformers import DynamicCache
     dev = next(model.parameters()).device
-    if share_prefix is None: share_prefix = dev.type == "cpu"
+    recomputes = requires_grad and model.training and any(getattr(m, "gradient_checkpointing", False) for m in model.modules())
+    if share_prefix is None: share_prefix = dev.type == "cpu" and not recomputes   # checkpointed layers write no KV cache
+    elif share_prefix and recomputes: raise ValueError("compute_logprobs_for_tokens: share_prefix=True needs a KV cache, which "
+                                                       "activation-checkpointed layers don't write in training; leave share_prefix=None")
     if fuse_norms is None: fuse_norms = dev.type == "cuda"
     lps, ents = [], []
     P = prompt_ids.shape[1]

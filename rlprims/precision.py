@@ -11,7 +11,7 @@ from .kl import _is_peft_model
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'resolve_precision', 'Precision', 'create_precision', 'autocast', 'prepare_for_training', 'load_dtype',
-           'sync_sampler', 'disable_dropout', 'backward', 'optimizer_step']
+           'sync_sampler', 'disable_dropout', 'backward', 'optimizer_step', 'enable_activation_checkpointing']
 
 # %% ../nbs/06a_precision.ipynb #8b9f332b
 PRECISIONS = ("auto", "fp32", "bf16-mixed", "fp16-mixed", "bf16")
@@ -125,3 +125,13 @@ def optimizer_step(optimizer: torch.optim.Optimizer, params, max_grad_norm: floa
         scaler.update()
     elif finite: optimizer.step()
     return norms[0], finite
+
+# %% ../nbs/06a_precision.ipynb #5ae0aebf
+def enable_activation_checkpointing(model: torch.nn.Module) -> torch.nn.Module:
+    "Recompute each transformer layer's activations in the backward pass instead of storing them (training mode only); returns `model`."
+    if not getattr(model, "supports_gradient_checkpointing", False):
+        raise ValueError(f"enable_activation_checkpointing: {type(model).__name__} does not support gradient checkpointing")
+    if hasattr(model, "activation_checkpointing_enable"):   # transformers >= 5.2x; the older name warns there
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else: model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model

@@ -20,7 +20,7 @@ from .online_dpo import best_worst_pairs
 from .critic import value_loss, Critic, create_critic, critic_parameters, critic_values
 from .kl import kl_per_token, kl_estimator_for
 from .precision import (PRECISIONS, Precision, create_precision, prepare_for_training, load_dtype, sync_sampler, disable_dropout,
-                        autocast, backward, optimizer_step)
+                        enable_activation_checkpointing, autocast, backward, optimizer_step)
 from .metrics import (_reward_metrics, _mismatch_sums, _mismatch_metrics, _average_logs, update_ema_metrics,
                              plot_curves, evaluate, append_metrics_csv, create_loggers, TRACKERS)
 from .tasks import create_addition_dataset, correct, answer_format, ADDITION_REWARDS
@@ -447,6 +447,7 @@ def train(
         if tokenizer is None: tokenizer = load_tokenizer(model_name)
     if acc is not None: model = model.to(acc.device)
     if not run.keep_dropout: disable_dropout(model)
+    if run.activation_checkpointing: enable_activation_checkpointing(model)
     model, sampler = prepare_for_training(model, prec, sampler=not fsdp)   # fp32 master weights; a bf16 copy to sample from
     gen_config = gen_config or GenerationConfig(max_new_tokens=32, temperature=1.0, top_p=1.0, top_k=0)
     overrides = dict(train_overrides or {})

@@ -138,3 +138,15 @@ def test_gpu_compaction_with_graphs(setup, monkeypatch):
     assert sizes and torch.equal(b.completion_mask.sum(-1).long(), lengths)
     assert torch.equal(b.completion_ids, c.completion_ids)
     torch.testing.assert_close(b.logprobs, c.logprobs, atol=1e-4, rtol=0)
+
+def test_scoring_under_activation_checkpointing(setup):
+    "Checkpointed layers write no KV cache in training: the shared-prompt scoring path is avoided (None) or refused (True)."
+    from rlprims.precision import enable_activation_checkpointing
+    _, tok, pids, pmask = setup
+    plain, ckpt = tiny_test_model(seed=1).train(), enable_activation_checkpointing(tiny_test_model(seed=1).train())
+    c = torch.randint(0, 1000, (6, 5), generator=torch.Generator().manual_seed(0))
+    a = compute_logprobs_for_tokens(plain, pids, pmask, c, requires_grad=True)
+    b = compute_logprobs_for_tokens(ckpt, pids, pmask, c, requires_grad=True)
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="share_prefix"):
+        compute_logprobs_for_tokens(ckpt, pids, pmask, c, requires_grad=True, share_prefix=True)

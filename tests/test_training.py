@@ -100,3 +100,18 @@ def test_old_keywords_still_work_with_a_warning(tok, tmp_path):
         st = training_iteration(model, tok, create_addition_dataset(2), GEN, get_algorithm_config(0, "grpo"), ADDITION_REWARDS,
                                 torch.optim.SGD(model.parameters(), lr=0.0), num_generations=2, precision=create_precision("fp32"))
     assert math.isfinite(st.metrics["loss"])
+
+
+def test_activation_checkpointing_trains_the_same(tok, tmp_path):
+    "RunConfig(activation_checkpointing=True) recomputes activations; the run's numbers are those of a run without it."
+    def run(ckpt, out):
+        vowels = lambda r: sum(ch in "aeiou" for ch in r.generation.text) / 10   # a reward that varies, so the loss has a gradient
+        return train(prompts=create_addition_dataset(16), reward_fn={"vowels": vowels}, num_steps=2, batch_size=2, num_generations=4,
+                     learning_rate=1e-3, output_dir=out, model=tiny_test_model(), tokenizer=tok, gen_config=GEN,
+                     run=RunConfig(progress=False, seed=7, save_final=False, activation_checkpointing=ckpt))
+    plain, ckpt = run(False, tmp_path / "plain"), run(True, tmp_path / "ckpt")
+    assert ckpt.model.model.layers[0].gradient_checkpointing and not plain.model.model.layers[0].gradient_checkpointing
+    cols = ["reward", "loss", "grad_norm", "tokens"]
+    assert plain.metrics["grad_norm"].min() > 1e-3
+    assert torch.allclose(torch.tensor(plain.metrics[cols].values), torch.tensor(ckpt.metrics[cols].values), rtol=1e-5, atol=1e-6)
+    assert json.loads((tmp_path / "ckpt" / "config.json").read_text())["run"]["activation_checkpointing"] is True
