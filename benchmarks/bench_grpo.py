@@ -9,14 +9,62 @@ own); the parent prints the table.
     python benchmarks/bench_grpo.py --device cpu      # the main job's settings: embedded SmolLM2-135M, fp32, 8x8x24, lr 1e-5, micro 32, batch-std advantages
     python benchmarks/bench_grpo.py --device cuda     # SmolLM2-135M shape, random weights, bf16-mixed (--precision bf16: pure bf16), 64x8x256
     python benchmarks/bench_grpo.py --quick           # a tiny 2-step CPU smoke run (CI)
+    python benchmarks/bench_grpo.py --device cuda --shape qwen2.5-1.5b --T 1024 --lengths longtail   # one cell of matrix.py
+
+`--shape` builds a randomly initialised model of a known architecture from a config written here (no hub); the tokenizer is
+the embedded model's. `--lengths longtail` gives every row its own completion length (log-normal, median a quarter of the
+budget, 10% at the cap, the same fixed-seed draw for both libraries): rlprims through `generate_batch_fast(forced_lengths=)`,
+TRL through a logits processor on `model.generate` that ends each row with EOS at its length.
 """
 from __future__ import annotations
-import argparse, json, os, platform, resource, statistics, subprocess, sys, tempfile, time
+import argparse, json, math, os, platform, resource, statistics, subprocess, sys, tempfile, time
 from datetime import date
 from pathlib import Path
 
 RESULT = "BENCH_RESULT "
 HERE = Path(__file__).resolve().parent
+
+# Architectures by their published sizes (random weights: the cost does not depend on them). Token ids come from the
+# embedded SmolLM2 tokenizer (vocabulary 49152, inside every vocabulary here), so bos/eos/pad are its ids.
+SHAPES = {
+    "smollm2-135m": None,   # the embedded model's own config.json
+    "qwen2.5-1.5b": dict(architectures=["Qwen2ForCausalLM"], model_type="qwen2", hidden_size=1536, intermediate_size=8960,
+                         num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2, max_position_embeddings=32768,
+                         rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=True, vocab_size=151936, use_sliding_window=False,
+                         hidden_act="silu"),
+    "qwen3-8b": dict(architectures=["Qwen3ForCausalLM"], model_type="qwen3", hidden_size=4096, intermediate_size=12288,
+                     num_hidden_layers=36, num_attention_heads=32, num_key_value_heads=8, head_dim=128, max_position_embeddings=40960,
+                     rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=False, vocab_size=151936, use_sliding_window=False,
+                     hidden_act="silu"),
+    "llama3.1-8b": dict(architectures=["LlamaForCausalLM"], model_type="llama", hidden_size=4096, intermediate_size=14336,
+                        num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=131072,
+                        rope_theta=500000.0, rms_norm_eps=1e-5, tie_word_embeddings=False, vocab_size=128256, hidden_act="silu"),
+}
+
+def shape_dir(shape: str) -> str:
+    "A folder with `shape`'s config.json and the embedded tokenizer (written once into a temp folder)."
+    import shutil
+    from rlprims.models import fetch_embedded_model
+    dev_copy = HERE.parent / ".dev" / "smollm2"              # config + tokenizer, for machines without the embedded model
+    src = dev_copy if (dev_copy / "tokenizer.json").exists() else Path(fetch_embedded_model(verbose=False))
+    if SHAPES[shape] is None: return str(src)
+    d = Path(tempfile.gettempdir()) / f"rlprims-shape-{shape}"
+    d.mkdir(exist_ok=True)
+    for f in src.iterdir():
+        if f.name.startswith("tokenizer") or f.name == "chat_template.jinja": shutil.copy(f, d / f.name)
+    ids = json.loads((src / "config.json").read_text())
+    cfg = dict(SHAPES[shape], bos_token_id=ids.get("bos_token_id"), eos_token_id=ids.get("eos_token_id"), pad_token_id=ids.get("pad_token_id"),
+               torch_dtype="bfloat16")
+    (d / "config.json").write_text(json.dumps(cfg, indent=1))
+    return str(d)
+
+def row_lengths(step: int, n: int, T: int, kind: str):
+    "Completion lengths `[n]` of one step: all `T` (forced), or long-tailed: log-normal, median T/4, 10% at the cap T (fixed seed per step)."
+    import numpy as np, torch
+    if kind == "forced": return torch.full((n,), T, dtype=torch.long)
+    sigma = math.log(4) / 1.2815515655446004                  # P(length >= T) = P(z >= ln 4 / sigma) = 10%
+    x = np.exp(np.random.default_rng(1000 + step).normal(math.log(T / 4), sigma, n))
+    return torch.tensor(np.clip(np.round(x), 1, T), dtype=torch.long)
 
 
 def settings(a) -> dict:
@@ -30,6 +78,8 @@ def settings(a) -> dict:
     s["dtype"] = "bfloat16" if s["precision"] == "bf16" else "float32"   # mixed: both libraries hold fp32 weights and compute in bf16
     s["model"] = "embedded" if s["device"] == "cpu" else "random"
     if a.model_dir: s["model_dir"] = a.model_dir
+    if a.shape: s.update(shape=a.shape, model="random")
+    s.update(lengths=a.lengths, lora=a.lora, grad_ckpt=a.grad_ckpt, mem_fraction=a.mem_fraction)
     return s
 
 
@@ -48,11 +98,24 @@ def load(s):
     if s["model"] == "embedded":
         return load_model(None, dtype=s["dtype"], device_map=s["device"]), load_tokenizer()
     from transformers import AutoConfig, AutoModelForCausalLM
-    d = s.get("model_dir") or str(HERE.parent / ".dev" / "smollm2")
-    if not (Path(d) / "config.json").exists(): d = str(fetch_embedded_model())
+    if s.get("shape"): d = shape_dir(s["shape"])
+    else:
+        d = s.get("model_dir") or str(HERE.parent / ".dev" / "smollm2")
+        if not (Path(d) / "config.json").exists(): d = str(fetch_embedded_model())
     cfg = AutoConfig.from_pretrained(d)
-    model = AutoModelForCausalLM.from_config(cfg, dtype=getattr(torch, s["dtype"])).to(s["device"])
+    dtype = torch.bfloat16 if s["lora"] and s["precision"] != "fp32" else getattr(torch, s["dtype"])   # a LoRA base: frozen, in the compute dtype
+    with torch.device(s["device"]): model = AutoModelForCausalLM.from_config(cfg, dtype=dtype)        # initialised on the device
     return model, load_tokenizer(d)
+
+def lora_config():
+    from peft import LoraConfig
+    from rlprims.models import find_lora_targets
+    return lambda model: LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, bias="none", task_type="CAUSAL_LM", target_modules=find_lora_targets(model))
+
+def cap_memory(s):
+    "Emulate a smaller GPU: let this process allocate only `mem_fraction` of the device's memory."
+    import torch
+    if s["device"] == "cuda" and s.get("mem_fraction"): torch.cuda.set_per_process_memory_fraction(s["mem_fraction"])
 
 def dataset(s):
     from rlprims.training import create_addition_dataset
@@ -95,14 +158,27 @@ def run_rlprims(s, a):
     try: from rlprims.fast_decode import generate_batch_fast
     except ImportError: generate_batch_fast = None
     dev = s["device"]
+    cap_memory(s)
     model, tok = load(s)
+    if s["lora"]:
+        from peft import get_peft_model
+        model = get_peft_model(model, lora_config()(model))
     prec = create_precision(s["precision"], dev)
     model, sampler = prepare_for_training(model, prec)       # bf16-mixed: fp32 master weights, a bf16 copy to sample from
     data = dataset(s)
     gen = GenerationConfig(max_new_tokens=s["T"], min_new_tokens=s["T"], temperature=1.0, top_p=1.0, top_k=0)
     cfg = get_algorithm_config(0, "grpo", learning_rate=s["lr"], kl_coef=0.0, micro_batch_size=s["micro"], scale_rewards=s["scale"])
-    opt = torch.optim.AdamW(model.parameters(), lr=s["lr"], weight_decay=0.0, **({"fused": True} if dev == "cuda" else {}))
+    if s["grad_ckpt"]:
+        from rlprims.precision import enable_activation_checkpointing
+        enable_activation_checkpointing(model)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=s["lr"], weight_decay=0.0, **({"fused": True} if dev == "cuda" else {}))
     generator = generate_batch_fast if (generate_batch_fast is not None and not a.eager) else generate_batch
+    if s["lengths"] != "forced":
+        if generator is not generate_batch_fast: sys.exit("bench_grpo: --lengths longtail needs generate_batch_fast")
+        calls = []
+        def generator(model, tokenizer, pids, pmask, config, compute_logprobs=True, **kw):   # this step's row lengths
+            calls.append(1)
+            return generate_batch_fast(model, tokenizer, pids, pmask, config, compute_logprobs, forced_lengths=row_lengths(len(calls) - 1, len(pids), s["T"], s["lengths"]), **kw)
     runner = create_runner(model, precision=prec, sampler_model=None if sampler is model else sampler)
     rec = {}
     def timed(name, fn):
@@ -129,18 +205,32 @@ def run_rlprims(s, a):
         steps.append(row)
         print(f"rlprims step {i} {'(warm-up)' if i < s['warmup'] else ''}: " + "  ".join(f"{k} {v:.3f}" for k, v in row.items()), flush=True)
     peak = peak_memory(dev)
-    out = dict(lib="rlprims", generator=generator.__name__, steps=steps[s["warmup"]:], peak_gib=peak)
+    out = dict(lib="rlprims", generator="generate_batch_fast" if s["lengths"] != "forced" else generator.__name__, steps=steps[s["warmup"]:], peak_gib=peak)
+    del opt; model.zero_grad(set_to_none=True)
+    if dev == "cuda": torch.cuda.empty_cache()
     # plain transformers generate at the same batch, and the rlprims generator alone
     texts = [d["prompt"] for d in data[:s["prompts"]]]
     pids, pmask = tokenize_prompts(tok, texts, n=s["G"])
     out["prompt_len"] = pmask.sum(-1).float().mean().item()
-    out["generate_tps"] = plain_generate_tps(sampler, tok, pids, pmask, s, a.gen_reps)
-    torch.manual_seed(0)
-    t = []
-    for _ in range(a.gen_reps):
-        sync(dev); t0 = time.perf_counter(); b = generator(sampler, tok, pids, pmask, gen); sync(dev); t.append(time.perf_counter() - t0)
-    out["generator_tps"] = b.completion_mask.sum().item() / statistics.median(t)
-    out["roofline"] = roofline(sampler, s, out["prompt_len"], dev)
+    if a.gen_reps and not a.no_generate_baseline: out["generate_tps"] = plain_generate_tps(sampler, tok, pids, pmask, s, a.gen_reps)
+    def gen_time(**kw):
+        "Median seconds and tokens of the rlprims generator alone at this batch."
+        torch.manual_seed(0); t = []
+        for _ in range(max(a.gen_reps, 1)):
+            sync(dev); t0 = time.perf_counter(); b = generate_batch_fast(sampler, tok, pids, pmask, gen, **kw) if kw else generator(sampler, tok, pids, pmask, gen)
+            sync(dev); t.append(time.perf_counter() - t0)
+        return statistics.median(t), b.completion_mask.sum().item()
+    sec, n = gen_time()
+    out["generator_tps"] = n / sec
+    if s["lengths"] != "forced" and dev == "cuda":   # the same lengths with compaction off; the same tokens at equal lengths
+        L = row_lengths(0, len(pids), s["T"], s["lengths"])
+        sec_lt, n_lt = gen_time(forced_lengths=L)
+        sec_static, _ = gen_time(forced_lengths=L, compact=False)
+        sec_eq, n_eq = gen_time(forced_lengths=torch.full_like(L, round(L.float().mean().item())))
+        out["longtail"] = dict(tokens=n_lt, mean_length=L.float().mean().item(), max_length=int(L.max()), at_cap=(L == s["T"]).float().mean().item(),
+                               seconds=sec_lt, seconds_no_compaction=sec_static, seconds_equal_lengths=sec_eq, tokens_equal=n_eq,
+                               cost_vs_equal=(sec_lt / n_lt) / (sec_eq / n_eq))
+    out.update(roofline=roofline(sampler, s, out["prompt_len"], dev), n_rows=len(pids), T=s["T"])
     if a.profile: profile_step(model, tok, data[:s["prompts"]], gen, cfg, rewards, opt, s, generator)
     emit(out)
 
@@ -230,8 +320,9 @@ def run_trl(s, a):
     except ImportError as e:
         print(f"TRL is not installed ({e}); skipping it. `pip install trl datasets` to compare.", flush=True)
         emit(dict(lib="trl", skipped=str(e))); return
-    from transformers import TrainerCallback
+    from transformers import TrainerCallback, LogitsProcessor, LogitsProcessorList
     dev = s["device"]
+    cap_memory(s)
     model, tok = load(s)
     data = dataset(s)
     ds = Dataset.from_list([{"prompt": [{"role": "user", "content": d["prompt"]}], "answer": d["answer"]} for d in data])
@@ -247,7 +338,7 @@ def run_trl(s, a):
         learning_rate=s["lr"], lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0,
         optim="adamw_torch_fused" if dev == "cuda" else "adamw_torch", beta=0.0, epsilon=0.2, loss_type="dapo",
         scale_rewards=s["scale"], num_iterations=1, bf16=dev == "cuda" and s["precision"] in ("bf16-mixed", "bf16"), fp16=False,
-        use_cpu=dev == "cpu", gradient_checkpointing=False, use_vllm=False, max_steps=s["warmup"] + s["steps"],
+        use_cpu=dev == "cpu", gradient_checkpointing=s["grad_ckpt"], use_vllm=False, max_steps=s["warmup"] + s["steps"],
         shuffle_dataset=False, logging_steps=1, report_to="none", save_strategy="no", disable_tqdm=True,
         log_completions=False, seed=0, dataloader_num_workers=0)
     rec, steps = {}, []
@@ -262,7 +353,23 @@ def run_trl(s, a):
             steps.append(row)
             i = len(steps) - 1
             print(f"trl step {i} {'(warm-up)' if i < s['warmup'] else ''}: " + "  ".join(f"{k} {v:.3f}" for k, v in row.items()), flush=True)
-    trainer = GRPOTrainer(model=model, reward_funcs=[answer_reward], args=args, train_dataset=ds, processing_class=tok, callbacks=[Timer()])
+    if s["lengths"] != "forced":   # each row ends with EOS at its length: the same lengths, step by step, as rlprims' rows
+        eos, calls = tok.eos_token_id, []
+        class EndAtLength(LogitsProcessor):
+            def __init__(self, lengths, start): self.lengths, self.start = lengths, start
+            def __call__(self, input_ids, scores):
+                end = (self.lengths.to(scores.device) - 1) == (input_ids.shape[1] - self.start)
+                forced = torch.full_like(scores, float("-inf")); forced[:, eos] = 0.0
+                return torch.where(end[:, None], forced, scores)
+        plain_generate = model.generate
+        def generate(*args, **kw):
+            ids = kw.get("input_ids", args[0] if args else None)
+            calls.append(1)
+            L = row_lengths(len(calls) - 1, ids.shape[0], s["T"], s["lengths"])
+            return plain_generate(*args, logits_processor=LogitsProcessorList([EndAtLength(L, ids.shape[1])]), **kw)
+        model.generate = generate
+    peft = dict(peft_config=lora_config()(model)) if s["lora"] else {}
+    trainer = GRPOTrainer(model=model, reward_funcs=[answer_reward], args=args, train_dataset=ds, processing_class=tok, callbacks=[Timer()], **peft)
     def timed(name, fn, when=lambda: True):
         def wrapper(*args, **kw):
             if not when(): return fn(*args, **kw)
@@ -286,6 +393,15 @@ def run_trl(s, a):
 
 def median(rows, k): return statistics.median(r[k] for r in rows) if rows else float("nan")
 
+def tokens_per_second(r, phase):
+    "Generated tokens over the seconds of `phase` ('generation' or 'total'), summed over the timed steps."
+    return sum(x["tokens"] for x in r["steps"]) / sum(x[phase] for x in r["steps"])
+
+def decode_fraction(r) -> float:
+    "Share of the decode roofline the generator alone reached (forced equal lengths only)."
+    f = r["roofline"]
+    return max(f["t_mem"], f["t_flop"]) * r["generator_tps"] / (r["n_rows"] * r["T"])
+
 def table(s, res) -> str:
     libs = [l for l in ("rlprims", "trl") if l in res and "steps" in res[l]]
     N, T = s["prompts"] * s["G"], s["T"]
@@ -301,17 +417,26 @@ def table(s, res) -> str:
               row("  extra log-prob passes (s)", lambda r: median(r["steps"], "logprobs")),
               row("  forward+backward+update (s)", lambda r: median(r["steps"], "update")),
               row("  other: tokenize, decode, rewards (s)", lambda r: median(r["steps"], "other")),
-              row("generated tokens/s (generation phase)", lambda r: N * T / median(r["steps"], "generation"), "{:,.0f}"),
-              row("generated tokens/s (whole step)", lambda r: N * T / median(r["steps"], "total"), "{:,.0f}"),
+              row("generated tokens per step", lambda r: median(r["steps"], "tokens"), "{:,.0f}"),
+              row("generated tokens/s (generation phase)", lambda r: tokens_per_second(r, "generation"), "{:,.0f}"),
+              row("generated tokens/s (whole step)", lambda r: tokens_per_second(r, "total"), "{:,.0f}"),
               row("peak " + ("GPU memory allocated" if s["device"] == "cuda" else "RSS") + " (GiB)", lambda r: r["peak_gib"], "{:.2f}"),
               row("process CPU time per step (s)", lambda r: median(r["steps"], "cpu") if "cpu" in r["steps"][0] else float("nan"))]
     out = "\n".join(lines)
     r = res.get("rlprims", {})
-    if "generate_tps" in r:
-        gen_phase = N * T / median(r["steps"], "generation")
-        out += (f"\n\nplain model.generate at batch {N} x {T} forced tokens: {r['generate_tps']:,.0f} tokens/s"
-                f"\nrlprims generator ({r['generator']}) alone: {r['generator_tps']:,.0f} tokens/s = {r['generator_tps'] / r['generate_tps']:.2f}x generate;"
-                f" inside the GRPO step: {gen_phase:,.0f} tokens/s = {gen_phase / r['generate_tps']:.2f}x generate")
+    if "generator_tps" in r:
+        gen_phase = tokens_per_second(r, "generation")
+        out += f"\n\nrlprims generator ({r['generator']}) alone: {r['generator_tps']:,.0f} tokens/s; inside the GRPO step: {gen_phase:,.0f} tokens/s"
+        if "generate_tps" in r:
+            out += (f"\nplain model.generate at batch {N} x {T} forced tokens: {r['generate_tps']:,.0f} tokens/s; "
+                    f"the generator alone is {r['generator_tps'] / r['generate_tps']:.2f}x that")
+    if "longtail" in r:
+        lt = r["longtail"]
+        out += (f"\nlong-tailed lengths (mean {lt['mean_length']:.0f}, max {lt['max_length']}, {lt['at_cap']:.0%} at the cap of {T}): "
+                f"{lt['seconds']:.3f} s for {lt['tokens']:,.0f} tokens; {lt['seconds_no_compaction']:.3f} s without compaction; "
+                f"{lt['seconds_equal_lengths']:.3f} s for {lt['tokens_equal']:,.0f} tokens at equal lengths: "
+                f"a long-tailed token costs {lt['cost_vs_equal']:.2f}x an equal-length one")
+    elif "roofline" in r and s["lengths"] == "forced":
         f = r["roofline"]
         floor = max(f["t_mem"], f["t_flop"])
         achieved = N * T / r["generator_tps"]
@@ -330,6 +455,13 @@ def main(argv=None):
     p.add_argument("--T", type=int, help="new tokens (forced)"); p.add_argument("--lr", type=float)
     p.add_argument("--micro", type=int, help="completions per forward/backward micro-batch, both libraries")
     p.add_argument("--model-dir", help="config + tokenizer folder for the random model (CUDA mode)")
+    p.add_argument("--shape", choices=list(SHAPES), help="a random model of this architecture (config written here, embedded tokenizer)")
+    p.add_argument("--lengths", choices=["forced", "longtail"], default="forced",
+                   help="every row the full --T tokens, or per-row long-tailed lengths (the same for both libraries)")
+    p.add_argument("--lora", action="store_true", help="train LoRA adapters (rank 16, all linear layers of the blocks), both libraries")
+    p.add_argument("--grad-ckpt", action="store_true", help="activation (gradient) checkpointing, both libraries")
+    p.add_argument("--mem-fraction", type=float, help="cap each worker's GPU memory at this fraction of the card (emulates a smaller GPU)")
+    p.add_argument("--no-generate-baseline", action="store_true", help="skip timing plain model.generate (slow at long budgets)")
     p.add_argument("--quick", action="store_true", help="tiny 2-step CPU smoke run")
     p.add_argument("--precision", choices=["fp32", "bf16-mixed", "bf16"],
                    help="both libraries: fp32; bf16-mixed (fp32 weights, bf16 compute: rlprims' GPU default, TRL's bf16=True on an fp32 "
