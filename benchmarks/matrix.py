@@ -96,7 +96,7 @@ def summarize(out: Path):
     merged = {}
     for f in sorted(out.glob("*.json")):
         res = json.loads(f.read_text())
-        cell = merged.setdefault(f.name.split(".")[0], dict(res, results={}))
+        cell = merged.setdefault(f.name.rsplit(".", 2)[0], dict(res, results={}))   # <cell>.<libs>.json
         cell["results"].update(res["results"])
     order = list(cells())
     rows = [summary_row(k, merged[k]) for k in sorted(merged, key=lambda k: order.index(k) if k in order else len(order))]

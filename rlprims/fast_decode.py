@@ -180,8 +180,9 @@ def _force_lengths(S: SimpleNamespace, tok: torch.Tensor, lp: torch.Tensor, logi
     end = S.lengths - 1 == t
     temp = S.config.temperature if (S.config.do_sample and S.config.temperature > 0) else 1.0
     z = logits.float() / temp
-    eos_lp = z[:, S.eos[0]] - torch.logsumexp(z, -1)
-    return torch.where(end, S.eos[0], tok), torch.where(end, eos_lp, lp)
+    eos = S.eos[:1]                                         # a tensor index: no host sync inside a CUDA graph
+    eos_lp = z.index_select(1, eos)[:, 0] - torch.logsumexp(z, -1)
+    return torch.where(end, eos, tok), torch.where(end, eos_lp, lp)
 
 def _decode_step(model, S: SimpleNamespace, L: int, banned: bool):
     "One decode step (attention over at most `L` slots): forward the fed tokens, sample, record, advance. No host sync."
@@ -264,7 +265,8 @@ def _decode_loop(model, S: SimpleNamespace, logits: torch.Tensor, mask: torch.Te
             live = int((~S.done).sum())
             if live == 0: break
             if compact and _next_pow2(live) <= len(S.rows) // 2:
-                captured.clear(); _compact(S, _next_pow2(live))   # graphs of the old size point at freed tensors: drop them first
+                captured, pool = {}, None                    # graphs of the old size point at tensors about to be freed: drop them, and their pool
+                _compact(S, _next_pow2(live))
 
 @_without_autocast
 @torch.no_grad()
