@@ -16,8 +16,9 @@ warnings.filterwarnings("ignore", message=".*past_key_values.*is deprecated", ca
 
 # %% auto #0
 __all__ = ['CHAT_ROLES', 'format_prompt', 'model_context_length', 'tokenize_prompts', 'parse_thinking', 'position_ids_from_mask',
-           'entropy_from_logits', 'token_logprobs', 'prefill', 'compute_logprobs_for_tokens', 'sample_from_logprobs',
-           'sample_next_token', 'eos_token_ids', 'generate_batch', 'decode_completions', 'generate']
+           'entropy_from_logits', 'token_logprobs', 'prefill', 'length_sorted', 'compute_logprobs_for_tokens',
+           'sample_from_logprobs', 'sample_next_token', 'eos_token_ids', 'generate_batch', 'decode_completions',
+           'generate']
 
 # %% ../nbs/01_generation.ipynb #a55d067c
 CHAT_ROLES = ("system", "user", "assistant", "tool")
@@ -221,6 +222,10 @@ def _undo_fused(mods: list):
     try: yield
     finally: _unfuse(mods)
 
+def length_sorted(completion_mask: torch.Tensor) -> torch.Tensor:
+    "Row order `[B]`, longest completion first (ties keep their order): cut into micro-batches, rows of similar length share one."
+    return torch.argsort(completion_mask.sum(-1), descending=True, stable=True)
+
 def compute_logprobs_for_tokens(
     model: torch.nn.Module,
     prompt_ids: torch.Tensor,              # [B, P] left-padded
@@ -234,6 +239,7 @@ def compute_logprobs_for_tokens(
     return_entropy: bool = False,
     share_prefix: Optional[bool] = None,   # run identical prompts once (see `prefill`); None = on CPU only (slower on a GPU, see below)
     fuse_norms: Optional[bool] = None,     # run RMSNorm layers as one `F.rms_norm` (less activation memory); None = on CUDA only
+    sort_by_length: Optional[bool] = None, # micro-batches of rows of similar length (less padding); None = when prompts aren't shared
 ) -> Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
     "Log-probs `[B, T]` (fp32, on `generated_ids`' device) of `generated_ids` given the prompts; with `return_entropy`, also entropies `[B, T]`."
     B, T = generated_ids.shape
@@ -248,6 +254,10 @@ def compute_logprobs_for_tokens(
     elif share_prefix and recomputes: raise ValueError("compute_logprobs_for_tokens: share_prefix=True needs a KV cache, which "
                                                        "activation-checkpointed layers don't write in training; leave share_prefix=None")
     if fuse_norms is None: fuse_norms = dev.type == "cuda"
+    order = None                                       # sorting would split the groups whose prompt a shared pass runs once
+    if (not share_prefix if sort_by_length is None else sort_by_length) and B > micro_batch_size:
+        order = length_sorted(completion_mask)
+        prompt_ids, prompt_mask, generated_ids, completion_mask = (x[order.to(x.device)] for x in (prompt_ids, prompt_mask, generated_ids, completion_mask))
     lps, ents = [], []
     P = prompt_ids.shape[1]
     norms = _fuse_rms_norms(model) if fuse_norms else []
@@ -276,8 +286,9 @@ def compute_logprobs_for_tokens(
             lps.append(F.pad(lp, pad))
             if return_entropy: ents.append(F.pad(ent, pad))
             del x
-    lp = torch.cat(lps).to(generated_ids.device)            # where the caller's tensors live (the graph follows)
-    return (lp, torch.cat(ents).to(generated_ids.device)) if return_entropy else lp
+    back = (lambda x: x) if order is None else (lambda x: x[torch.argsort(order).to(x.device)])   # rows in the caller's order
+    lp = back(torch.cat(lps).to(generated_ids.device))      # where the caller's tensors live (the graph follows)
+    return (lp, back(torch.cat(ents).to(generated_ids.device))) if return_entropy else lp
 
 # %% ../nbs/01_generation.ipynb #4f061f87
 def sample_from_logprobs(logp: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from .core import *
-from .generation import load_model, load_tokenizer, compute_logprobs_for_tokens, generate_batch, format_prompt
+from .generation import load_model, load_tokenizer, compute_logprobs_for_tokens, generate_batch, format_prompt, length_sorted
 from .rollouts import create_batch_rollouts, RolloutResult, concat_rollout_results, select_rollout_result
 from .algorithms import (compute_advantages, compute_policy_loss, get_algorithm_config, filter_groups,
                                 overlong_penalty, TOKEN_LEVEL_ADVANTAGES, _kl_penalty)
@@ -138,6 +138,10 @@ def _micro_batches(config: TrainingConfig, n: int, G: int) -> tuple[int, int]:
     mbs, mic = config.mini_batch_size or n, config.micro_batch_size
     return (_whole_groups(mbs, G), _whole_groups(mic, G)) if config.loss_type == "online_dpo" else (mbs, mic)
 
+def _sorts_by_length(runner: Runner, config: TrainingConfig) -> bool:
+    "Cut micro-batches from length-sorted rows? Where prompts aren't shared (off the CPU, see `compute_logprobs_for_tokens`), and not for online DPO, whose pairs live in groups."
+    return config.loss_type != "online_dpo" and (runner.fsdp or next(runner.policy.parameters()).device.type != "cpu")
+
 def _score(runner: Runner, rows: RolloutBatch, temperature: float, micro_batch_size: int, grad: bool = False):
     "The trainer's log-probs and entropies `[N, T]` of `rows`, under the run's precision."
     with autocast(runner.precision):
@@ -205,6 +209,7 @@ def update_policy(runner: Runner, update: PolicyUpdate, optimizer: torch.optim.O
             ranges = _row_ranges(len(mini), r.world, unit)
             lo, hi = ranges[r.rank]
             mine = mini[lo:hi]                                       # this process's rows of the mini-batch
+            if _sorts_by_length(r, cfg): mine = mine[length_sorted(mask[mine])]   # micro-batches of similar lengths: less padding
             n_micro = max(math.ceil((e - a) / mic) for a, e in ranges)
             optimizer.zero_grad(set_to_none=True)
             finite_loss = True
