@@ -12,3 +12,25 @@ def test_bench_grpo_quick_runs(tmp_path):
     import json
     res = json.loads(out.read_text())["results"]["rlprims"]
     assert len(res["steps"]) == 2 and all(s["total"] > 0 and s["tokens"] == 2 * 4 * 8 for s in res["steps"])
+
+def test_matrix_quick_runs_a_long_tailed_cell(tmp_path):
+    "matrix.py --quick: one cell's plumbing on the CPU (shape config, long-tailed forced lengths, the summary table)."
+    import json
+    root = Path(__file__).resolve().parent.parent
+    r = subprocess.run([sys.executable, str(root / "benchmarks" / "matrix.py"), "135m-1k-longtail", "--quick", "--only", "rlprims",
+                        "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    res = json.loads((tmp_path / "135m-1k-longtail.rlprims.json").read_text())
+    assert res["settings"]["lengths"] == "longtail" and res["settings"]["T"] == 8
+    assert "| 135m-1k-longtail |" in (tmp_path / "matrix.md").read_text()
+    steps = res["results"]["rlprims"]["steps"]
+    assert 0 < steps[0]["tokens"] < 2 * 2 * 8                    # long-tailed: fewer tokens than the forced 4 rows x 8
+
+def test_long_tailed_lengths():
+    "The long-tailed draw: fixed per step, median about a quarter of the budget, about 10% at the cap."
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from bench_grpo import row_lengths
+    L = row_lengths(0, 4096, 1024, "longtail")
+    assert L.equal(row_lengths(0, 4096, 1024, "longtail")) and not L.equal(row_lengths(1, 4096, 1024, "longtail"))
+    assert 230 <= L.median() <= 290 and 0.08 <= (L == 1024).float().mean() <= 0.12 and L.min() >= 1
+    assert row_lengths(0, 5, 7, "forced").tolist() == [7] * 5
