@@ -88,8 +88,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
                 train_overrides={"micro_batch_size": a.micro_batch_size, "scale_rewards": scale},
                 learning_rate=a.lr, kl_coef=a.kl_coef, output_dir=a.out, num_generations=a.num_generations, gen_config=gen,
                 eval_dataset=eval_set, resume_from=a.resume_from, model=model, tokenizer=tokenizer,
-                run=RunConfig(seed=a.seed, use_lora=a.lora, activation_checkpointing=a.activation_checkpointing, distributed=acc if acc is not None else "none", precision=prec.name,
-                              eval_every=a.eval_every, checkpoint_every=a.checkpoint_every, progress=False),
+                run=RunConfig(seed=a.seed, use_lora=a.lora, distributed=acc if acc is not None else "none", precision=prec.name,
+                              eval_every=a.eval_every, checkpoint_every=a.checkpoint_every, progress=False,
+                              activation_checkpointing=a.activation_checkpointing),
                 hooks=Hooks(log_fn=log))
     evals = res.metrics.dropna(subset=["eval_accuracy"]) if "eval_accuracy" in res.metrics else res.metrics.iloc[:0]
     before = float(evals["eval_accuracy"].iloc[0]) if len(evals) and evals["step"].iloc[0] == 0 else None

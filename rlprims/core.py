@@ -110,7 +110,6 @@ class RunConfig(NamedTuple):
     weight_decay: float = 0.0               # AdamW
     warmup_steps: int = 0                   # linear learning-rate warm-up; 0 = none
     keep_dropout: bool = False              # False: dropout off in the policy, so the ratio pi / pi_old is exact
-    activation_checkpointing: bool = False  # recompute each layer's activations in the backward: less memory, about one more forward
     accuracy_key: str = "correct"           # the reward component logged as accuracy (and that DAPO's filter reads)
     reward_weights: Any = None              # weights of a list or dict of reward functions; None = 1 each
     on_reward_error: str = "raise"          # a reward function that raises or returns NaN: 'raise', or 'fallback' (0 and a count)
@@ -123,6 +122,7 @@ class RunConfig(NamedTuple):
     progress: bool = True                   # a progress bar
     show_plot: Optional[bool] = None        # show the curves inline; None = in notebooks only
     report_to: tuple = ()                   # experiment trackers: "tensorboard", "wandb", "trackio" (see rlprims.metrics.create_loggers)
+    activation_checkpointing: bool = False  # recompute each layer's activations in the backward: less memory, about one more forward
 
 class Hooks(NamedTuple):
     "The functions a run calls, each replaceable by a plain function; `None` = the built-in one."
