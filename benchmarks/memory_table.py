@@ -4,7 +4,7 @@ checkpointing on or off, the largest training micro-batch and the largest genera
 
     python benchmarks/memory_table.py --shape qwen2.5-1.5b --T 1024 4096 --budgets 24 80 141
     python benchmarks/memory_table.py --shape qwen3-8b --lora --T 1024 4096
-    python benchmarks/memory_table.py --quick        # CPU plumbing check (no memory cap, tiny sizes; CI)
+    python benchmarks/memory_table.py --quick        # CPU plumbing check (no memory cap, tiny sizes)
 
 A training step processes its rows one micro-batch at a time, so what a budget limits is (a) the rows of one
 forward+backward (`micro`, at P+T tokens each) next to the weights, gradients and AdamW state, and (b) the rows decoded
@@ -49,7 +49,7 @@ def main(argv=None):
     p.add_argument("--budgets", type=float, nargs="+", default=[24, 80, 141], help="GiB of GPU memory to emulate")
     p.add_argument("--ckpt", choices=["both", "on", "off"], default="both", help="activation checkpointing")
     p.add_argument("--max-rows", type=int, default=4096)
-    p.add_argument("--quick", action="store_true", help="CPU, SmolLM2 shape, T 8, no cap, sizes up to 4")
+    p.add_argument("--quick", action="store_true", help="CPU, SmolLM2 shape, T 4, no cap, sizes up to 2")
     p.add_argument("--out", help="write the table (markdown) and JSON here")
     a = p.parse_args(argv)
     from rlprims.core import GenerationConfig
@@ -59,7 +59,7 @@ def main(argv=None):
     from rlprims.training import create_addition_dataset
     from transformers import AutoConfig, AutoModelForCausalLM
     dev = "cpu" if a.quick else "cuda"
-    if a.quick: a.shape, a.T, a.budgets, a.max_rows = "smollm2-135m", [8], [0], 4
+    if a.quick: a.shape, a.T, a.budgets, a.max_rows = "smollm2-135m", [4], [0], 2
     d = shape_dir(a.shape)
     torch.manual_seed(0)
     with torch.device(dev): model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(d), dtype=torch.bfloat16 if a.lora else torch.float32)

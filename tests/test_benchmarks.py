@@ -34,3 +34,23 @@ def test_long_tailed_lengths():
     assert L.equal(row_lengths(0, 4096, 1024, "longtail")) and not L.equal(row_lengths(1, 4096, 1024, "longtail"))
     assert 230 <= L.median() <= 290 and 0.08 <= (L == 1024).float().mean() <= 0.12 and L.min() >= 1
     assert row_lengths(0, 5, 7, "forced").tolist() == [7] * 5
+
+def test_memory_table_quick_runs(tmp_path):
+    "memory_table.py --quick: the search and the table on the CPU (no memory cap; sizes up to 2 rows)."
+    import json
+    root = Path(__file__).resolve().parent.parent
+    r = subprocess.run([sys.executable, str(root / "benchmarks" / "memory_table.py"), "--quick", "--out", str(tmp_path)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    rows = json.loads((tmp_path / "memory-smollm2-135m.json").read_text())["rows"]
+    assert [(x["ckpt"], x["micro"], x["gen_rows"]) for x in rows] == [(False, 2, 2), (True, 2, None)]
+    assert "| smollm2-135m | full | on | 4 |" in (tmp_path / "memory-smollm2-135m.md").read_text()
+
+def test_largest_search():
+    "memory_table.largest: doubling then bisection to within 1/8, against a known threshold."
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from memory_table import largest
+    for limit in (1, 7, 100, 1000):
+        n, peak = largest(lambda m: float(m) if m <= limit else None, 1, 4096)
+        assert limit * 7 / 8 <= n <= limit and peak == n
+    assert largest(lambda m: None, 8, 64)[0] == 0
