@@ -1,0 +1,52 @@
+#!/usr/bin/env python
+"""Count the operators one decode step of `generate_batch_fast` runs, per decoder layer, by architecture (CPU, eager).
+
+    python benchmarks/tools/count_decode_ops.py [--shape qwen2.5-1.5b smollm2-135m]
+
+Each launching operator is a GPU kernel inside the step's CUDA graph, and at small batches a decode step costs about a
+few microseconds per kernel more than its bytes. The count is the difference between a 4-layer and a 2-layer copy of
+the shape (narrow, so it runs in seconds), halved. On a CPU the RMSNorms run unfused and attention is two matrix
+products; on CUDA the norms are one `F.rms_norm` each and attention one Triton kernel.
+"""
+import argparse, collections, sys
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import torch
+from torch.profiler import profile, ProfilerActivity
+from transformers import AutoConfig, AutoModelForCausalLM
+from bench_grpo import shape_dir, SHAPES
+from rlprims.core import GenerationConfig
+from rlprims.generation import load_tokenizer, tokenize_prompts
+import rlprims.fast_decode as fast_decode
+
+METADATA = {"aten::view", "aten::transpose", "aten::slice", "aten::unsqueeze", "aten::alias", "aten::reshape", "aten::expand",
+            "aten::select", "aten::as_strided", "aten::t", "aten::detach"}   # no kernel of their own
+
+def ops_per_step(shape: str, layers: int) -> collections.Counter:
+    "Top-level aten operators of one decode step of a narrow `layers`-layer copy of `shape`."
+    d = shape_dir(shape)
+    cfg = AutoConfig.from_pretrained(d)
+    cfg.update(dict(num_hidden_layers=layers, hidden_size=128, intermediate_size=256, num_attention_heads=4, num_key_value_heads=2,
+                    head_dim=32, vocab_size=49152))
+    if getattr(cfg, "layer_types", None): cfg.layer_types = ["full_attention"] * layers
+    model, tok = AutoModelForCausalLM.from_config(cfg), load_tokenizer(d)
+    pids, pmask = tokenize_prompts(tok, ["Hello there"], n=4)
+    seen, step = [], fast_decode._decode_step
+    def counted(*args):
+        with profile(activities=[ProfilerActivity.CPU]) as prof: step(*args)
+        seen.append(collections.Counter(e.name for e in prof.events() if e.name.startswith("aten::")
+                                        and (e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::"))))
+    fast_decode._decode_step = counted
+    try: fast_decode.generate_batch_fast(model, tok, pids, pmask, GenerationConfig(max_new_tokens=3, min_new_tokens=3), static=True)
+    finally: fast_decode._decode_step = step
+    return seen[-1]
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser()
+    p.add_argument("--shape", nargs="+", default=["qwen2.5-1.5b"], choices=list(SHAPES))
+    for shape in p.parse_args().shape:
+        two, four = ops_per_step(shape, 2), ops_per_step(shape, 4)
+        layer = {k: (four[k] - two[k]) / 2 for k in four if four[k] != two[k]}
+        launching = {k: v for k, v in layer.items() if k not in METADATA}
+        print(f"{shape}: {sum(layer.values()):.0f} operators per decoder layer, {sum(launching.values()):.0f} of them launch work "
+              f"(CPU path): " + ", ".join(f"{k[6:]} {v:g}" for k, v in sorted(launching.items(), key=lambda kv: -kv[1])))
