@@ -14,7 +14,7 @@ from .generation import (generate_batch, sample_next_token, eos_token_ids, posit
                                 _fuse_rms_norms, _unfuse)
 
 # %% auto #0
-__all__ = ['decode_attention', 'sample_gumbel', 'static_kv_attention', 'static_decoding', 'generate_batch_fast']
+__all__ = ['decode_attention', 'sample_gumbel', 'static_kv_attention', 'rotary_qk', 'static_decoding', 'generate_batch_fast']
 
 # %% ../nbs/01b_fast_decode.ipynb #ff3207c6
 @functools.cache
@@ -159,6 +159,61 @@ def _register_static_attention() -> str:
     AttentionInterface.register("rlprims_static_kv", static_kv_attention)
     return "rlprims_static_kv"
 
+# %% ../nbs/01b_fast_decode.ipynb #70f2fc24
+@functools.cache
+def _rotary_kernel():
+    "The Triton kernel of `rotary_qk` (built once)."
+    import triton, triton.language as tl
+
+    @triton.jit
+    def kernel(Q, K, COS, SIN, QO, KO, sqn, sqh, skn, skh, scn, ssn, son, soh, sokn, sokh,
+               HQ: tl.constexpr, HALF: tl.constexpr, BLOCK: tl.constexpr):
+        n, h = tl.program_id(0), tl.program_id(1)          # one row; a query head (h < HQ) or a key head
+        d = tl.arange(0, BLOCK)
+        m = d < HALF
+        c1 = tl.load(COS + n * scn + d, mask=m, other=0.0).to(tl.float32)
+        c2 = tl.load(COS + n * scn + HALF + d, mask=m, other=0.0).to(tl.float32)
+        s1 = tl.load(SIN + n * ssn + d, mask=m, other=0.0).to(tl.float32)
+        s2 = tl.load(SIN + n * ssn + HALF + d, mask=m, other=0.0).to(tl.float32)
+        if h < HQ:
+            src = Q + n * sqn + h * sqh
+            dst = QO + n * son + h * soh
+        else:
+            src = K + n * skn + (h - HQ) * skh
+            dst = KO + n * sokn + (h - HQ) * sokh
+        x1 = tl.load(src + d, mask=m, other=0.0)
+        x2 = tl.load(src + HALF + d, mask=m, other=0.0)
+        o1 = x1.to(tl.float32) * c1 - x2.to(tl.float32) * s1   # rotate_half(x) = (-x2, x1)
+        o2 = x2.to(tl.float32) * c2 + x1.to(tl.float32) * s2
+        tl.store(dst + d, o1.to(x1.dtype), mask=m)
+        tl.store(dst + HALF + d, o2.to(x1.dtype), mask=m)
+
+    return kernel
+
+def rotary_qk(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    "Rotary embedding of one token per row: `q` `[N, H, 1, D]`, `k` `[N, Hkv, 1, D]`, `cos`/`sin` `[N, 1, D]`; one Triton kernel, `(q, k)` rotated."
+    N, HQ, _, D = q.shape
+    qo, ko = torch.empty_like(q), torch.empty_like(k)
+    _rotary_kernel()[(N, HQ + k.shape[1])](
+        q, k, cos, sin, qo, ko, q.stride(0), q.stride(1), k.stride(0), k.stride(1), cos.stride(0), sin.stride(0),
+        qo.stride(0), qo.stride(1), ko.stride(0), ko.stride(1), HQ=HQ, HALF=D // 2, BLOCK=_next_pow2(D // 2))
+    return qo, ko
+
+def _triton_interpreted() -> bool:
+    "True under `TRITON_INTERPRET=1` (Triton kernels run on the CPU, slowly: for checks)."
+    import os
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+def _fused_rotary(original):
+    "An `apply_rotary_pos_emb` that runs `rotary_qk` for one token per row on CUDA, and `original` for anything else."
+    def apply_rotary_pos_emb(q, k, cos, sin, *args, **kwargs):
+        one_token = (q.dim() == 4 and q.shape[2] == 1 and k.shape[2] == 1 and cos.dim() == 3 and cos.shape[1] == 1
+                     and cos.shape[-1] == q.shape[-1] and q.shape[-1] % 2 == 0 and q.stride(-1) == 1 and k.stride(-1) == 1)
+        if one_token and not args and kwargs.get("unsqueeze_dim", 1) == 1 and (q.is_cuda or _triton_interpreted()):
+            return rotary_qk(q, k, cos, sin)
+        return original(q, k, cos, sin, *args, **kwargs)
+    return apply_rotary_pos_emb
+
 # %% ../nbs/01b_fast_decode.ipynb #da921c3b
 def _new_decode_state(N: int, P: int, T: int, config: GenerationConfig, eos: torch.Tensor, pad: int, dev) -> SimpleNamespace:
     "Preallocated buffers of one static decode: `N` rows, prompts padded to `P`, `T` new tokens."
@@ -207,14 +262,24 @@ def _compact(S: SimpleNamespace, n: int) -> None:
     for name in ("rows", "mask", "tok", "pos", "done") + (("lengths",) if S.lengths is not None else ()):
         setattr(S, name, getattr(S, name)[keep])
 
+def _swap_rotary(model) -> list:
+    "Point the modeling modules of `model`'s attention layers at `rotary_qk` for one-token steps; returns `(module, original)` pairs to undo."
+    import sys
+    mods = {sys.modules[type(m).__module__] for m in model.modules() if type(m).__name__.endswith("Attention")}
+    swapped = [(mod, mod.apply_rotary_pos_emb) for mod in mods if callable(getattr(mod, "apply_rotary_pos_emb", None))]
+    for mod, original in swapped: mod.apply_rotary_pos_emb = _fused_rotary(original)
+    return swapped
+
 @contextlib.contextmanager
 def static_decoding(model, S: SimpleNamespace):
-    "While inside: `model` in eval mode, its attention `static_kv_attention` (over `S`'s cache), its RMSNorms fused on CUDA. All restored on exit."
+    "While inside: `model` in eval mode, its attention `static_kv_attention` (over `S`'s cache), its RMSNorms fused on CUDA, its rotary embedding `rotary_qk` if `S.fused_rotary`. All restored on exit."
     was_training, attn = model.training, model.config._attn_implementation
     norms = _fuse_rms_norms(model) if S.dev.type == "cuda" else []   # as the scoring pass does on CUDA
+    swapped = _swap_rotary(model) if getattr(S, "fused_rotary", False) else []
     model.eval(); model.config._attn_implementation = _register_static_attention()
     try: yield model
     finally:
+        for mod, original in swapped: mod.apply_rotary_pos_emb = original
         _unfuse(norms); model.config._attn_implementation = attn; model.train(was_training)
 
 # %% ../nbs/01b_fast_decode.ipynb #d490f5da
@@ -276,7 +341,8 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
                         cuda_graphs: Optional[bool] = None,  # None: on CUDA; False runs the same steps eagerly
                         check_every: int = 16,               # decode steps between the host's looks at the done flags
                         compact: bool = True,                # at a look, keep only the live rows when they fit in half the batch
-                        forced_lengths: Optional[torch.Tensor] = None) -> RolloutBatch:   # [N]: row i ends with EOS as its forced_lengths[i]-th token
+                        forced_lengths: Optional[torch.Tensor] = None,   # [N]: row i ends with EOS as its forced_lengths[i]-th token
+                        fused_rotary: bool = False) -> RolloutBatch:     # decode steps apply the rotary embedding with `rotary_qk` (Triton)
     "Drop-in `generate_batch` (same arguments and result) with a preallocated KV cache and each decode step one CUDA graph."
     dev = next(model.parameters()).device
     T = config.max_new_tokens
@@ -298,6 +364,7 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
     S.plain, S.seed = _plain_sampling(config), torch.randint(0, 2**31 - 1, (1,)).to(dev)   # Triton sampling: its seed from torch's RNG
     S.mask[:, :P] = mask.bool()
     if forced_lengths is not None: S.lengths = forced_lengths.to(dev).long()
+    S.fused_rotary = fused_rotary and _has_triton() and (dev.type == "cuda" or _triton_interpreted())
     with static_decoding(model, S):
         try: logits = _prefill_static(model, S, ids, mask)
         except NotImplementedError: S.calls = 0

@@ -150,3 +150,28 @@ def test_scoring_under_activation_checkpointing(setup):
     torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="share_prefix"):
         compute_logprobs_for_tokens(ckpt, pids, pmask, c, requires_grad=True, share_prefix=True)
+
+def _triton_importable() -> bool:
+    try: import triton; return True
+    except ImportError: return False
+
+@pytest.mark.skipif(not torch.cuda.is_available() and not _triton_importable(), reason="needs a GPU, or Triton for its CPU interpreter")
+def test_fused_rotary_changes_no_token(setup, monkeypatch):
+    "generate_batch_fast(fused_rotary=True): rotary_qk in the decode steps, the same greedy tokens, transformers' function back after."
+    import transformers.models.llama.modeling_llama as llama
+    import rlprims.fast_decode as fd
+    model, tok, pids, pmask = setup
+    if torch.cuda.is_available(): model, kw = tiny_test_model(seed=1).cuda(), {}
+    else:                                                       # Triton's interpreter runs the kernel on the CPU
+        monkeypatch.setenv("TRITON_INTERPRET", "1"); fd._rotary_kernel.cache_clear(); kw = dict(static=True)
+    calls, rotary = [], fd.rotary_qk
+    monkeypatch.setattr(fd, "rotary_qk", lambda *a: (calls.append(1), rotary(*a))[1])
+    original = llama.apply_rotary_pos_emb
+    cfg = GenerationConfig(max_new_tokens=6, min_new_tokens=6, do_sample=False)
+    a = generate_batch_fast(model, tok, pids, pmask, cfg, **kw)
+    b = generate_batch_fast(model, tok, pids, pmask, cfg, fused_rotary=True, **kw)
+    if not torch.cuda.is_available(): fd._rotary_kernel.cache_clear()
+    assert llama.apply_rotary_pos_emb is original
+    assert len(calls) >= (2 if torch.cuda.is_available() else 5 * 2)   # layers x decode steps; on CUDA, the steps run eagerly or captured
+    assert torch.equal(a.completion_ids, b.completion_ids)
+    torch.testing.assert_close(a.logprobs, b.logprobs, atol=1e-5, rtol=0)
