@@ -79,7 +79,7 @@ def settings(a) -> dict:
     s["model"] = "embedded" if s["device"] == "cpu" else "random"
     if a.model_dir: s["model_dir"] = a.model_dir
     if a.shape: s.update(shape=a.shape, model="random")
-    s.update(lengths=a.lengths, lora=a.lora, grad_ckpt=a.grad_ckpt, mem_fraction=a.mem_fraction)
+    s.update(lengths=a.lengths, lora=a.lora, grad_ckpt=a.grad_ckpt, mem_fraction=a.mem_fraction, fused_rotary=a.fused_rotary)
     return s
 
 
@@ -173,8 +173,12 @@ def run_rlprims(s, a):
         enable_activation_checkpointing(model)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=s["lr"], weight_decay=0.0, **({"fused": True} if dev == "cuda" else {}))
     generator = generate_batch_fast if (generate_batch_fast is not None and not a.eager) else generate_batch
+    if a.fused_rotary:
+        import functools
+        fast, generate_batch_fast = generate_batch_fast, functools.partial(generate_batch_fast, fused_rotary=True)
+        generator = functools.update_wrapper(functools.partial(fast, fused_rotary=True), fast) if generator is fast else generator
     if s["lengths"] != "forced":
-        if generator is not generate_batch_fast: sys.exit("bench_grpo: --lengths longtail needs generate_batch_fast")
+        if a.eager: sys.exit("bench_grpo: --lengths longtail needs generate_batch_fast")
         calls = []
         def generator(model, tokenizer, pids, pmask, config, compute_logprobs=True, **kw):   # this step's row lengths
             calls.append(1)
@@ -462,6 +466,7 @@ def main(argv=None):
     p.add_argument("--grad-ckpt", action="store_true", help="activation (gradient) checkpointing, both libraries")
     p.add_argument("--mem-fraction", type=float, help="cap each worker's GPU memory at this fraction of the card (emulates a smaller GPU)")
     p.add_argument("--no-generate-baseline", action="store_true", help="skip timing plain model.generate (slow at long budgets)")
+    p.add_argument("--fused-rotary", action="store_true", help="rlprims: generate_batch_fast(fused_rotary=True), the one-kernel rotary embedding")
     p.add_argument("--quick", action="store_true", help="tiny 2-step CPU smoke run")
     p.add_argument("--precision", choices=["fp32", "bf16-mixed", "bf16"],
                    help="both libraries: fp32; bf16-mixed (fp32 weights, bf16 compute: rlprims' GPU default, TRL's bf16=True on an fp32 "
