@@ -209,6 +209,7 @@ def run_rlprims(s, a):
         steps.append(row)
         print(f"rlprims step {i} {'(warm-up)' if i < s['warmup'] else ''}: " + "  ".join(f"{k} {v:.3f}" for k, v in row.items()), flush=True)
     peak = peak_memory(dev)
+    if a.profile: profile_step(model, tok, data[:s["prompts"]], gen, cfg, rewards, opt, s, generator)
     out = dict(lib="rlprims", generator="generate_batch_fast" if s["lengths"] != "forced" else generator.__name__, steps=steps[s["warmup"]:], peak_gib=peak)
     del opt; model.zero_grad(set_to_none=True)
     if dev == "cuda": torch.cuda.empty_cache()
@@ -235,7 +236,6 @@ def run_rlprims(s, a):
                                seconds=sec_lt, seconds_no_compaction=sec_static, seconds_equal_lengths=sec_eq, tokens_equal=n_eq,
                                cost_vs_equal=(sec_lt / n_lt) / (sec_eq / n_eq))
     out.update(roofline=roofline(sampler, s, out["prompt_len"], dev), n_rows=len(pids), T=s["T"])
-    if a.profile: profile_step(model, tok, data[:s["prompts"]], gen, cfg, rewards, opt, s, generator)
     emit(out)
 
 def plain_generate_tps(model, tok, pids, pmask, s, reps):
@@ -400,11 +400,6 @@ def median(rows, k): return statistics.median(r[k] for r in rows) if rows else f
 def tokens_per_second(r, phase):
     "Generated tokens over the seconds of `phase` ('generation' or 'total'), summed over the timed steps."
     return sum(x["tokens"] for x in r["steps"]) / sum(x[phase] for x in r["steps"])
-
-def decode_fraction(r) -> float:
-    "Share of the decode roofline the generator alone reached (forced equal lengths only)."
-    f = r["roofline"]
-    return max(f["t_mem"], f["t_flop"]) * r["generator_tps"] / (r["n_rows"] * r["T"])
 
 def table(s, res) -> str:
     libs = [l for l in ("rlprims", "trl") if l in res and "steps" in res[l]]
