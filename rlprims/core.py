@@ -257,8 +257,8 @@ def batch_to_rollouts(batch: RolloutBatch, prompts: Sequence[str], texts: Sequen
         L = int(batch.completion_mask[i].sum())
         md = dict(metadata[i]) if metadata is not None else {}
         if batch.group_ids is not None: md.setdefault("group_id", int(batch.group_ids[i]))
-        if batch.loss_mask is not None: md.setdefault("loss_mask", batch.loss_mask[i, :L])
-        gen = Generation(texts[i], batch.completion_ids[i, :L], None if batch.logprobs is None else batch.logprobs[i, :L],
-                         batch.completion_mask[i, :L])
+        if batch.loss_mask is not None: md.setdefault("loss_mask", batch.loss_mask[i, :L].clone())
+        gen = Generation(texts[i], batch.completion_ids[i, :L].clone(), None if batch.logprobs is None else batch.logprobs[i, :L].clone(),
+                         batch.completion_mask[i, :L].clone())   # copies: a view would keep (and pickle) the whole batch
         out.append(Rollout(prompts[i], gen, reward=0.0 if batch.rewards is None else float(batch.rewards[i]), metadata=md))
     return out

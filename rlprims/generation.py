@@ -379,13 +379,13 @@ def decode_completions(tokenizer, batch: RolloutBatch, config: Optional[Generati
     T = batch.completion_ids.shape[1]
     for i in range(batch.size):
         m = batch.completion_mask[i]; L = int(m.sum())
-        ids = batch.completion_ids[i, :L]
+        ids = batch.completion_ids[i, :L].clone()           # copies: a view would keep (and pickle) the whole batch
         md = {"truncated": bool(L == T and config is not None and L >= config.max_new_tokens
                                 and int(ids[-1]) not in (tokenizer.eos_token_id,))}
         if config is not None and config.parse_thinking:
             md["thinking"], text = parse_thinking(ids.tolist(), tokenizer)
         else: text = tokenizer.decode(ids, skip_special_tokens=True)
-        gens.append(Generation(text, ids, None if batch.logprobs is None else batch.logprobs[i, :L], m[:L], md))
+        gens.append(Generation(text, ids, None if batch.logprobs is None else batch.logprobs[i, :L].clone(), m[:L].clone(), md))
     return gens
 
 # %% ../nbs/01_generation.ipynb #8a95092b

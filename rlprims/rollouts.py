@@ -202,8 +202,8 @@ def create_multiturn_rollouts(
     for i in range(N):
         calls = [c for m in messages[i] for c in m.tool_calls]
         L = len(comp[i])
-        gen = Generation(messages[i][-1].content, cids[i, :L], batch.logprobs[i, :L], cmask[i, :L])
-        md = {**fields[i // G], "group_id": i // G, "loss_mask": batch.loss_mask[i, :L],
+        gen = Generation(messages[i][-1].content, cids[i, :L].clone(), batch.logprobs[i, :L].clone(), cmask[i, :L].clone())   # copies, not views of the batch
+        md = {**fields[i // G], "group_id": i // G, "loss_mask": batch.loss_mask[i, :L].clone(),
               "num_turns": sum(m.role == "assistant" for m in messages[i]), **summarize_tool_calls(calls)}
         rollouts.append(Rollout(texts[i // G] if isinstance(texts[i // G], str) else str(texts[i // G]), gen, 0.0,
                                 conversation=Conversation(tuple(messages[i])), metadata=md))

@@ -189,3 +189,18 @@ if __name__ == "__main__":   # worker, started by torchrun / accelerate launch
     for v in a.variants.split(","):
         run(Path(a.out) / v, a.steps, a.resume_from, a.tokenizer, distributed=a.distributed, **VARIANTS[v])
     if torch.distributed.is_initialized(): torch.distributed.destroy_process_group()
+
+
+def test_rollouts_own_their_tensors():
+    "Each rollout's tensors are its own row, not views of the batch: gathering rollouts between processes pickles O(rows), not O(rows^2)."
+    import pickle
+    from rlprims.core import GenerationConfig
+    from rlprims.generation import load_tokenizer
+    from rlprims.rollouts import create_batch_rollouts
+    from rlprims.training import tiny_test_model, create_addition_dataset, ADDITION_REWARDS
+    res = create_batch_rollouts(tiny_test_model(), load_tokenizer(), create_addition_dataset(4), GenerationConfig(max_new_tokens=32, min_new_tokens=32),
+                                ADDITION_REWARDS, num_generations=4)
+    for r in res.rollouts:
+        for t in (r.generation.token_ids, r.generation.logprobs, r.generation.valid_mask):
+            assert t.untyped_storage().nbytes() == t.numel() * t.element_size()
+    assert len(pickle.dumps(res.rollouts)) < 2 * len(pickle.dumps(res.batch))   # was 7.7x the batch at 16 rows x 32 tokens (each row pickled all of it)
