@@ -131,7 +131,7 @@ def enable_activation_checkpointing(model: torch.nn.Module) -> torch.nn.Module:
     "Recompute each transformer layer's activations in the backward pass instead of storing them (training mode only); returns `model`."
     if not getattr(model, "supports_gradient_checkpointing", False):
         raise ValueError(f"enable_activation_checkpointing: {type(model).__name__} does not support gradient checkpointing")
-    if hasattr(model, "activation_checkpointing_enable"):   # transformers >= 5.2x; the older name warns there
+    if hasattr(model, "activation_checkpointing_enable"):   # newer transformers (5.24 has it, 5.17 not); the older name warns there
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     else: model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model
