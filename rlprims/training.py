@@ -209,7 +209,7 @@ def update_policy(runner: Runner, update: PolicyUpdate, optimizer: torch.optim.O
             ranges = _row_ranges(len(mini), r.world, unit)
             lo, hi = ranges[r.rank]
             mine = mini[lo:hi]                                       # this process's rows of the mini-batch
-            if _sorts_by_length(r, cfg): mine = mine[length_sorted(mask[mine])]   # micro-batches of similar lengths: less padding
+            if _sorts_by_length(r, cfg): mine = mine[length_sorted(mask[mine]).to(mine.device)]   # micro-batches of similar lengths: less padding
             n_micro = max(math.ceil((e - a) / mic) for a, e in ranges)
             optimizer.zero_grad(set_to_none=True)
             finite_loss = True
