@@ -59,6 +59,7 @@ def main():
                "steps_per_s": round(sps, 4), "rollouts_per_s": round(sps * a.prompts_per_gpu * world * a.num_generations, 1),
                "time_rollout_s": round(float(m["time_rollout"].iloc[a.warmup:].mean()), 3),
                "time_train_s": round(float(m["time_train"].iloc[a.warmup:].mean()), 3),
+               **{f"{k}_s": round(float(m[k].iloc[a.warmup:].mean()), 3) for k in ("time_wait", "time_gather") if k in m},   # rank 0's, in the rollout time
                "peak_mem_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None}
         print(json.dumps(row), flush=True)
         if a.json:

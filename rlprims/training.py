@@ -109,6 +109,7 @@ def collect_rollouts(
     opts = rollout_options(run, hooks)
     if r.fsdp and hooks.generator is None: opts["generator"] = generate_batch   # FSDP gathers the weights: the plain loop, no CUDA graphs
     rollout_fn = hooks.rollout_fn or create_batch_rollouts
+    waits = {"time_wait": 0.0, "time_gather": 0.0} if r.world > 1 else {}   # several processes: waiting for the slowest, then the gather
     def collect(batch_prompts):
         local = shard_prompts(batch_prompts, r.rank, r.world) if r.world > 1 else batch_prompts
         with gathered_params(r.model) if r.world > 1 else contextlib.nullcontext(), autocast(r.precision):   # autocast: the reference's pass
@@ -116,13 +117,17 @@ def collect_rollouts(
                              num_generations=G, kl_in_reward=config.kl_in_reward and not token_kl,
                              kl_estimator=kl_estimator_for(config.kl_in_reward, config.kl_estimator),
                              micro_batch_size=config.micro_batch_size, **opts)
-        return concat_rollout_results(_all_gather(out, r.world), pad_token_id=_pad_id(tokenizer)) if r.world > 1 else out
+        if r.world == 1: return out
+        t = time.time(); torch.distributed.barrier(); waits["time_wait"] += time.time() - t
+        t = time.time(); out = concat_rollout_results(_all_gather(out, r.world), pad_token_id=_pad_id(tokenizer))
+        waits["time_gather"] += time.time() - t
+        return out
     t0, acc_key = time.time(), run.accuracy_key
     res = collect(prompts)
-    if not config.dynamic_sampling: return res, {**_reward_metrics(res, acc_key), "time_rollout": time.time() - t0}
+    if not config.dynamic_sampling: return res, {**_reward_metrics(res, acc_key), "time_rollout": time.time() - t0, **waits}
     res, seen, rounds = _dynamic_sampling(res, collect, prompt_source, len(prompts), G, config.max_sampling_rounds, acc_key, _pad_id(tokenizer))
     return res, {**_reward_metrics(seen, acc_key), "sampling_rounds": rounds, "kept_frac": res.batch.size / max(seen.batch.size, 1),
-                 "kept_groups": res.batch.size // G, "time_rollout": time.time() - t0}
+                 "kept_groups": res.batch.size // G, "time_rollout": time.time() - t0, **waits}
 
 # %% ../nbs/06_training.ipynb #5039609b
 class PolicyUpdate(NamedTuple):

@@ -121,7 +121,10 @@ def test_two_processes_equal_one(two, tmp_path, variant):
     assert_same(one, res)
     # rank 0 alone wrote: one row per step, whole checkpoints only, the run's config with its process count
     import pandas as pd
-    assert pd.read_csv(two / variant / "metrics.csv")["step"].tolist() == [0, 1]
+    m = pd.read_csv(two / variant / "metrics.csv")
+    assert m["step"].tolist() == [0, 1]
+    assert (m["time_wait"] >= 0).all() and (m["time_gather"] > 0).all() and (m["time_gather"] < m["time_rollout"]).all()   # the rollout phase, split
+    assert "time_wait" not in pd.read_csv(tmp_path / variant / "metrics.csv")                                              # one process: nothing to wait for
     assert sorted(p.name for p in (two / variant).iterdir() if "checkpoint" in p.name) == ["checkpoint-1", "checkpoint-2"]
     assert json.loads((two / variant / "config.json").read_text())["num_processes"] == 2
 
