@@ -172,13 +172,14 @@ def run_rlprims(s, a):
         from rlprims.precision import enable_activation_checkpointing
         enable_activation_checkpointing(model)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=s["lr"], weight_decay=0.0, **({"fused": True} if dev == "cuda" else {}))
-    generator = generate_batch_fast if (generate_batch_fast is not None and not a.eager) else generate_batch
+    if generate_batch_fast is None and (a.fused_rotary or s["lengths"] != "forced"):
+        sys.exit("bench_grpo: --fused-rotary and --lengths longtail need rlprims.fast_decode, which did not import")
+    if a.eager and s["lengths"] != "forced": sys.exit("bench_grpo: --lengths longtail needs generate_batch_fast, not --eager")
     if a.fused_rotary:
         import functools
-        fast, generate_batch_fast = generate_batch_fast, functools.partial(generate_batch_fast, fused_rotary=True)
-        generator = functools.update_wrapper(functools.partial(fast, fused_rotary=True), fast) if generator is fast else generator
+        generate_batch_fast = functools.update_wrapper(functools.partial(generate_batch_fast, fused_rotary=True), generate_batch_fast)
+    generator = generate_batch_fast if (generate_batch_fast is not None and not a.eager) else generate_batch
     if s["lengths"] != "forced":
-        if a.eager: sys.exit("bench_grpo: --lengths longtail needs generate_batch_fast")
         calls = []
         def generator(model, tokenizer, pids, pmask, config, compute_logprobs=True, **kw):   # this step's row lengths
             calls.append(1)

@@ -22,6 +22,7 @@ from datetime import date
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 MODELS = {   # name: (bench_grpo flags, micro-batch at 1k, at 4k)
     "135m": (["--shape", "smollm2-135m"], 32, 8),
     "1.5b": (["--shape", "qwen2.5-1.5b"], 16, 4),
@@ -40,10 +41,10 @@ def cells() -> dict:
 
 def summary_row(name: str, res: dict) -> str:
     "One line of matrix.md from a cell's JSON."
-    import statistics
+    from bench_grpo import median, tokens_per_second
     r, t = res["results"].get("rlprims", {}), res["results"].get("trl", {})
-    med = lambda x, k: statistics.median(s[k] for s in x["steps"]) if x.get("steps") else float("nan")
-    tps = lambda x: sum(s["tokens"] for s in x["steps"]) / sum(s["generation"] for s in x["steps"]) if x.get("steps") else float("nan")
+    med = lambda x, k: median(x.get("steps", []), k)
+    tps = lambda x: tokens_per_second(x, "generation") if x.get("steps") else float("nan")
     ratio = lambda a, b: f"{a / b:.2f}x" if b == b and b else "-"
     f = r.get("roofline")
     roof = (f"{max(f['t_mem'], f['t_flop']) * r['generator_tps'] / (r['n_rows'] * r['T']):.0%}"
@@ -77,6 +78,7 @@ def main(argv=None):
     if not names: sys.exit(f"matrix: no cell matches {a.cells}; --list shows them")
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     libs = extra[extra.index("--only") + 1] if "--only" in extra else "both"
+    failed = []
     for name in names:
         flags = all_cells[name]
         if a.quick: flags = flags + ["--device", "cpu", "--T", "8", "--prompts", "2", "--G", "2", "--micro", "4", "--warmup", "0",
@@ -89,10 +91,13 @@ def main(argv=None):
         (out / f"{name}.{libs}.txt").write_text(" ".join(cmd[2:]) + "\n\n" + r.stdout + (f"\n[stderr]\n{r.stderr[-4000:]}" if r.returncode else ""))
         print(r.stdout[r.stdout.find("| per step"):] if "| per step" in r.stdout else r.stdout[-2000:] + r.stderr[-2000:], flush=True)
         print(f"== {name}: exit {r.returncode} in {time.time() - t0:.0f} s", flush=True)
+        if r.returncode: failed.append(name)
     summarize(out)
+    if failed: sys.exit(f"matrix: {len(failed)} cell(s) failed: {', '.join(failed)} (their .txt files hold the output)")
 
 def summarize(out: Path):
     "Write `out/matrix.md`: one row per cell, the libraries of its JSON files merged."
+    if not out.is_dir(): sys.exit(f"matrix: no results folder {out}")
     merged = {}
     for f in sorted(out.glob("*.json")):
         res = json.loads(f.read_text())

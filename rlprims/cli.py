@@ -46,7 +46,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling, the prompt draws and the data split")
     p.add_argument("--out", default="./rlprims-run", help="output folder")
     p.add_argument("--resume-from", default=None, help="a checkpoint folder, or a run folder (its newest readable checkpoint)")
-    p.add_argument("--model", default=None, help="HF id or local path (default: embedded SmolLM2-135M-Instruct)")
+    p.add_argument("--model", default=None, help="HF id or local path; none given: the embedded SmolLM2-135M-Instruct")
     p.add_argument("--eval-size", type=_positive_int, default=200, help="held-out problems, scored greedily")
     p.add_argument("--eval-every", type=_count, default=10, help="steps between held-out evaluations (0: only before and after)")
     p.add_argument("--checkpoint-every", type=_count, default=10, help="steps between checkpoints (0: only the final one)")
@@ -96,13 +96,12 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     before = float(evals["eval_accuracy"].iloc[0]) if len(evals) and evals["step"].iloc[0] == 0 else None
     after = float(evals["eval_accuracy"].iloc[-1])
     steps = res.metrics.dropna(subset=["reward"])
-    train_seconds = json.loads((Path(a.out) / "summary.json").read_text())["train_seconds"] if rank == 0 else None
-    summary = {"accuracy_before": before, "accuracy_after": after, "steps": a.steps, "minutes": (time.time() - t0) / 60,
-               "train_seconds": train_seconds,
+    summary = json.loads((Path(a.out) / "summary.json").read_text()) if rank == 0 else {}   # train's (train_seconds, evaluations), extended
+    summary.update({"accuracy_before": before, "accuracy_after": after, "steps": a.steps, "minutes": (time.time() - t0) / 60,
                "algorithm": a.algorithm, "model": a.model or f"{EMBEDDED_MODEL} (embedded)", "lr": a.lr, "batch_size": a.batch_size,
                "num_generations": a.num_generations, "max_new_tokens": a.max_new_tokens, "lora": a.lora, "seed": a.seed,
                "scale_rewards": scale, "micro_batch_size": a.micro_batch_size, "precision": prec.name,
-               "reward_first_5": float(steps["reward"].head(5).mean()), "reward_last_5": float(steps["reward"].tail(5).mean())}
+               "reward_first_5": float(steps["reward"].head(5).mean()), "reward_last_5": float(steps["reward"].tail(5).mean())})
     if acc is not None: summary["num_processes"] = acc.num_processes
     if rank == 0: (Path(a.out) / "summary.json").write_text(json.dumps(summary, indent=1))
     say(f"held-out accuracy after: {after:.1%}" + (f" (before {before:.1%})" if before is not None else "") +

@@ -133,7 +133,7 @@ class Hooks(NamedTuple):
     loss_fn: Optional[Callable] = None      # see rlprims.algorithms.compute_policy_loss
     ref_update_fn: Optional[Callable] = None   # (ref_model, policy, step=, kl=) -> None, after each step
     checkpoint_fn: Optional[Callable] = None   # replaces how checkpoints are written (rlprims.checkpoints)
-    log_fn: Optional[Callable] = None       # called with each step's metrics dict (rank 0 only)
+    log_fn: Optional[Callable] = None       # called with each metrics row (rank 0 only): a step's, or a held-out evaluation's
 
 # %% ../nbs/00_core.ipynb #d709220b
 def record_fields(record: NamedTuple) -> dict:

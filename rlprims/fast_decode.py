@@ -207,8 +207,9 @@ def _triton_interpreted() -> bool:
 def _fused_rotary(original):
     "An `apply_rotary_pos_emb` that runs `rotary_qk` for one token per row on CUDA, and `original` for anything else."
     def apply_rotary_pos_emb(q, k, cos, sin, *args, **kwargs):
-        one_token = (q.dim() == 4 and q.shape[2] == 1 and k.shape[2] == 1 and cos.dim() == 3 and cos.shape[1] == 1
-                     and cos.shape[-1] == q.shape[-1] and q.shape[-1] % 2 == 0 and q.stride(-1) == 1 and k.stride(-1) == 1)
+        one_token = (q.dim() == 4 and q.shape[2] == 1 and k.shape[2] == 1 and cos.dim() == 3 and cos.shape[:2] == (q.shape[0], 1)
+                     and sin.shape == cos.shape and cos.shape[-1] == q.shape[-1] and q.shape[-1] % 2 == 0
+                     and all(x.stride(-1) == 1 for x in (q, k, cos, sin)))   # one cos/sin row per batch row, as the kernel reads them
         if one_token and not args and kwargs.get("unsqueeze_dim", 1) == 1 and (q.is_cuda or _triton_interpreted()):
             return rotary_qk(q, k, cos, sin)
         return original(q, k, cos, sin, *args, **kwargs)
@@ -222,6 +223,7 @@ def _new_decode_state(N: int, P: int, T: int, config: GenerationConfig, eos: tor
         N=N, P=P, T=T, Lmax=P + T - 1, config=config, eos=eos, pad=pad, dev=torch.device(dev), keys={}, values={}, inv=None, calls=0, triton=False,
         rows=torch.arange(N, device=dev),                    # [n] the batch row each decoding row is; n shrinks as compaction drops done rows
         lengths=None,                                        # [n] forced completion lengths (benchmarks, tests), or None
+        fused_rotary=False,                                  # decode steps apply the rotary embedding with `rotary_qk`
         mask=z(N, P + T, dtype=torch.bool),                  # [n, P+T] cache slots each row attends to
         tok=z(N), pos=z(N),                                  # [n] the token fed next and its position id
         t=z(1), col=z(1),                                    # index of the token sampled next; cache slot of the fed token
@@ -275,7 +277,7 @@ def static_decoding(model, S: SimpleNamespace):
     "While inside: `model` in eval mode, its attention `static_kv_attention` (over `S`'s cache), its RMSNorms fused on CUDA, its rotary embedding `rotary_qk` if `S.fused_rotary`. All restored on exit."
     was_training, attn = model.training, model.config._attn_implementation
     norms = _fuse_rms_norms(model) if S.dev.type == "cuda" else []   # as the scoring pass does on CUDA
-    swapped = _swap_rotary(model) if getattr(S, "fused_rotary", False) else []
+    swapped = _swap_rotary(model) if S.fused_rotary else []
     model.eval(); model.config._attn_implementation = _register_static_attention()
     try: yield model
     finally:
@@ -350,7 +352,8 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
         if forced_lengths.shape != prompt_ids.shape[:1] or not bool(((forced_lengths >= 1) & (forced_lengths <= T)).all()):
             raise ValueError(f"generate_batch_fast: forced_lengths must be [N={prompt_ids.shape[0]}] integers in 1..max_new_tokens={T}; "
                              f"got shape {tuple(forced_lengths.shape)}")
-        if static is None: static = True                    # the forcing lives in the static loop, which also runs on a CPU
+        if static is False: raise ValueError("generate_batch_fast: forced_lengths needs the static loop; leave static=None or pass True")
+        static = True                                       # the forcing lives in the static loop, which also runs on a CPU
         if T < 2 or not config.use_cache: raise ValueError("generate_batch_fast: forced_lengths needs max_new_tokens >= 2 and use_cache")
     if not (dev.type == "cuda" if static is None else static) or not config.use_cache or T < 2:
         return generate_batch(model, tokenizer, prompt_ids, prompt_mask, config, compute_logprobs, eos_ids)

@@ -12,13 +12,13 @@ import torch
 from fastcore.meta import delegates
 from .core import *
 from .kl import kl_per_token
-from .rewards import extract_answer
+from .rewards import extract_answer, normalize_number
 from .rollouts import create_batch_rollouts, RolloutResult
 from .distributed import unwrap_model, gathered_params, _rank_world, _row_ranges, _all_gather
 
 # %% auto #0
-__all__ = ['TRACKERS', 'update_ema_metrics', 'append_metrics_csv', 'create_loggers', 'plot_curves', 'pass_at_k', 'majority_vote',
-           'evaluate']
+__all__ = ['TRACKERS', 'update_ema_metrics', 'append_metrics_csv', 'tracker_names', 'create_loggers', 'plot_curves', 'pass_at_k',
+           'majority_vote', 'evaluate']
 
 # %% ../nbs/06e_metrics.ipynb #469fc0d0
 def _mismatch_sums(trainer_lp: torch.Tensor, sampler_lp: Optional[torch.Tensor], mask: torch.Tensor) -> dict:
@@ -102,12 +102,17 @@ def _import_tracker(name: str, module: str):
     except ImportError as e:
         raise ImportError(f"report_to={name!r} needs the {name} package, which is not installed: pip install {name}") from e
 
+def tracker_names(report_to: Union[str, Sequence[str]]) -> tuple:
+    "`report_to` as a tuple of tracker names; raises for a name not in `TRACKERS`."
+    names = (report_to,) if isinstance(report_to, str) else tuple(report_to)
+    unknown = [t for t in names if t not in TRACKERS]
+    if unknown: raise ValueError(f"report_to: unknown tracker(s) {unknown}; known: {', '.join(TRACKERS)}")
+    return names
+
 def create_loggers(report_to: Sequence[str], output_dir: Union[str, Path], config: Optional[Mapping[str, Any]] = None,
                    project: str = "rlprims") -> list:
     "One function `metrics -> None` per tracker named in `report_to`; each has `.close()`. Raises for unknown or missing trackers."
-    if isinstance(report_to, str): report_to = (report_to,)
-    unknown = [t for t in report_to if t not in TRACKERS]
-    if unknown: raise ValueError(f"report_to: unknown tracker(s) {unknown}; known: {', '.join(TRACKERS)}")
+    report_to = tracker_names(report_to)
     loggers = []
     for name in report_to:
         if name == "tensorboard":
@@ -142,7 +147,8 @@ def plot_curves(metrics, path: Optional[Union[str, Path]] = None, show: bool = F
               ("response length", ["response_len_mean"])]
     panels = [(t, cols) for t, cols in panels if cols]
     size = (4 * len(panels), 3)   # a Figure outside pyplot when not shown: no backend is switched, no window opens
-    fig, axes = plt.subplots(1, len(panels), figsize=size) if show else (lambda f: (f, f.subplots(1, len(panels))))(Figure(figsize=size))
+    if show: fig, axes = plt.subplots(1, len(panels), figsize=size)
+    else: fig = Figure(figsize=size); axes = fig.subplots(1, len(panels))
     for ax, (title, cols) in zip(np.atleast_1d(axes), panels):
         for c in cols:
             d = metrics[["step", c]].dropna()
@@ -173,13 +179,18 @@ def majority_vote(answers: Sequence[Any], correct: Sequence[float]) -> float:
     return float(best[1])
 
 # %% ../nbs/06e_metrics.ipynb #14a5d090
+def _voted_answer(rollout: Rollout):
+    "A completion's final answer as majority voting compares it: normalised, so '1,000' and '1000.0' are one answer; None if it has none."
+    a = extract_answer(rollout.generation.text)
+    return None if a is None else normalize_number(a)
+
 @delegates(create_batch_rollouts, but=["model", "tokenizer", "prompts", "gen_config", "reward_fn", "ref_model", "kl_coef",
                                       "num_generations", "kl_in_reward", "kl_estimator"])
 def evaluate(model, tokenizer, dataset: Sequence[Any], reward_fn, gen_config: GenerationConfig, batch_size: int = 64,
              accuracy_key: str = "correct",
              num_samples: int = 1,                   # 1: greedy; n > 1: n samples per prompt at gen_config's temperature
              ks: Optional[Sequence[int]] = None,     # the k of pass@k (each <= num_samples); None = (1, num_samples)
-             answer_fn: Optional[Callable[[Rollout], Any]] = None,   # rollout -> answer, for majority voting; None = extract_answer
+             answer_fn: Optional[Callable[[Rollout], Any]] = None,   # rollout -> answer, for majority voting; None = the normalised final answer
              **kwargs) -> dict:
     "Held-out evaluation: `eval_reward`, `eval_accuracy`; with `num_samples=n > 1` also `eval_pass@k` and `eval_maj@n`. Under several processes each scores a slice (all must call it)."
     if len(dataset) == 0: raise ValueError("evaluate: dataset is empty; expected at least one example")
@@ -187,7 +198,7 @@ def evaluate(model, tokenizer, dataset: Sequence[Any], reward_fn, gen_config: Ge
     if not (isinstance(n, int) and n >= 1): raise ValueError(f"evaluate: num_samples={n!r}; expected an int >= 1")
     ks = tuple(ks) if ks is not None else tuple(sorted({1, n}))
     if any(not 1 <= k <= n for k in ks): raise ValueError(f"evaluate: ks={ks}; each k must be between 1 and num_samples={n}")
-    answer_fn = answer_fn or (lambda r: extract_answer(r.generation.text))
+    answer_fn = answer_fn or _voted_answer
     rank, world = _rank_world()
     config = gen_config._replace(do_sample=False) if n == 1 else gen_config
     lo, hi = _row_ranges(len(dataset), world)[rank]

@@ -278,14 +278,19 @@ def normalize_number(s) -> str:
     return _format_fraction(f)
 
 # %% ../nbs/02_rewards.ipynb #2deca72e
+def _gold_answer(rollout: Rollout, answer_key: str, who: str) -> str:
+    "The reference answer in `rollout.metadata[answer_key]`, taken out of a `#### x` or `\\boxed{x}` solution when it is one."
+    if answer_key not in rollout.metadata:
+        raise ValueError(f"{who}: rollout.metadata has no {answer_key!r} field "
+                         f"(it has {sorted(rollout.metadata)}); pass answer_key=... to read another one")
+    truth = str(rollout.metadata[answer_key])
+    if "####" in truth or "\\boxed" in truth or "\\fbox" in truth: truth = extract_answer(truth) or truth
+    return truth
+
 def math_answer_reward(answer_key: str = "answer") -> Callable[[Rollout], float]:
     "Reward fn: 1.0 if the completion's final answer equals `rollout.metadata[answer_key]` (both normalised), else 0.0."
     def reward_fn(rollout: Rollout) -> float:
-        if answer_key not in rollout.metadata:
-            raise ValueError(f"math_answer_reward: rollout.metadata has no {answer_key!r} field "
-                             f"(it has {sorted(rollout.metadata)}); pass answer_key=... to read another one")
-        truth = str(rollout.metadata[answer_key])
-        if "####" in truth or "\\boxed" in truth or "\\fbox" in truth: truth = extract_answer(truth) or truth
+        truth = _gold_answer(rollout, answer_key, "math_answer_reward")
         pred = extract_answer(rollout.generation.text)
         return float(pred is not None and normalize_number(pred) == normalize_number(truth))
     return _named(reward_fn, "math_answer")
@@ -323,12 +328,14 @@ def reward_model_reward(model, tokenizer, batch_size: int = 16, label: int = 0, 
     @torch.no_grad()
     def reward_fn(rollouts: Sequence[Rollout]) -> list:
         texts = [_conversation_text(r, tokenizer, use_chat_template) for r in rollouts]
-        dev, out = next(model.parameters()).device, []
-        for i in range(0, len(texts), batch_size):
-            enc = tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False,
-                            truncation=max_length is not None, max_length=max_length).to(dev)
-            out += model(**enc).logits[:, label].float().tolist()
+        dev, out, side = next(model.parameters()).device, [], tokenizer.truncation_side
+        tokenizer.truncation_side = "left"                  # too long: drop the start of the prompt, never the completion scored
+        try:
+            for i in range(0, len(texts), batch_size):
+                enc = tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False,
+                                truncation=max_length is not None, max_length=max_length).to(dev)
+                out += model(**enc).logits[:, label].float().tolist()
+        finally: tokenizer.truncation_side = side
         return out
     reward_fn.batched = True
-    reward_fn.__name__ = "reward_model"
-    return reward_fn
+    return _named(reward_fn, "reward_model")

@@ -8,7 +8,7 @@ import random, re
 from typing import Callable, Optional
 import torch
 from .core import *
-from .rewards import math_answer_reward, extract_answer, normalize_number, _named
+from .rewards import math_answer_reward, extract_answer, _gold_answer, _named
 
 # %% auto #0
 __all__ = ['ADDITION_REWARDS', 'MATH_REWARDS', 'create_addition_dataset', 'correct', 'answer_format', 'create_word_problems',
@@ -95,7 +95,7 @@ def verified_answer_reward(answer_key: str = "answer") -> Callable[[Rollout], fl
     def reward_fn(rollout: Rollout) -> float:
         pred = extract_answer(rollout.generation.text)
         if pred is None: return 0.0
-        return float(verify(parse(str(rollout.metadata[answer_key])), parse(pred)))
+        return float(verify(parse(_gold_answer(rollout, answer_key, "verified_answer_reward")), parse(pred)))
     return _named(reward_fn, "math_verify")
 
 def hashes_format(rollout: Rollout) -> float:

@@ -22,7 +22,7 @@ from .kl import kl_per_token, kl_estimator_for
 from .precision import (PRECISIONS, Precision, create_precision, prepare_for_training, load_dtype, sync_sampler, disable_dropout,
                         enable_activation_checkpointing, autocast, backward, optimizer_step)
 from .metrics import (_reward_metrics, _mismatch_sums, _mismatch_metrics, _average_logs, update_ema_metrics,
-                             plot_curves, evaluate, append_metrics_csv, create_loggers, TRACKERS)
+                             plot_curves, evaluate, append_metrics_csv, create_loggers, tracker_names)
 from .tasks import create_addition_dataset, correct, answer_format, ADDITION_REWARDS
 from .checkpoints import save_checkpoint, latest_checkpoint, load_checkpoint, load_latest_checkpoint, _seed_by_rank
 from .distributed import (create_accelerator, is_fsdp, unwrap_model, prepare_model, shard_prompts, gathered_params,
@@ -143,9 +143,11 @@ def _micro_batches(config: TrainingConfig, n: int, G: int) -> tuple[int, int]:
     mbs, mic = config.mini_batch_size or n, config.micro_batch_size
     return (_whole_groups(mbs, G), _whole_groups(mic, G)) if config.loss_type == "online_dpo" else (mbs, mic)
 
-def _sorts_by_length(runner: Runner, config: TrainingConfig) -> bool:
-    "Cut micro-batches from length-sorted rows? Where prompts aren't shared (off the CPU, see `compute_logprobs_for_tokens`), and not for online DPO, whose pairs live in groups."
-    return config.loss_type != "online_dpo" and (runner.fsdp or next(runner.policy.parameters()).device.type != "cpu")
+_ROW_LOSSES = ("ppo_clip", "gspo", "cispo")   # built-in losses that read no groups: their rows may be regrouped freely
+
+def _sorts_by_length(runner: Runner, config: TrainingConfig, loss_fn: Optional[Callable] = None) -> bool:
+    "Cut micro-batches from length-sorted rows? Where prompts aren't shared (off the CPU, see `compute_logprobs_for_tokens`), and only for built-in losses that read no groups (a custom `loss_fn` gets `rewards` and `group_size`)."
+    return loss_fn is None and config.loss_type in _ROW_LOSSES and (runner.fsdp or next(runner.policy.parameters()).device.type != "cpu")
 
 def _score(runner: Runner, rows: RolloutBatch, temperature: float, micro_batch_size: int, grad: bool = False):
     "The trainer's log-probs and entropies `[N, T]` of `rows`, under the run's precision."
@@ -214,7 +216,7 @@ def update_policy(runner: Runner, update: PolicyUpdate, optimizer: torch.optim.O
             ranges = _row_ranges(len(mini), r.world, unit)
             lo, hi = ranges[r.rank]
             mine = mini[lo:hi]                                       # this process's rows of the mini-batch
-            if _sorts_by_length(r, cfg): mine = mine[length_sorted(mask[mine]).to(mine.device)]   # micro-batches of similar lengths: less padding
+            if _sorts_by_length(r, cfg, loss_fn): mine = mine[length_sorted(mask[mine]).to(mine.device)]   # micro-batches of similar lengths: less padding
             n_micro = max(math.ceil((e - a) / mic) for a, e in ranges)
             optimizer.zero_grad(set_to_none=True)
             finite_loss = True
@@ -377,8 +379,7 @@ def _check_train_args(prompts, reward_fn, num_steps, batch_size, num_generations
         raise TypeError(f"train: prompts is a single {type(prompts).__name__}; pass a list of prompts, e.g. [prompts]")
     if len(prompts) == 0: raise ValueError("train: `prompts` is empty; expected a list of prompts or dicts with a 'prompt' key")
     if not isinstance(run, RunConfig): raise TypeError(f"train: run is a {type(run).__name__}; expected a RunConfig")
-    trackers = (run.report_to,) if isinstance(run.report_to, str) else tuple(run.report_to)
-    if any(t not in TRACKERS for t in trackers): raise ValueError(f"train: report_to={run.report_to!r}; known trackers: {', '.join(TRACKERS)}")
+    tracker_names(run.report_to)                          # unknown names fail now, before any model is loaded
     for name, v, lo in (("num_steps", num_steps, 0), ("num_generations", num_generations, 1), ("eval_every", run.eval_every, 0),
                         ("checkpoint_every", run.checkpoint_every, 0), ("max_nonfinite_steps", run.max_nonfinite_steps, 1)):
         if not (isinstance(v, int) and not isinstance(v, bool) and v >= lo): raise ValueError(f"train: {name}={v!r}; expected an int >= {lo}")

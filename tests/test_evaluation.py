@@ -1,7 +1,7 @@
 "Held-out evaluation inside `train`, pass@k/maj@k, datasets.Dataset inputs, experiment trackers and the CLI's help (issue 18)."
-import json, warnings
-import pytest, torch
-from rlprims.core import GenerationConfig, RunConfig, Hooks
+import json, re
+import pytest
+from rlprims.core import GenerationConfig, RunConfig
 from rlprims.generation import load_tokenizer
 from rlprims.rollouts import create_batch_rollouts
 from rlprims.metrics import evaluate, create_loggers
@@ -82,7 +82,10 @@ def test_cli_help_names_every_flag_and_algorithm(capsys):
     assert e.value.code == 0
     text = capsys.readouterr().out
     for name in ("grpo", "dr_grpo", "dapo", "gspo", "cispo", "rloo", "reinforce_pp", "ppo", "online_dpo"): assert name in text
-    for flag in ("--steps", "--lr", "--seed", "--out", "--eval-every", "--checkpoint-every", "--kl-coef", "--resume-from"):
-        line = next(l for l in text.splitlines() if l.strip().startswith(flag))
-        block = text[text.index(line):text.index(line) + 300]
-        assert "(default:" in block, flag
+    flags = {"--steps": "30", "--lr": "1e-05", "--seed": "0", "--out": "./rlprims-run", "--eval-every": "10", "--checkpoint-every": "10",
+             "--kl-coef": "0.0", "--resume-from": "None"}
+    one_line = " ".join(text.split())                                  # argparse wraps help text over lines
+    for flag, default in flags.items():
+        block = one_line[one_line.index(f" {flag} "):]
+        block = block[:re.search(r" --[a-z]", block[2:]).start() + 2] if re.search(r" --[a-z]", block[2:]) else block   # up to the next flag
+        assert f"(default: {default})" in block and len(block.split(")")[0]) > len(flag) + 20, (flag, block)   # its value, after some help

@@ -82,7 +82,6 @@ def test_console_script_exits_zero(monkeypatch):
 
 def test_old_keywords_still_work_with_a_warning(tok, tmp_path):
     "Settings passed the old way (train(seed=..., progress=...), training_iteration(precision=...)) warn and change nothing."
-    import warnings
     from rlprims.precision import create_precision
     from rlprims.training import training_iteration
     from rlprims.algorithms import get_algorithm_config
@@ -126,7 +125,7 @@ def test_length_sorted_micro_batches_train_the_same(tok, tmp_path, monkeypatch):
     gen = functools.partial(generate_batch_fast, forced_lengths=lengths)
     vowels = lambda r: sum(ch in "aeiou" for ch in r.generation.text) / 10 + len(r.generation.token_ids) / 10
     def run(sort, out):
-        monkeypatch.setattr(T, "_sorts_by_length", lambda runner, config: sort)
+        monkeypatch.setattr(T, "_sorts_by_length", lambda runner, config, loss_fn=None: sort)
         return train(prompts=create_addition_dataset(16), reward_fn={"r": vowels}, num_steps=2, batch_size=2, num_generations=4,
                      learning_rate=1e-3, output_dir=out, model=tiny_test_model(), tokenizer=tok, gen_config=GEN._replace(min_new_tokens=5),
                      train_overrides={"micro_batch_size": 2}, hooks=Hooks(generator=gen),
@@ -138,3 +137,15 @@ def test_length_sorted_micro_batches_train_the_same(tok, tmp_path, monkeypatch):
     assert torch.allclose(torch.tensor(plain.metrics[cols].values), torch.tensor(by_len.metrics[cols].values), rtol=1e-4, atol=1e-6)
     d = torch.cat([(p - q).abs().flatten() for p, q in zip(plain.model.parameters(), by_len.model.parameters())])
     assert d.median() < 1e-7 and d.max() <= 2 * 1e-3 + 1e-6   # Adam: a near-zero gradient's rounding can flip one lr-sized move
+
+
+def test_sorting_rule_keeps_groups_for_group_losses():
+    "Rows are regrouped by length only for built-in losses that read no groups, off the CPU, and never under a custom loss_fn."
+    from types import SimpleNamespace
+    from rlprims.training import _sorts_by_length
+    from rlprims.algorithms import get_algorithm_config
+    gpu_like = SimpleNamespace(fsdp=True, policy=None)                # fsdp: the rule's "prompts aren't shared" branch, without a GPU
+    cpu = SimpleNamespace(fsdp=False, policy=torch.nn.Linear(1, 1))
+    grpo, dpo = get_algorithm_config(0, "grpo"), get_algorithm_config(0, "online_dpo")
+    assert _sorts_by_length(gpu_like, grpo) and not _sorts_by_length(cpu, grpo)
+    assert not _sorts_by_length(gpu_like, dpo) and not _sorts_by_length(gpu_like, grpo, loss_fn=lambda *a, **k: None)

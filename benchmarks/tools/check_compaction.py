@@ -2,7 +2,7 @@
 """GPU check of the fast decoder on long-tailed batches: compaction (CUDA graphs, Triton) changes no greedy token, forced
 lengths are honoured, and the sampler's log-probs match a fresh scoring pass; then the time with and without compaction.
 
-    python benchmarks/tools/check_compaction.py [--shape qwen2.5-1.5b] [--rows 128] [--T 1024]
+    python benchmarks/tools/check_compaction.py [--shape qwen2.5-1.5b] [--rows 128] [--T 512]
 """
 import argparse, sys, time
 from pathlib import Path
@@ -32,6 +32,7 @@ c = generate_batch_fast(model, tok, pids, pmask, greedy, forced_lengths=L, compa
 same = (b.completion_ids == c.completion_ids).all(1).float().mean().item()
 assert torch.equal(b.completion_mask.sum(1).long(), L), "forced lengths not honoured"
 print(f"{a.shape}: greedy rows identical with and without compaction: {same:.1%}")
+assert same >= 0.95, "compaction changed greedy rows beyond bf16 near-ties"   # a row's numbers can change in the last bf16 bit with the batch size
 sample = greedy._replace(do_sample=True, temperature=1.0, top_k=0, top_p=1.0)
 torch.manual_seed(1); s = generate_batch_fast(model, tok, pids, pmask, sample, forced_lengths=L)
 fresh = compute_logprobs_for_tokens(model, s.prompt_ids, s.prompt_mask, s.completion_ids, completion_mask=s.completion_mask, micro_batch_size=16).cpu()

@@ -1,7 +1,7 @@
 "Run a few tiny trainings with resume and print their metrics as JSON, to compare two versions of rlprims: python compare_versions.py <tree with rlprims/>."
 import sys, json, tempfile, warnings
 sys.path.insert(0, sys.argv[1]); warnings.filterwarnings("ignore")
-import torch, rlprims
+import rlprims
 from rlprims.core import GenerationConfig
 from rlprims.generation import load_tokenizer
 from rlprims.training import train, tiny_test_model
@@ -22,7 +22,7 @@ out = {}
 cols = ["reward", "loss", "grad_norm", "entropy", "response_len_mean", "kl_ref", "value_loss", "kept_frac"]
 for algo, extra in [("grpo", {}), ("grpo", {"kl_coef": 0.1}), ("dapo", {}), ("ppo", {"train_overrides": {"num_inner_epochs": 2}}), ("rloo", {}), ("online_dpo", {})]:
     d = tempfile.mkdtemp()
-    m = go(d, 3, algo, **extra)
+    go(d, 3, algo, **extra)
     r = go(d, 4, algo, resume=d + "/checkpoint-3", **extra)
     out[f"{algo}{extra}"] = {c: [round(float(x), 10) for x in r[c]] for c in cols if c in r}
 print(json.dumps(out))

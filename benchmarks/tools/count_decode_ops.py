@@ -11,7 +11,6 @@ products; on CUDA the norms are one `F.rms_norm` each and attention one Triton k
 import argparse, collections, sys
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import torch
 from torch.profiler import profile, ProfilerActivity
 from transformers import AutoConfig, AutoModelForCausalLM
 from bench_grpo import shape_dir, SHAPES
