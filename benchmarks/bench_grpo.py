@@ -79,7 +79,7 @@ def settings(a) -> dict:
     s["model"] = "embedded" if s["device"] == "cpu" else "random"
     if a.model_dir: s["model_dir"] = a.model_dir
     if a.shape: s.update(shape=a.shape, model="random")
-    s.update(lengths=a.lengths, lora=a.lora, grad_ckpt=a.grad_ckpt, mem_fraction=a.mem_fraction, fused_rotary=a.fused_rotary)
+    s.update(lengths=a.lengths, lora=a.lora, grad_ckpt=a.grad_ckpt, mem_fraction=a.mem_fraction, fused=a.fused)
     return s
 
 
@@ -172,12 +172,13 @@ def run_rlprims(s, a):
         from rlprims.precision import enable_activation_checkpointing
         enable_activation_checkpointing(model)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=s["lr"], weight_decay=0.0, **({"fused": True} if dev == "cuda" else {}))
-    if generate_batch_fast is None and (a.fused_rotary or s["lengths"] != "forced"):
-        sys.exit("bench_grpo: --fused-rotary and --lengths longtail need rlprims.fast_decode, which did not import")
+    if generate_batch_fast is None and (a.fused != "default" or s["lengths"] != "forced"):
+        sys.exit("bench_grpo: --fused and --lengths longtail need rlprims.fast_decode, which did not import")
     if a.eager and s["lengths"] != "forced": sys.exit("bench_grpo: --lengths longtail needs generate_batch_fast, not --eager")
-    if a.fused_rotary:
+    if a.fused != "default":                                  # the decode step's fused kernels: all, the rotary embedding only, or none
         import functools
-        generate_batch_fast = functools.update_wrapper(functools.partial(generate_batch_fast, fused_rotary=True), generate_batch_fast)
+        kw = dict(layers=dict(fused_layers=True, fused_rotary=True), rotary=dict(fused_layers=False, fused_rotary=True), none=dict(fused_layers=False, fused_rotary=False))[a.fused]
+        generate_batch_fast = functools.update_wrapper(functools.partial(generate_batch_fast, **kw), generate_batch_fast)
     generator = generate_batch_fast if (generate_batch_fast is not None and not a.eager) else generate_batch
     if s["lengths"] != "forced":
         calls = []
@@ -462,7 +463,8 @@ def main(argv=None):
     p.add_argument("--grad-ckpt", action="store_true", help="activation (gradient) checkpointing, both libraries")
     p.add_argument("--mem-fraction", type=float, help="cap each worker's GPU memory at this fraction of the card (emulates a smaller GPU)")
     p.add_argument("--no-generate-baseline", action="store_true", help="skip timing plain model.generate (slow at long budgets)")
-    p.add_argument("--fused-rotary", action="store_true", help="rlprims: generate_batch_fast(fused_rotary=True), the one-kernel rotary embedding")
+    p.add_argument("--fused", choices=["default", "layers", "rotary", "none"], default="default",
+                   help="rlprims' fused decode kernels (A/B): generate_batch_fast's defaults, fused layers, the fused rotary embedding alone, or none")
     p.add_argument("--quick", action="store_true", help="tiny 2-step CPU smoke run")
     p.add_argument("--precision", choices=["fp32", "bf16-mixed", "bf16"],
                    help="both libraries: fp32; bf16-mixed (fp32 weights, bf16 compute: rlprims' GPU default, TRL's bf16=True on an fp32 "

@@ -11,10 +11,11 @@ import torch
 import torch.nn.functional as F
 from .core import *
 from .generation import (generate_batch, sample_next_token, eos_token_ids, position_ids_from_mask, _without_autocast,
-                                _fuse_rms_norms, _unfuse)
+                                _fuse_rms_norms, _unfuse, _RMS_NORMS)
 
 # %% auto #0
-__all__ = ['decode_attention', 'sample_gumbel', 'static_kv_attention', 'rotary_qk', 'static_decoding', 'generate_batch_fast']
+__all__ = ['decode_attention', 'sample_gumbel', 'static_kv_attention', 'rotary_qk', 'add_rms_norm', 'silu_mul',
+           'qkv_rotary_store', 'static_decoding', 'generate_batch_fast']
 
 # %% ../nbs/01b_fast_decode.ipynb #ff3207c6
 @functools.cache
@@ -215,6 +216,185 @@ def _fused_rotary(original):
         return original(q, k, cos, sin, *args, **kwargs)
     return apply_rotary_pos_emb
 
+# %% ../nbs/01b_fast_decode.ipynb #ee00af9f
+@functools.cache
+def _add_rms_norm_kernel():
+    "The Triton kernel of `add_rms_norm` (built once)."
+    import triton, triton.language as tl
+
+    @triton.jit
+    def kernel(X, R, W, Y, RO, sx, sr, sy, sro, M, eps, HAS_R: tl.constexpr, BLOCK: tl.constexpr):
+        n = tl.program_id(0)                                # one row
+        d = tl.arange(0, BLOCK)
+        m = d < M
+        x = tl.load(X + n * sx + d, mask=m, other=0.0)
+        if HAS_R:                                           # the residual stream: rounded to the model's dtype, as its own add does
+            x = (x.to(tl.float32) + tl.load(R + n * sr + d, mask=m, other=0.0).to(tl.float32)).to(x.dtype)
+            tl.store(RO + n * sro + d, x, mask=m)
+        xf = x.to(tl.float32)
+        inv = 1.0 / tl.sqrt(tl.sum(xf * xf, 0) / M + eps)
+        y = (xf * inv).to(x.dtype).to(tl.float32) * tl.load(W + d, mask=m, other=0.0).to(tl.float32)
+        tl.store(Y + n * sy + d, y.to(x.dtype), mask=m)
+
+    return kernel
+
+def add_rms_norm(x: torch.Tensor, residual: Optional[torch.Tensor], weight: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    "`(rms_norm(residual + x) * weight, residual + x)` for `x`, `residual` `[N, M]` and `weight` `[M]`, in one Triton kernel; `residual=None` norms `x` alone."
+    N, M = x.shape
+    if x.stride(-1) != 1: x = x.contiguous()
+    y = torch.empty_like(x)
+    stream = x if residual is None else torch.empty_like(x)
+    r = x if residual is None else residual
+    _add_rms_norm_kernel()[(N,)](x, r, weight, y, stream, x.stride(0), r.stride(0), y.stride(0), stream.stride(0), M, eps,
+                                  HAS_R=residual is not None, BLOCK=_next_pow2(M))
+    return y, stream
+
+@functools.cache
+def _silu_mul_kernel():
+    "The Triton kernel of `silu_mul` (built once)."
+    import triton, triton.language as tl
+
+    @triton.jit
+    def kernel(GU, O, sg, so, I, BLOCK: tl.constexpr):
+        n, b = tl.program_id(0), tl.program_id(1)           # one row, one block of columns
+        i = b * BLOCK + tl.arange(0, BLOCK)
+        m = i < I
+        g = tl.load(GU + n * sg + i, mask=m, other=0.0)
+        u = tl.load(GU + n * sg + I + i, mask=m, other=0.0)
+        gf = g.to(tl.float32)
+        a = (gf / (1.0 + tl.exp(-gf))).to(g.dtype)          # SiLU, rounded as the model's activation
+        tl.store(O + n * so + i, (a.to(tl.float32) * u.to(tl.float32)).to(g.dtype), mask=m)
+
+    return kernel
+
+def silu_mul(gate_up: torch.Tensor) -> torch.Tensor:
+    "`silu(gate) * up` for `gate_up` `[N, 2I]` (gate first, as the concatenated gate/up weights give it); `[N, I]`, one Triton kernel."
+    N, I = gate_up.shape[0], gate_up.shape[1] // 2
+    if gate_up.stride(-1) != 1: gate_up = gate_up.contiguous()
+    out = gate_up.new_empty(N, I)
+    _silu_mul_kernel()[(N, -(-I // 1024))](gate_up, out, gate_up.stride(0), out.stride(0), I, BLOCK=1024)
+    return out
+
+@functools.cache
+def _qkv_rotary_store_kernel():
+    "The Triton kernel of `qkv_rotary_store` (built once)."
+    import triton, triton.language as tl
+
+    @triton.jit
+    def kernel(QKV, COS, SIN, QN, KN, K, V, COL, QO, sx, sc, ss, skn, skh, skl, svn, svh, svl, sqn, sqh, eps,
+               H: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr, HALF: tl.constexpr, BLOCK: tl.constexpr, HAS_NORM: tl.constexpr):
+        n, h = tl.program_id(0), tl.program_id(1)           # one row; a query head (h < H), a key head, or a value head
+        d = tl.arange(0, BLOCK)
+        m = d < HALF
+        x1 = tl.load(QKV + n * sx + h * D + d, mask=m, other=0.0)
+        x2 = tl.load(QKV + n * sx + h * D + HALF + d, mask=m, other=0.0)
+        col = tl.load(COL)                                  # the cache slot of this step's token
+        if h >= H + HKV:                                    # a value head: into the cache as it is
+            dst = V + n * svn + (h - H - HKV) * svh + col * svl
+            tl.store(dst + d, x1, mask=m)
+            tl.store(dst + HALF + d, x2, mask=m)
+        else:
+            a1, a2 = x1.to(tl.float32), x2.to(tl.float32)
+            if HAS_NORM:                                    # Qwen3: RMSNorm over each head before the rotation
+                if h < H: nw = QN
+                else: nw = KN
+                inv = 1.0 / tl.sqrt((tl.sum(a1 * a1, 0) + tl.sum(a2 * a2, 0)) / D + eps)
+                a1 = ((a1 * inv).to(x1.dtype).to(tl.float32) * tl.load(nw + d, mask=m, other=0.0).to(tl.float32)).to(x1.dtype).to(tl.float32)
+                a2 = ((a2 * inv).to(x1.dtype).to(tl.float32) * tl.load(nw + HALF + d, mask=m, other=0.0).to(tl.float32)).to(x1.dtype).to(tl.float32)
+            c1 = tl.load(COS + n * sc + d, mask=m, other=0.0).to(tl.float32)
+            c2 = tl.load(COS + n * sc + HALF + d, mask=m, other=0.0).to(tl.float32)
+            s1 = tl.load(SIN + n * ss + d, mask=m, other=0.0).to(tl.float32)
+            s2 = tl.load(SIN + n * ss + HALF + d, mask=m, other=0.0).to(tl.float32)
+            o1 = a1 * c1 - a2 * s1                          # rotate_half(x) = (-x2, x1)
+            o2 = a2 * c2 + a1 * s2
+            if h < H: dst = QO + n * sqn + h * sqh
+            else: dst = K + n * skn + (h - H) * skh + col * skl
+            tl.store(dst + d, o1.to(x1.dtype), mask=m)
+            tl.store(dst + HALF + d, o2.to(x1.dtype), mask=m)
+
+    return kernel
+
+def qkv_rotary_store(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, K: torch.Tensor, V: torch.Tensor, col: torch.Tensor, H: int,
+                     q_norm: Optional[torch.nn.Module] = None, k_norm: Optional[torch.nn.Module] = None) -> torch.Tensor:
+    "One decode step's `qkv` `[N, (H + 2 Hkv) D]` split into heads, q and k RMSNormed per head where `q_norm`/`k_norm` are given, rotated (`cos`, `sin` `[N, D]`); k and v written into the caches `K`, `V` `[N, Hkv, Lmax, D]` at slot `col` `[1]`. Returns q `[N, H, D]`; one Triton kernel."
+    N, Hkv, D = qkv.shape[0], K.shape[1], K.shape[-1]
+    if qkv.shape[1] != (H + 2 * Hkv) * D: raise ValueError(f"qkv_rotary_store: qkv has {qkv.shape[1]} columns, not (H + 2 Hkv) D = {(H + 2 * Hkv) * D}")
+    if qkv.stride(-1) != 1: qkv = qkv.contiguous()
+    q = qkv.new_empty(N, H, D)
+    has_norm = q_norm is not None
+    qn, kn, eps = (q_norm.weight, k_norm.weight, q_norm.variance_epsilon) if has_norm else (qkv, qkv, 0.0)
+    _qkv_rotary_store_kernel()[(N, H + 2 * Hkv)](
+        qkv, cos, sin, qn, kn, K, V, col, q, qkv.stride(0), cos.stride(0), sin.stride(0), K.stride(0), K.stride(1), K.stride(2),
+        V.stride(0), V.stride(1), V.stride(2), q.stride(0), q.stride(1), eps, H=H, HKV=Hkv, D=D, HALF=D // 2, BLOCK=_next_pow2(D // 2),
+        HAS_NORM=has_norm)
+    return q
+
+
+# %% ../nbs/01b_fast_decode.ipynb #9dd2a74f
+_FUSABLE_LAYERS = ("LlamaDecoderLayer", "Qwen2DecoderLayer", "Qwen3DecoderLayer", "MistralDecoderLayer")   # pre-norm, SiLU-gated MLP, full rotary
+
+def _linear_weights(m: torch.nn.Module) -> Optional[tuple]:
+    "`(weight, bias)` that `m` applies: a plain Linear's own, or a LoRA-wrapped Linear's with its active adapters merged in (a copy); None for anything else."
+    if type(m) is torch.nn.Linear: return m.weight, m.bias
+    base = getattr(m, "base_layer", None)
+    if type(base) is not torch.nn.Linear or not all(hasattr(m, a) for a in ("lora_A", "get_delta_weight", "active_adapters")): return None
+    if getattr(m, "disable_adapters", False): return None if getattr(m, "merged", False) else (base.weight, base.bias)
+    if getattr(m, "merged", False): return base.weight, base.bias
+    active = [a for a in m.active_adapters if a in m.lora_A]
+    if any(getattr(m, d, {}).get(a) for a in active for d in ("use_dora", "lora_variant", "lora_bias")): return None   # DoRA and other variants
+    w = base.weight
+    for a in active: w = w + m.get_delta_weight(a).to(w.dtype)
+    return w, base.bias
+
+def _fused_decoder(model) -> Optional[SimpleNamespace]:
+    "`model`'s decode-step weights laid out for `_fused_forward`, or None where any part of it is not of a known kind, or its copies would take over half the free GPU memory."
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model     # under a PEFT wrapper
+    inner, cfg = getattr(base, "model", None), base.config
+    if (inner is None or not all(hasattr(inner, a) for a in ("embed_tokens", "layers", "norm", "rotary_emb"))
+            or type(inner.embed_tokens) is not torch.nn.Embedding or type(inner.norm).__name__ not in _RMS_NORMS
+            or getattr(cfg, "hidden_act", None) != "silu" or getattr(cfg, "partial_rotary_factor", 1.0) != 1.0
+            or getattr(cfg, "final_logit_softcapping", None)):
+        return None
+    plain = lambda m: type(m) is torch.nn.Linear
+    head = _linear_weights(base.get_output_embeddings())
+    layers, copied = [], 0                                  # bytes of concatenated or merged weights
+    for layer in inner.layers:
+        at, mlp = layer.self_attn, layer.mlp
+        norms = [layer.input_layernorm, layer.post_attention_layernorm] + [getattr(at, n) for n in ("q_norm", "k_norm") if hasattr(at, n)]
+        if type(layer).__name__ not in _FUSABLE_LAYERS or getattr(at, "sliding_window", None) or any(type(m).__name__ not in _RMS_NORMS for m in norms):
+            return None
+        lin = {n: _linear_weights(m) for n, m in (("q", at.q_proj), ("k", at.k_proj), ("v", at.v_proj), ("o", at.o_proj),
+                                                  ("gate", mlp.gate_proj), ("up", mlp.up_proj), ("down", mlp.down_proj))}
+        if head is None or any(w is None for w in lin.values()) or any(lin[n][1] is not None for n in ("gate", "up")): return None
+        biases = [lin[n][1] for n in "qkv"]
+        if any(b is None for b in biases) and not all(b is None for b in biases): return None
+        L = SimpleNamespace(
+            idx=at.layer_idx, H=lin["q"][0].shape[0] // at.head_dim, scaling=at.scaling,
+            ln1=layer.input_layernorm, ln2=layer.post_attention_layernorm, q_norm=getattr(at, "q_norm", None), k_norm=getattr(at, "k_norm", None),
+            qkv_w=torch.cat([lin[n][0] for n in "qkv"]), qkv_b=None if biases[0] is None else torch.cat(biases),
+            o_w=lin["o"][0], o_b=lin["o"][1], gate_up_w=torch.cat([lin["gate"][0], lin["up"][0]]), down_w=lin["down"][0], down_b=lin["down"][1])
+        copied += sum(w.numel() * w.element_size() for w in (L.qkv_w, L.gate_up_w))
+        copied += sum(w.numel() * w.element_size() for n, w in (("o", L.o_w), ("down", L.down_w)) if not plain(getattr(at if n == "o" else mlp, f"{n}_proj")))
+        if L.qkv_w.is_cuda and copied > torch.cuda.mem_get_info(L.qkv_w.device)[0] / 2: return None   # leave the memory to the KV cache
+        layers.append(L)
+    return SimpleNamespace(embed=inner.embed_tokens, rotary=inner.rotary_emb, layers=layers, norm=inner.norm, head_w=head[0], head_b=head[1])
+
+def _fused_forward(S: SimpleNamespace) -> torch.Tensor:
+    "Logits `[n, V]` of one decode step through `S.fused` (9 kernels a layer), each layer's key and value written into `S`'s cache."
+    Z = S.fused
+    h = Z.embed(S.tok)                                      # [n, M]
+    cos, sin = Z.rotary(h[:, None], S.pos[:, None])         # [n, 1, D]
+    cos, sin, stream = cos[:, 0], sin[:, 0], None
+    for L in Z.layers:
+        K, V = S.keys[L.idx], S.values[L.idx]
+        x, stream = add_rms_norm(h, stream, L.ln1.weight, L.ln1.variance_epsilon)
+        q = qkv_rotary_store(F.linear(x, L.qkv_w, L.qkv_b), cos, sin, K, V, S.col, L.H, L.q_norm, L.k_norm)
+        attn = decode_attention(q, K, V, S.mask, S.col, L.scaling).flatten(1)
+        x, stream = add_rms_norm(F.linear(attn, L.o_w, L.o_b), stream, L.ln2.weight, L.ln2.variance_epsilon)
+        h = F.linear(silu_mul(F.linear(x, L.gate_up_w)), L.down_w, L.down_b)
+    return F.linear(add_rms_norm(h, stream, Z.norm.weight, Z.norm.variance_epsilon)[0], Z.head_w, Z.head_b)
+
+
 # %% ../nbs/01b_fast_decode.ipynb #da921c3b
 def _new_decode_state(N: int, P: int, T: int, config: GenerationConfig, eos: torch.Tensor, pad: int, dev) -> SimpleNamespace:
     "Preallocated buffers of one static decode: `N` rows, prompts padded to `P`, `T` new tokens."
@@ -224,6 +404,7 @@ def _new_decode_state(N: int, P: int, T: int, config: GenerationConfig, eos: tor
         rows=torch.arange(N, device=dev),                    # [n] the batch row each decoding row is; n shrinks as compaction drops done rows
         lengths=None,                                        # [n] forced completion lengths (benchmarks, tests), or None
         fused_rotary=False,                                  # decode steps apply the rotary embedding with `rotary_qk`
+        fused=None,                                          # `_fused_decoder`'s weights: decode steps run `_fused_forward`, else the model's forward
         mask=z(N, P + T, dtype=torch.bool),                  # [n, P+T] cache slots each row attends to
         tok=z(N), pos=z(N),                                  # [n] the token fed next and its position id
         t=z(1), col=z(1),                                    # index of the token sampled next; cache slot of the fed token
@@ -243,8 +424,9 @@ def _force_lengths(S: SimpleNamespace, tok: torch.Tensor, lp: torch.Tensor, logi
 
 def _decode_step(model, S: SimpleNamespace, L: int, banned: bool):
     "One decode step (attention over at most `L` slots): forward the fed tokens, sample, record, advance. No host sync."
-    logits = model(input_ids=S.tok[:, None], attention_mask=S.mask[:, None, None, :L], position_ids=S.pos[:, None],
-                   use_cache=False, logits_to_keep=1, rlprims_decode=S).logits[:, -1]
+    if S.fused is not None: logits = _fused_forward(S)
+    else: logits = model(input_ids=S.tok[:, None], attention_mask=S.mask[:, None, None, :L], position_ids=S.pos[:, None],
+                         use_cache=False, logits_to_keep=1, rlprims_decode=S).logits[:, -1]
     if S.triton and S.plain: tok, lp = sample_gumbel(logits, S.config.temperature, S.seed, S.t, S.eos if banned else None)
     else: tok, lp = sample_next_token(logits, S.config, banned=S.eos if banned else None)
     tok, lp = _force_lengths(S, tok, lp, logits, S.t)
@@ -301,6 +483,11 @@ def _has_triton() -> bool:
     try: import triton; return True
     except ImportError: return False
 
+def _triton_option(flag: Optional[bool], dev) -> bool:
+    "A fused-kernel option: None is on for CUDA with Triton; True is on wherever Triton runs (CUDA, or its CPU interpreter); False is off."
+    if flag is False or not _has_triton(): return False
+    return torch.device(dev).type == "cuda" or (flag is True and _triton_interpreted())
+
 def _decode_loop(model, S: SimpleNamespace, logits: torch.Tensor, mask: torch.Tensor, graphs: bool, check_every: int, compact: bool = True):
     "Sample the first token from the prefill's `logits`, then the rest one step at a time: each step a CUDA graph (captured once per key), or eager."
     config, eos, P, T = S.config, S.eos, S.P, S.T
@@ -344,7 +531,8 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
                         check_every: int = 16,               # decode steps between the host's looks at the done flags
                         compact: bool = True,                # at a look, keep only the live rows when they fit in half the batch
                         forced_lengths: Optional[torch.Tensor] = None,   # [N]: row i ends with EOS as its forced_lengths[i]-th token
-                        fused_rotary: bool = False) -> RolloutBatch:     # decode steps apply the rotary embedding with `rotary_qk` (Triton)
+                        fused_rotary: Optional[bool] = None,   # decode steps rotate q and k with `rotary_qk` (None: on CUDA with Triton)
+                        fused_layers: Optional[bool] = None) -> RolloutBatch:   # decode steps run `_fused_forward` where the model's layers are of a known kind (None: on CUDA with Triton)
     "Drop-in `generate_batch` (same arguments and result) with a preallocated KV cache and each decode step one CUDA graph."
     dev = next(model.parameters()).device
     T = config.max_new_tokens
@@ -367,7 +555,8 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
     S.plain, S.seed = _plain_sampling(config), torch.randint(0, 2**31 - 1, (1,)).to(dev)   # Triton sampling: its seed from torch's RNG
     S.mask[:, :P] = mask.bool()
     if forced_lengths is not None: S.lengths = forced_lengths.to(dev).long()
-    S.fused_rotary = fused_rotary and _has_triton() and (dev.type == "cuda" or _triton_interpreted())
+    S.fused = _fused_decoder(model) if _triton_option(fused_layers, dev) else None
+    S.fused_rotary = S.fused is None and _triton_option(fused_rotary, dev)
     with static_decoding(model, S):
         try: logits = _prefill_static(model, S, ids, mask)
         except NotImplementedError: S.calls = 0

@@ -1,6 +1,8 @@
 "Edge cases of the fast decode loop and the chunked log-prob pass (rlprims.fast_decode, rlprims.generation), on a tiny CPU model."
+import os
 import pytest
 import torch
+import torch.nn.functional as F
 from rlprims.core import GenerationConfig
 from rlprims.fast_decode import generate_batch_fast, static_kv_attention
 from rlprims.generation import (load_tokenizer, tokenize_prompts, generate_batch, compute_logprobs_for_tokens,
@@ -155,23 +157,139 @@ def _triton_importable() -> bool:
     try: import triton; return True
     except ImportError: return False
 
-@pytest.mark.skipif(not torch.cuda.is_available() and not _triton_importable(), reason="needs a GPU, or Triton for its CPU interpreter")
+_INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1" and _triton_importable()   # set before Triton's import: its own library functions are built then
+needs_triton = pytest.mark.skipif(not torch.cuda.is_available() and not _INTERPRETED,
+                                  reason="needs a GPU, or Triton's CPU interpreter (TRITON_INTERPRET=1 in the environment)")
+
+def _numpy2_interpreter(monkeypatch):
+    "Triton's CPU interpreter turns a loop bound read from memory into an int with int(array of shape (1,)), which NumPy 2 refuses; `.item()` is the same number."
+    import triton.runtime.interpreter as ti
+    original = ti._patch_lang_tensor
+    def patched(tensor, scope):
+        original(tensor, scope)
+        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.item()))
+    monkeypatch.setattr(ti, "_patch_lang_tensor", patched)
+
+def _triton_device(monkeypatch, model):
+    "`(model, generate_batch_fast kwargs)` to run rlprims' Triton kernels: on the GPU, or in the interpreter on the CPU (the static loop)."
+    if torch.cuda.is_available(): return model.cuda(), {}
+    _numpy2_interpreter(monkeypatch)
+    return model, dict(static=True)
+
+@needs_triton
 def test_fused_rotary_changes_no_token(setup, monkeypatch):
     "generate_batch_fast(fused_rotary=True): rotary_qk in the decode steps, the same greedy tokens, transformers' function back after."
     import transformers.models.llama.modeling_llama as llama
     import rlprims.fast_decode as fd
     model, tok, pids, pmask = setup
-    if torch.cuda.is_available(): model, kw = tiny_test_model(seed=1).cuda(), {}
-    else:                                                       # Triton's interpreter runs the kernel on the CPU
-        monkeypatch.setenv("TRITON_INTERPRET", "1"); fd._rotary_kernel.cache_clear(); kw = dict(static=True)
+    model, kw = _triton_device(monkeypatch, tiny_test_model(seed=1))
     calls, rotary = [], fd.rotary_qk
     monkeypatch.setattr(fd, "rotary_qk", lambda *a: (calls.append(1), rotary(*a))[1])
     original = llama.apply_rotary_pos_emb
     cfg = GenerationConfig(max_new_tokens=6, min_new_tokens=6, do_sample=False)
-    a = generate_batch_fast(model, tok, pids, pmask, cfg, **kw)
-    b = generate_batch_fast(model, tok, pids, pmask, cfg, fused_rotary=True, **kw)
-    if not torch.cuda.is_available(): fd._rotary_kernel.cache_clear()
+    a = generate_batch_fast(model, tok, pids, pmask, cfg, fused_rotary=False, fused_layers=False, **kw)
+    assert not calls
+    b = generate_batch_fast(model, tok, pids, pmask, cfg, fused_rotary=True, fused_layers=False, **kw)
     assert llama.apply_rotary_pos_emb is original
     assert len(calls) >= (2 if torch.cuda.is_available() else 5 * 2)   # layers x decode steps; on CUDA, the steps run eagerly or captured
     assert torch.equal(a.completion_ids, b.completion_ids)
     torch.testing.assert_close(a.logprobs, b.logprobs, atol=1e-5, rtol=0)
+
+def _tiny(kind: str, seed: int = 0):
+    "A 2-layer random model of a fusable kind: Llama, Qwen2 (with q/k/v biases) or Qwen3 (with per-head q/k norms), weights away from their defaults."
+    import transformers as T
+    torch.manual_seed(seed)
+    common = dict(vocab_size=49152, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                  max_position_embeddings=256, eos_token_id=2, pad_token_id=2)
+    if kind == "llama": return tiny_test_model(seed=seed)
+    if kind == "qwen2": m = T.Qwen2ForCausalLM(T.Qwen2Config(**common))
+    else: m = T.Qwen3ForCausalLM(T.Qwen3Config(**common, head_dim=16))
+    for layer in m.model.layers:
+        at = layer.self_attn
+        for p in [getattr(at, n).bias for n in ("q_proj", "k_proj", "v_proj")] + [getattr(at, n, None) for n in ("q_norm", "k_norm")]:
+            if p is None: continue
+            with torch.no_grad():
+                if isinstance(p, torch.nn.Module): p.weight.normal_(1.0, 0.3)
+                else: p.normal_(0.0, 0.5)
+    return m
+
+def test_fused_decoder_takes_known_kinds_only():
+    "_fused_decoder: Llama, Qwen2 and Qwen3 layers are fused (concatenated q/k/v, gate/up); a wrapped projection or a sliding window is not."
+    from rlprims.fast_decode import _fused_decoder
+    for kind in ("llama", "qwen2", "qwen3"):
+        m = _tiny(kind)
+        Z = _fused_decoder(m)
+        at, mlp = m.model.layers[1].self_attn, m.model.layers[1].mlp
+        assert Z is not None and len(Z.layers) == 2 and Z.layers[1].idx == 1 and Z.layers[1].H == 4
+        assert torch.equal(Z.layers[1].qkv_w, torch.cat([at.q_proj.weight, at.k_proj.weight, at.v_proj.weight]))
+        assert torch.equal(Z.layers[1].gate_up_w, torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]))
+        assert (Z.layers[1].qkv_b is None) == (kind != "qwen2") and (Z.layers[1].q_norm is None) == (kind != "qwen3")
+    m = _tiny("qwen2")
+    m.model.layers[1].mlp.up_proj = torch.nn.Sequential(m.model.layers[1].mlp.up_proj)   # e.g. an adapter around it
+    assert _fused_decoder(m) is None
+    m = _tiny("qwen2")
+    m.model.layers[0].self_attn.sliding_window = 8
+    assert _fused_decoder(m) is None
+
+def _lora(model):
+    "`model` with LoRA adapters (rank 4) on every projection, their B matrices non-zero so that they change the output."
+    import peft
+    m = peft.get_peft_model(model, peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+    torch.manual_seed(5)
+    for mod in m.modules():
+        if hasattr(mod, "lora_B"):
+            for b in mod.lora_B.values(): torch.nn.init.normal_(b.weight, std=0.2)
+    return m
+
+def test_fused_decoder_merges_lora():
+    "Under PEFT's LoRA, _fused_decoder's weights apply what the wrapped layers apply (adapters merged into copies); DoRA is left to the model."
+    import peft
+    from rlprims.fast_decode import _fused_decoder
+    m = _lora(_tiny("qwen2")).eval()
+    Z, at, mlp = _fused_decoder(m), m.get_base_model().model.layers[0].self_attn, m.get_base_model().model.layers[0].mlp
+    x = torch.randn(3, 64)
+    with torch.no_grad():
+        L = Z.layers[0]
+        torch.testing.assert_close(F.linear(x, L.qkv_w, L.qkv_b), torch.cat([at.q_proj(x), at.k_proj(x), at.v_proj(x)], 1), atol=1e-5, rtol=0)
+        torch.testing.assert_close(F.linear(x, L.o_w, L.o_b), at.o_proj(x), atol=1e-5, rtol=0)
+        torch.testing.assert_close(F.linear(x, L.gate_up_w), torch.cat([mlp.gate_proj(x), mlp.up_proj(x)], 1), atol=1e-5, rtol=0)
+        assert (at.o_proj(x) - at.o_proj.base_layer(x)).abs().max() > 1e-2      # the adapters do change the output
+    dora = peft.get_peft_model(_tiny("llama"), peft.LoraConfig(r=4, target_modules=["q_proj"], use_dora=True))
+    assert _fused_decoder(dora) is None
+
+@needs_triton
+@pytest.mark.parametrize("kind", ["llama", "qwen2", "qwen3", "qwen3-lora"])
+def test_fused_layers_change_no_token(setup, monkeypatch, kind):
+    "generate_batch_fast(fused_layers=True) decodes through _fused_forward: in fp32 the same greedy tokens and log-probs as the model's own forward."
+    import rlprims.fast_decode as fd
+    _, tok, pids, pmask = setup
+    model, kw = _triton_device(monkeypatch, _lora(_tiny("qwen3")) if kind == "qwen3-lora" else _tiny(kind))
+    calls, forward = [], fd._fused_forward
+    monkeypatch.setattr(fd, "_fused_forward", lambda S: (calls.append(1), forward(S))[1])
+    cfg = GenerationConfig(max_new_tokens=6, min_new_tokens=6, do_sample=False)
+    a = generate_batch_fast(model, tok, pids, pmask, cfg, fused_layers=False, **kw)
+    assert not calls
+    b = generate_batch_fast(model, tok, pids, pmask, cfg, fused_layers=True, **kw)
+    assert calls                                                 # the decode steps went through the fused forward
+    assert torch.equal(a.completion_ids, b.completion_ids)
+    torch.testing.assert_close(a.logprobs, b.logprobs, atol=1e-4, rtol=0)
+    fresh = compute_logprobs_for_tokens(model, b.prompt_ids, b.prompt_mask, b.completion_ids, completion_mask=b.completion_mask).cpu()
+    torch.testing.assert_close(fresh * b.completion_mask, b.logprobs, atol=1e-4, rtol=0)
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU (bf16 CUDA graphs)")
+@pytest.mark.parametrize("kind", ["llama", "qwen2", "qwen3"])
+def test_gpu_fused_layers_bf16(setup, kind):
+    "On a GPU in bf16, with CUDA graphs and compaction: the fused forward's sampled log-probs agree with a fresh scoring pass as closely as the model's own forward does."
+    _, tok, pids, pmask = setup
+    model = _tiny(kind).cuda().to(torch.bfloat16)
+    pids, pmask = pids.repeat(8, 1), pmask.repeat(8, 1)          # 48 rows
+    lengths = torch.randint(1, 33, (48,), generator=torch.Generator().manual_seed(0))
+    cfg = GenerationConfig(max_new_tokens=32, min_new_tokens=32, temperature=1.0, top_p=1.0, top_k=0)
+    errors = {}
+    for fused in (False, True):
+        torch.manual_seed(0)
+        b = generate_batch_fast(model, tok, pids, pmask, cfg, forced_lengths=lengths, fused_layers=fused)
+        fresh = compute_logprobs_for_tokens(model, b.prompt_ids, b.prompt_mask, b.completion_ids, completion_mask=b.completion_mask).cpu()
+        assert torch.equal(b.completion_mask.sum(-1).long(), lengths)
+        errors[fused] = ((fresh - b.logprobs).abs() * b.completion_mask).sum().item() / b.completion_mask.sum().item()
+    assert errors[True] < max(2 * errors[False], 0.02), errors
