@@ -509,7 +509,7 @@ def _decode_loop(model, S: SimpleNamespace, logits: torch.Tensor, mask: torch.Te
                 except Exception as e:                  # e.g. Triton can't build for this GPU: the step is safe to redo
                     if not S.triton: raise
                     warnings.warn(f"generate_batch_fast: Triton attention failed ({type(e).__name__}: {e}); using matrix products")
-                    S.triton = False; _decode_step(model, S, span(t), key[1])
+                    S.triton, S.fused = False, None; _decode_step(model, S, span(t), key[1])
             torch.cuda.current_stream().wait_stream(s)
         else:                                           # capture records the step without running it, then replay
             g = captured[key] = torch.cuda.CUDAGraph()
