@@ -4,7 +4,7 @@
 
 # %% ../nbs/06c_distributed.ipynb #1d9dd680
 from __future__ import annotations
-import os, contextlib, warnings
+import io, os, pickle, contextlib, warnings
 from typing import Any, Mapping, Optional, Sequence, Union
 import numpy as np
 import torch
@@ -26,12 +26,26 @@ def _row_ranges(n: int, world: int, unit: int = 1) -> list[tuple[int, int]]:
     out[-1] = (out[-1][0], n)                  # rows past the last whole unit go to the last process
     return out
 
+class _ArrayPickler(pickle.Pickler):
+    "A pickler that writes CPU tensors as NumPy arrays: a step's rollouts hold hundreds of small tensors, which torch's own reduction pickles 10-30x slower."
+    def reducer_override(self, obj):
+        if (type(obj) is torch.Tensor and obj.device.type == "cpu" and obj.layout == torch.strided and not obj.requires_grad
+                and obj.dtype != torch.bfloat16 and not obj.is_complex()):
+            return torch.from_numpy, (obj.numpy(force=False),)
+        return NotImplemented
+
+def _to_bytes(obj) -> bytes:
+    "`obj` pickled with `_ArrayPickler` (read back with `pickle.loads`)."
+    buf = io.BytesIO()
+    _ArrayPickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    return buf.getvalue()
+
 def _all_gather(obj, world: int) -> list:
     "Every process's `obj` (anything picklable), in rank order; `[obj]` for a single process."
     if world == 1: return [obj]
     out = [None] * world
-    torch.distributed.all_gather_object(out, obj)
-    return out
+    torch.distributed.all_gather_object(out, _to_bytes(obj))   # bytes: all_gather_object's own pickling of them is a copy
+    return [pickle.loads(b) for b in out]
 
 def _rank_world() -> tuple[int, int]:
     "(rank, number of processes) of the running torch.distributed group; (0, 1) without one."
