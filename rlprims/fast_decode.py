@@ -20,26 +20,23 @@ __all__ = ['decode_attention', 'sample_gumbel', 'static_kv_attention', 'rotary_q
 # %% ../nbs/01b_fast_decode.ipynb #ff3207c6
 @functools.cache
 def _decode_attention_kernel():
-    "The Triton kernels of `decode_attention`: the attention over a span of slots, and the merge of split spans (built once; needs `triton`, which CUDA builds of PyTorch ship)."
+    "The Triton kernel of `decode_attention` (built once; needs `triton`, which CUDA builds of PyTorch ship)."
     import triton, triton.language as tl
 
     @triton.jit
-    def kernel(Q, K, V, M, COL, O, MP, AP, scale, sqn, sqh, skn, skh, skl, svn, svh, svl, smn, son, soh, HKV,
-               G: tl.constexpr, D: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr,
-               CHUNK: tl.constexpr, S: tl.constexpr, IEEE: tl.constexpr):
-        n, h, c = tl.program_id(0), tl.program_id(1), tl.program_id(2)   # one row, one KV head (its G query heads), one span of slots
+    def kernel(Q, K, V, M, COL, O, scale, sqn, sqh, skn, skh, skl, svn, svh, svl, smn, son, soh,
+               G: tl.constexpr, D: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr, IEEE: tl.constexpr):
+        n, h = tl.program_id(0), tl.program_id(1)           # one row, one KV head, its G query heads
         g, d = tl.arange(0, BLOCK_G), tl.arange(0, BLOCK_D)
         gm, dm = g < G, d < D
         q = tl.load(Q + n * sqn + (h * G + g)[:, None] * sqh + d[None, :], mask=gm[:, None] & dm[None, :], other=0.0)
         length = tl.load(COL) + 1                           # slots 0..col exist
-        lo = c * CHUNK
-        hi = tl.minimum(lo + CHUNK, length)                 # this program's slots: lo..hi-1 (none when lo >= length)
         m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
         l_i = tl.zeros([BLOCK_G], tl.float32)
         acc = tl.zeros([BLOCK_G, BLOCK_D], tl.float32)
-        for start in range(lo, hi, BLOCK_L):                # online softmax over blocks of slots
+        for start in range(0, length, BLOCK_L):             # online softmax over blocks of slots
             ls = start + tl.arange(0, BLOCK_L)
-            inb = ls < hi
+            inb = ls < length
             ok = tl.load(M + n * smn + ls, mask=inb, other=0) != 0
             k = tl.load(K + n * skn + h * skh + ls[:, None] * skl + d[None, :], mask=inb[:, None] & dm[None, :], other=0.0)
             s = tl.dot(q, tl.trans(k), input_precision="ieee" if IEEE else None) * scale
@@ -52,63 +49,25 @@ def _decode_attention_kernel():
             acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision="ieee" if IEEE else None)
             l_i = l_i * alpha + tl.sum(p, 1)
             m_i = m_new
-        if S == 1:
-            out = acc / l_i[:, None]
-            tl.store(O + n * son + (h * G + g)[:, None] * soh + d[None, :], out.to(O.dtype.element_ty), mask=gm[:, None] & dm[None, :])
-        else:                                               # a partial result: running max, sum and weighted values, for `merge`
-            p = ((n * HKV + h) * S + c) * 2 * BLOCK_G
-            tl.store(MP + p + g, m_i)
-            tl.store(MP + p + BLOCK_G + g, l_i)
-            tl.store(AP + ((n * HKV + h) * S + c) * BLOCK_G * BLOCK_D + g[:, None] * BLOCK_D + d[None, :], acc)
+        out = acc / l_i[:, None]
+        tl.store(O + n * son + (h * G + g)[:, None] * soh + d[None, :], out.to(O.dtype.element_ty), mask=gm[:, None] & dm[None, :])
 
-    @triton.jit
-    def merge(MP, AP, O, son, soh, HKV, G: tl.constexpr, D: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_D: tl.constexpr, S: tl.constexpr):
-        n, h = tl.program_id(0), tl.program_id(1)
-        g, d = tl.arange(0, BLOCK_G), tl.arange(0, BLOCK_D)
-        base = (n * HKV + h) * S
-        m = tl.full([BLOCK_G], float("-inf"), tl.float32)
-        for c in range(S): m = tl.maximum(m, tl.load(MP + (base + c) * 2 * BLOCK_G + g))
-        m = tl.where(m == float("-inf"), 0.0, m)
-        l = tl.zeros([BLOCK_G], tl.float32)
-        acc = tl.zeros([BLOCK_G, BLOCK_D], tl.float32)
-        for c in range(S):                                  # each span's sums rescaled to the common max
-            w = tl.exp(tl.load(MP + (base + c) * 2 * BLOCK_G + g) - m)
-            l += w * tl.load(MP + (base + c) * 2 * BLOCK_G + BLOCK_G + g)
-            acc += w[:, None] * tl.load(AP + (base + c) * BLOCK_G * BLOCK_D + g[:, None] * BLOCK_D + d[None, :])
-        out = acc / l[:, None]
-        tl.store(O + n * son + (h * G + g)[:, None] * soh + d[None, :], out.to(O.dtype.element_ty), mask=(g < G)[:, None] & (d < D)[None, :])
+    return kernel
 
-    return kernel, merge
-
-def _attention_spans(N: int, Hkv: int, Lmax: int, device) -> int:
-    "How many spans of slots `decode_attention` splits each row's cache into: 1 where rows x KV heads fill the GPU, more where they are few."
-    if torch.device(device).type != "cuda": return 1
-    sms = torch.cuda.get_device_properties(device).multi_processor_count
-    return 1 if N * Hkv >= 2 * sms else min(-(-8 * sms // (N * Hkv)), -(-Lmax // 64))
-
-def decode_attention(q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, mask: torch.Tensor, col: torch.Tensor, scaling: float,
-                     spans: Optional[int] = None) -> torch.Tensor:
-    "One query per row `q` `[N, H, D]` over cache slots `0..col` of `K`, `V` `[N, kv_heads, Lmax, D]` where `mask` `[N, >Lmax]` is True; `[N, H, D]`. `spans` > 1 splits the slots over that many programs per row and head, then merges them (None: by the GPU's size)."
+def decode_attention(q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, mask: torch.Tensor, col: torch.Tensor, scaling: float) -> torch.Tensor:
+    "One query per row `q` `[N, H, D]` over cache slots `0..col` of `K`, `V` `[N, kv_heads, Lmax, D]` where `mask` `[N, >Lmax]` is True; `[N, H, D]`."
     N, H, D = q.shape
-    Hkv, Lmax = K.shape[1], K.shape[2]
+    Hkv = K.shape[1]
     G = H // Hkv
     if q.stride(-1) != 1: q = q.contiguous()
     out = torch.empty_like(q)
     m = mask.view(torch.uint8)
-    spans = _attention_spans(N, Hkv, Lmax, q.device) if spans is None else spans
-    chunk = -(-Lmax // spans // 64) * 64                    # slots per span, whole blocks of 64
-    S = -(-Lmax // chunk)
-    BG, BD = max(16, _next_pow2(G)), max(16, _next_pow2(D))
-    partial = q.new_empty(N * Hkv * S * 2 * BG, dtype=torch.float32) if S > 1 else out   # running max and sum per span
-    values = q.new_empty(N * Hkv * S * BG * BD, dtype=torch.float32) if S > 1 else out
-    kernel, merge = _decode_attention_kernel()
-    kernel[(N, Hkv, S)](
-        q, K, V, m, col, out, partial, values, scaling, q.stride(0), q.stride(1), K.stride(0), K.stride(1), K.stride(2),
-        V.stride(0), V.stride(1), V.stride(2), m.stride(0), out.stride(0), out.stride(1), Hkv,
-        G=G, D=D, BLOCK_G=BG, BLOCK_D=BD, BLOCK_L=64, CHUNK=chunk, S=S, IEEE=q.dtype == torch.float32)
-    if S > 1: merge[(N, Hkv)](partial, values, out, out.stride(0), out.stride(1), Hkv, G=G, D=D, BLOCK_G=BG, BLOCK_D=BD, S=S)
+    _decode_attention_kernel()[(N, Hkv)](
+        q, K, V, m, col, out, scaling, q.stride(0), q.stride(1), K.stride(0), K.stride(1), K.stride(2),
+        V.stride(0), V.stride(1), V.stride(2), m.stride(0), out.stride(0), out.stride(1),
+        G=G, D=D, BLOCK_G=max(16, 1 << (G - 1).bit_length()), BLOCK_D=max(16, 1 << (D - 1).bit_length()), BLOCK_L=64,
+        IEEE=q.dtype == torch.float32)
     return out
-
 
 # %% ../nbs/01b_fast_decode.ipynb #fade97b5
 @functools.cache

@@ -293,22 +293,3 @@ def test_gpu_fused_layers_bf16(setup, kind):
         assert torch.equal(b.completion_mask.sum(-1).long(), lengths)
         errors[fused] = ((fresh - b.logprobs).abs() * b.completion_mask).sum().item() / b.completion_mask.sum().item()
     assert errors[True] < max(2 * errors[False], 0.02), errors
-
-@needs_triton
-@pytest.mark.parametrize("spans", [1, 2, 5])
-def test_decode_attention_spans(monkeypatch, spans):
-    "decode_attention over the visible slots 0..col, split into spans or not, equals softmax attention computed directly (grouped KV heads, masked slots)."
-    import math
-    from rlprims.fast_decode import decode_attention
-    dev = "cuda" if torch.cuda.is_available() else "cpu"
-    if dev == "cpu": _numpy2_interpreter(monkeypatch)
-    g = torch.Generator().manual_seed(0)
-    N, H, Hkv, D, L, col = 3, 6, 2, 16, 300, 200
-    q, K, V = torch.randn(N, H, D, generator=g), torch.randn(N, Hkv, L, D, generator=g), torch.randn(N, Hkv, L, D, generator=g)
-    mask = torch.rand(N, L + 1, generator=g) > 0.3
-    mask[:, col] = True
-    Kx, Vx = K[:, :, :col + 1].repeat_interleave(H // Hkv, 1), V[:, :, :col + 1].repeat_interleave(H // Hkv, 1)
-    scores = (q[:, :, None] @ Kx.transpose(-1, -2))[:, :, 0] / math.sqrt(D)
-    want = (scores.masked_fill(~mask[:, None, :col + 1], float("-inf")).softmax(-1)[:, :, None] @ Vx)[:, :, 0]
-    got = decode_attention(*(x.to(dev) for x in (q, K, V, mask, torch.tensor([col]))), D ** -0.5, spans=spans).cpu()
-    torch.testing.assert_close(got, want, atol=1e-4, rtol=0)
