@@ -357,6 +357,8 @@ def _fused_decoder(model) -> Optional[SimpleNamespace]:
         return None
     plain = lambda m: type(m) is torch.nn.Linear
     head = _linear_weights(base.get_output_embeddings())
+    dev = inner.embed_tokens.weight.device
+    budget = torch.cuda.mem_get_info(dev)[0] / 2 if dev.type == "cuda" else float("inf")   # half the free GPU memory: the rest is the KV cache's
     layers, copied = [], 0                                  # bytes of concatenated or merged weights
     for layer in inner.layers:
         at, mlp = layer.self_attn, layer.mlp
@@ -375,7 +377,7 @@ def _fused_decoder(model) -> Optional[SimpleNamespace]:
             o_w=lin["o"][0], o_b=lin["o"][1], gate_up_w=torch.cat([lin["gate"][0], lin["up"][0]]), down_w=lin["down"][0], down_b=lin["down"][1])
         copied += sum(w.numel() * w.element_size() for w in (L.qkv_w, L.gate_up_w))
         copied += sum(w.numel() * w.element_size() for n, w in (("o", L.o_w), ("down", L.down_w)) if not plain(getattr(at if n == "o" else mlp, f"{n}_proj")))
-        if L.qkv_w.is_cuda and copied > torch.cuda.mem_get_info(L.qkv_w.device)[0] / 2: return None   # leave the memory to the KV cache
+        if copied > budget: return None
         layers.append(L)
     return SimpleNamespace(embed=inner.embed_tokens, rotary=inner.rotary_emb, layers=layers, norm=inner.norm, head_w=head[0], head_b=head[1])
 

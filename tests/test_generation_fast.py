@@ -196,13 +196,14 @@ def test_fused_rotary_changes_no_token(setup, monkeypatch):
     torch.testing.assert_close(a.logprobs, b.logprobs, atol=1e-5, rtol=0)
 
 def _tiny(kind: str, seed: int = 0):
-    "A 2-layer random model of a fusable kind: Llama, Qwen2 (with q/k/v biases) or Qwen3 (with per-head q/k norms), weights away from their defaults."
+    "A 2-layer random model of a fusable kind: Llama, Mistral, Qwen2 (with q/k/v biases) or Qwen3 (with per-head q/k norms), weights away from their defaults."
     import transformers as T
     torch.manual_seed(seed)
     common = dict(vocab_size=49152, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                   max_position_embeddings=256, eos_token_id=2, pad_token_id=2)
     if kind == "llama": return tiny_test_model(seed=seed)
     if kind == "qwen2": m = T.Qwen2ForCausalLM(T.Qwen2Config(**common))
+    elif kind == "mistral": m = T.MistralForCausalLM(T.MistralConfig(**common, sliding_window=None))
     else: m = T.Qwen3ForCausalLM(T.Qwen3Config(**common, head_dim=16))
     for layer in m.model.layers:
         at = layer.self_attn
@@ -214,9 +215,9 @@ def _tiny(kind: str, seed: int = 0):
     return m
 
 def test_fused_decoder_takes_known_kinds_only():
-    "_fused_decoder: Llama, Qwen2 and Qwen3 layers are fused (concatenated q/k/v, gate/up); a wrapped projection or a sliding window is not."
+    "_fused_decoder: Llama, Mistral, Qwen2 and Qwen3 layers are fused (concatenated q/k/v, gate/up); a wrapped projection or a sliding window is not."
     from rlprims.fast_decode import _fused_decoder
-    for kind in ("llama", "qwen2", "qwen3"):
+    for kind in ("llama", "mistral", "qwen2", "qwen3"):
         m = _tiny(kind)
         Z = _fused_decoder(m)
         at, mlp = m.model.layers[1].self_attn, m.model.layers[1].mlp
@@ -258,7 +259,7 @@ def test_fused_decoder_merges_lora():
     assert _fused_decoder(dora) is None
 
 @needs_triton
-@pytest.mark.parametrize("kind", ["llama", "qwen2", "qwen3", "qwen3-lora"])
+@pytest.mark.parametrize("kind", ["llama", "mistral", "qwen2", "qwen3", "qwen3-lora"])
 def test_fused_layers_change_no_token(setup, monkeypatch, kind):
     "generate_batch_fast(fused_layers=True) decodes through _fused_forward: in fp32 the same greedy tokens and log-probs as the model's own forward."
     import rlprims.fast_decode as fd
@@ -277,7 +278,7 @@ def test_fused_layers_change_no_token(setup, monkeypatch, kind):
     torch.testing.assert_close(fresh * b.completion_mask, b.logprobs, atol=1e-4, rtol=0)
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU (bf16 CUDA graphs)")
-@pytest.mark.parametrize("kind", ["llama", "qwen2", "qwen3"])
+@pytest.mark.parametrize("kind", ["llama", "mistral", "qwen2", "qwen3"])
 def test_gpu_fused_layers_bf16(setup, kind):
     "On a GPU in bf16, with CUDA graphs and compaction: the fused forward's sampled log-probs agree with a fresh scoring pass as closely as the model's own forward does."
     _, tok, pids, pmask = setup
