@@ -363,7 +363,8 @@ def _fused_decoder(model) -> Optional[SimpleNamespace]:
     for layer in inner.layers:
         at, mlp = layer.self_attn, layer.mlp
         norms = [layer.input_layernorm, layer.post_attention_layernorm] + [getattr(at, n) for n in ("q_norm", "k_norm") if hasattr(at, n)]
-        if type(layer).__name__ not in _FUSABLE_LAYERS or getattr(at, "sliding_window", None) or any(type(m).__name__ not in _RMS_NORMS for m in norms):
+        window = getattr(at, "sliding_window", None) or (type(layer).__name__ == "MistralDecoderLayer" and getattr(cfg, "sliding_window", None))
+        if type(layer).__name__ not in _FUSABLE_LAYERS or window or any(type(m).__name__ not in _RMS_NORMS for m in norms):
             return None
         lin = {n: _linear_weights(m) for n, m in (("q", at.q_proj), ("k", at.k_proj), ("v", at.v_proj), ("o", at.o_proj),
                                                   ("gate", mlp.gate_proj), ("up", mlp.up_proj), ("down", mlp.down_proj))}
@@ -485,10 +486,10 @@ def _has_triton() -> bool:
     try: import triton; return True
     except ImportError: return False
 
-def _triton_option(flag: Optional[bool], dev) -> bool:
-    "A fused-kernel option: None is on for CUDA with Triton; True is on wherever Triton runs (CUDA, or its CPU interpreter); False is off."
-    if flag is False or not _has_triton(): return False
-    return torch.device(dev).type == "cuda" or (flag is True and _triton_interpreted())
+def _triton_option(flag: Optional[bool], dev, default: bool) -> bool:
+    "A fused-kernel option: None is `default`; True is on wherever Triton runs (CUDA, or its CPU interpreter); False is off."
+    if flag is None: return default
+    return bool(flag) and _has_triton() and (torch.device(dev).type == "cuda" or _triton_interpreted())
 
 def _decode_loop(model, S: SimpleNamespace, logits: torch.Tensor, mask: torch.Tensor, graphs: bool, check_every: int, compact: bool = True):
     "Sample the first token from the prefill's `logits`, then the rest one step at a time: each step a CUDA graph (captured once per key), or eager."
@@ -533,8 +534,8 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
                         check_every: int = 16,               # decode steps between the host's looks at the done flags
                         compact: bool = True,                # at a look, keep only the live rows when they fit in half the batch
                         forced_lengths: Optional[torch.Tensor] = None,   # [N]: row i ends with EOS as its forced_lengths[i]-th token
-                        fused_rotary: Optional[bool] = None,   # decode steps rotate q and k with `rotary_qk` (None: on CUDA with Triton)
-                        fused_layers: Optional[bool] = None) -> RolloutBatch:   # decode steps run `_fused_forward` where the model's layers are of a known kind (None: on CUDA with Triton)
+                        fused_rotary: Optional[bool] = None,   # decode steps rotate q and k with `rotary_qk` (None: where the steps use Triton, i.e. CUDA graphs on CUDA)
+                        fused_layers: Optional[bool] = None) -> RolloutBatch:   # decode steps run `_fused_forward` where the model's layers are of a known kind (None: as fused_rotary)
     "Drop-in `generate_batch` (same arguments and result) with a preallocated KV cache and each decode step one CUDA graph."
     dev = next(model.parameters()).device
     T = config.max_new_tokens
@@ -557,13 +558,14 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
     S.plain, S.seed = _plain_sampling(config), torch.randint(0, 2**31 - 1, (1,)).to(dev)   # Triton sampling: its seed from torch's RNG
     S.mask[:, :P] = mask.bool()
     if forced_lengths is not None: S.lengths = forced_lengths.to(dev).long()
-    S.fused = _fused_decoder(model) if _triton_option(fused_layers, dev) else None
-    S.fused_rotary = S.fused is None and _triton_option(fused_rotary, dev)
+    S.fused = _fused_decoder(model) if _triton_option(fused_layers, dev, S.triton) else None   # by default where the steps use Triton already
+    S.fused_rotary = S.fused is None and _triton_option(fused_rotary, dev, S.triton)
     with static_decoding(model, S):
         try: logits = _prefill_static(model, S, ids, mask)
         except NotImplementedError: S.calls = 0
         if S.calls > 0: _decode_loop(model, S, logits, mask, graphs, check_every, compact)
     if S.calls == 0:                                        # attention does not go through transformers' interface here
+        S.fused = None                                      # free the fused weights' copies before the plain loop
         if forced_lengths is not None: raise NotImplementedError("generate_batch_fast: forced_lengths needs a model whose attention goes through transformers' AttentionInterface")
         return generate_batch(model, tokenizer, prompt_ids, prompt_mask, config, compute_logprobs, eos_ids)
     W = int(S.valid.sum(1).max())                           # as generate_batch: as wide as the longest completion

@@ -231,6 +231,11 @@ def test_fused_decoder_takes_known_kinds_only():
     m = _tiny("qwen2")
     m.model.layers[0].self_attn.sliding_window = 8
     assert _fused_decoder(m) is None
+    import transformers as T
+    torch.manual_seed(0)
+    mistral = T.MistralForCausalLM(T.MistralConfig(vocab_size=1000, hidden_size=64, intermediate_size=96, num_hidden_layers=1,
+                                                   num_attention_heads=4, num_key_value_heads=2, sliding_window=3))
+    assert _fused_decoder(mistral) is None                       # Mistral keeps its window in the config
 
 def _lora(model):
     "`model` with LoRA adapters (rank 4) on every projection, their B matrices non-zero so that they change the output."
@@ -279,17 +284,21 @@ def test_fused_layers_change_no_token(setup, monkeypatch, kind):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU (bf16 CUDA graphs)")
 @pytest.mark.parametrize("kind", ["llama", "mistral", "qwen2", "qwen3"])
-def test_gpu_fused_layers_bf16(setup, kind):
+def test_gpu_fused_layers_bf16(setup, monkeypatch, kind):
     "On a GPU in bf16, with CUDA graphs and compaction: the fused forward's sampled log-probs agree with a fresh scoring pass as closely as the model's own forward does."
     _, tok, pids, pmask = setup
     model = _tiny(kind).cuda().to(torch.bfloat16)
     pids, pmask = pids.repeat(8, 1), pmask.repeat(8, 1)          # 48 rows
     lengths = torch.randint(1, 33, (48,), generator=torch.Generator().manual_seed(0))
     cfg = GenerationConfig(max_new_tokens=32, min_new_tokens=32, temperature=1.0, top_p=1.0, top_k=0)
+    import rlprims.fast_decode as fd
+    calls, forward = [], fd._fused_forward
+    monkeypatch.setattr(fd, "_fused_forward", lambda S: (calls.append(1), forward(S))[1])
     errors = {}
     for fused in (False, True):
         torch.manual_seed(0)
         b = generate_batch_fast(model, tok, pids, pmask, cfg, forced_lengths=lengths, fused_layers=fused)
+        assert bool(calls) == fused                                  # the fused forward ran in the second pass only
         fresh = compute_logprobs_for_tokens(model, b.prompt_ids, b.prompt_mask, b.completion_ids, completion_mask=b.completion_mask).cpu()
         assert torch.equal(b.completion_mask.sum(-1).long(), lengths)
         errors[fused] = ((fresh - b.logprobs).abs() * b.completion_mask).sum().item() / b.completion_mask.sum().item()
