@@ -24,9 +24,23 @@ def violations(source: str) -> list:
     return bad
 
 
+# The one unpickling allowed: `_all_gather` reads bytes that this job's own processes sent through torch.distributed, as
+# torch's all_gather_object itself does (it unpickles what it gathers); nothing from files, users or the network.
+ALLOWED = {"distributed.py": ["pickle.loads"]}
+
 @pytest.mark.parametrize("path", SRC, ids=[p.name for p in SRC])
 def test_package_source_is_clean(path):
-    assert violations(path.read_text()) == [], path.name
+    found = [v for v in violations(path.read_text()) if v.split("()")[0] not in ALLOWED.get(path.name, [])]
+    assert found == [], path.name
+
+def test_allowed_unpickling_is_only_the_gather():
+    "Each allowed call occurs once, inside `_all_gather`."
+    for name, calls in ALLOWED.items():
+        tree = ast.parse((SRC[0].parent / name).read_text())
+        for call in calls:
+            owners = [f.name for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)
+                      for n in ast.walk(f) if isinstance(n, ast.Call) and ast.unparse(n.func) == call]
+            assert owners == ["_all_gather"], (name, call, owners)
 
 
 def test_scanner_catches_planted_calls():
