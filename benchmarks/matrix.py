@@ -45,7 +45,7 @@ def summary_row(name: str, res: dict) -> str:
     r, t = res["results"].get("rlprims", {}), res["results"].get("trl", {})
     med = lambda x, k: median(x.get("steps", []), k)
     tps = lambda x: tokens_per_second(x, "generation") if x.get("steps") else float("nan")
-    ratio = lambda a, b: f"{a / b:.2f}x" if b == b and b else "-"
+    ratio = lambda a, b: f"{a / b:.3f}x" if b == b and b else "-"
     f = r.get("roofline")
     roof = (f"{max(f['t_mem'], f['t_flop']) * r['generator_tps'] / (r['n_rows'] * r['T']):.0%}"
             if f and res["settings"]["lengths"] == "forced" else "-")
