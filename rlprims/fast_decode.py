@@ -346,8 +346,12 @@ def _linear_weights(m: torch.nn.Module) -> Optional[tuple]:
     for a in active: w = w + m.get_delta_weight(a).to(w.dtype)
     return w, base.bias
 
-def _fused_decoder(model) -> Optional[SimpleNamespace]:
-    "`model`'s decode-step weights laid out for `_fused_forward`, or None where any part of it is not of a known kind, or its copies would take over half the free GPU memory."
+def _free_bytes(device) -> float:
+    "Free memory on a CUDA `device`; unlimited elsewhere."
+    return torch.cuda.mem_get_info(device)[0] if torch.device(device).type == "cuda" else float("inf")
+
+def _fused_decoder(model, rows: int = 0, slots: int = 0) -> Optional[SimpleNamespace]:
+    "`model`'s decode-step weights laid out for `_fused_forward`, or None where any part of it is not of a known kind, or its copies would take over half the GPU memory left free by a KV cache of `rows` x `slots`."
     base = model.get_base_model() if hasattr(model, "get_base_model") else model     # under a PEFT wrapper
     inner, cfg = getattr(base, "model", None), base.config
     if (inner is None or not all(hasattr(inner, a) for a in ("embed_tokens", "layers", "norm", "rotary_emb"))
@@ -357,8 +361,8 @@ def _fused_decoder(model) -> Optional[SimpleNamespace]:
         return None
     plain = lambda m: type(m) is torch.nn.Linear
     head = _linear_weights(base.get_output_embeddings())
-    dev = inner.embed_tokens.weight.device
-    budget = torch.cuda.mem_get_info(dev)[0] / 2 if dev.type == "cuda" else float("inf")   # half the free GPU memory: the rest is the KV cache's
+    kv = sum(2 * rows * slots * l.self_attn.k_proj.out_features * inner.embed_tokens.weight.element_size() for l in inner.layers)
+    budget = (_free_bytes(inner.embed_tokens.weight.device) - kv) / 2   # the KV cache first, then at most half of what is left
     layers, copied = [], 0                                  # bytes of concatenated or merged weights
     for layer in inner.layers:
         at, mlp = layer.self_attn, layer.mlp
@@ -558,7 +562,7 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
     S.plain, S.seed = _plain_sampling(config), torch.randint(0, 2**31 - 1, (1,)).to(dev)   # Triton sampling: its seed from torch's RNG
     S.mask[:, :P] = mask.bool()
     if forced_lengths is not None: S.lengths = forced_lengths.to(dev).long()
-    S.fused = _fused_decoder(model) if _triton_option(fused_layers, dev, S.triton) else None   # by default where the steps use Triton already
+    S.fused = _fused_decoder(model, N, S.Lmax) if _triton_option(fused_layers, dev, S.triton) else None   # by default where the steps use Triton already
     S.fused_rotary = S.fused is None and _triton_option(fused_rotary, dev, S.triton)
     with static_decoding(model, S):
         try: logits = _prefill_static(model, S, ids, mask)

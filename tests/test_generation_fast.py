@@ -237,6 +237,19 @@ def test_fused_decoder_takes_known_kinds_only():
                                                    num_attention_heads=4, num_key_value_heads=2, sliding_window=3))
     assert _fused_decoder(mistral) is None                       # Mistral keeps its window in the config
 
+def test_fused_decoder_leaves_memory_to_the_kv_cache(monkeypatch):
+    "The fused copies (concatenated q/k/v and gate/up) are made only when they fit in half the memory a KV cache of rows x slots leaves free."
+    import rlprims.fast_decode as fd
+    m = _tiny("llama")
+    copies = sum(l.self_attn.q_proj.weight.numel() + 2 * l.self_attn.k_proj.weight.numel() + 2 * l.mlp.up_proj.weight.numel()
+                 for l in m.model.layers) * 4                                  # fp32 bytes
+    kv = 2 * 2 * 6 * 100 * m.model.layers[0].self_attn.k_proj.out_features * 4    # 2 layers x (K, V) x 6 rows x 100 slots
+    monkeypatch.setattr(fd, "_free_bytes", lambda device: kv + 2 * copies + 8)
+    assert fd._fused_decoder(m, rows=6, slots=100) is not None
+    monkeypatch.setattr(fd, "_free_bytes", lambda device: kv + 2 * copies - 8)
+    assert fd._fused_decoder(m, rows=6, slots=100) is None
+    assert fd._fused_decoder(m) is not None                                      # no KV cache to leave room for
+
 def _lora(model):
     "`model` with LoRA adapters (rank 4) on every projection, their B matrices non-zero so that they change the output."
     import peft
