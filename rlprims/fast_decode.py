@@ -359,11 +359,13 @@ def _fused_decoder(model, rows: int = 0, slots: int = 0) -> Optional[SimpleNames
             or getattr(cfg, "hidden_act", None) != "silu" or getattr(cfg, "partial_rotary_factor", 1.0) != 1.0
             or getattr(cfg, "final_logit_softcapping", None)):
         return None
-    plain = lambda m: type(m) is torch.nn.Linear
     head = _linear_weights(base.get_output_embeddings())
+    if head is None: return None
+    own = {id(p) for p in base.parameters()}                # a weight not among them is a copy made here
+    size = lambda ws: sum(w.numel() * w.element_size() for w in ws if w is not None and id(w) not in own)
     kv = sum(2 * rows * slots * l.self_attn.k_proj.out_features * inner.embed_tokens.weight.element_size() for l in inner.layers)
     budget = (_free_bytes(inner.embed_tokens.weight.device) - kv) / 2   # the KV cache first, then at most half of what is left
-    layers, copied = [], 0                                  # bytes of concatenated or merged weights
+    layers, copied = [], size(head)                         # bytes of concatenated or merged weights
     for layer in inner.layers:
         at, mlp = layer.self_attn, layer.mlp
         norms = [layer.input_layernorm, layer.post_attention_layernorm] + [getattr(at, n) for n in ("q_norm", "k_norm") if hasattr(at, n)]
@@ -372,7 +374,7 @@ def _fused_decoder(model, rows: int = 0, slots: int = 0) -> Optional[SimpleNames
             return None
         lin = {n: _linear_weights(m) for n, m in (("q", at.q_proj), ("k", at.k_proj), ("v", at.v_proj), ("o", at.o_proj),
                                                   ("gate", mlp.gate_proj), ("up", mlp.up_proj), ("down", mlp.down_proj))}
-        if head is None or any(w is None for w in lin.values()) or any(lin[n][1] is not None for n in ("gate", "up")): return None
+        if any(w is None for w in lin.values()) or any(lin[n][1] is not None for n in ("gate", "up")): return None
         biases = [lin[n][1] for n in "qkv"]
         if any(b is None for b in biases) and not all(b is None for b in biases): return None
         L = SimpleNamespace(
@@ -380,8 +382,7 @@ def _fused_decoder(model, rows: int = 0, slots: int = 0) -> Optional[SimpleNames
             ln1=layer.input_layernorm, ln2=layer.post_attention_layernorm, q_norm=getattr(at, "q_norm", None), k_norm=getattr(at, "k_norm", None),
             qkv_w=torch.cat([lin[n][0] for n in "qkv"]), qkv_b=None if biases[0] is None else torch.cat(biases),
             o_w=lin["o"][0], o_b=lin["o"][1], gate_up_w=torch.cat([lin["gate"][0], lin["up"][0]]), down_w=lin["down"][0], down_b=lin["down"][1])
-        copied += sum(w.numel() * w.element_size() for w in (L.qkv_w, L.gate_up_w))
-        copied += sum(w.numel() * w.element_size() for n, w in (("o", L.o_w), ("down", L.down_w)) if not plain(getattr(at if n == "o" else mlp, f"{n}_proj")))
+        copied += size((L.qkv_w, L.qkv_b, L.gate_up_w, L.o_w, L.down_w))
         if copied > budget: return None
         layers.append(L)
     return SimpleNamespace(embed=inner.embed_tokens, rotary=inner.rotary_emb, layers=layers, norm=inner.norm, head_w=head[0], head_b=head[1])

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from rlprims.core import GenerationConfig
-from rlprims.fast_decode import generate_batch_fast, static_kv_attention
+from rlprims.fast_decode import generate_batch_fast, static_kv_attention, _has_triton
 from rlprims.generation import (load_tokenizer, tokenize_prompts, generate_batch, compute_logprobs_for_tokens,
                                 token_logprobs, _fuse_rms_norms, _unfuse)
 from rlprims.training import tiny_test_model
@@ -153,11 +153,7 @@ def test_scoring_under_activation_checkpointing(setup):
     with pytest.raises(ValueError, match="share_prefix"):
         compute_logprobs_for_tokens(ckpt, pids, pmask, c, requires_grad=True, share_prefix=True)
 
-def _triton_importable() -> bool:
-    try: import triton; return True
-    except ImportError: return False
-
-_INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1" and _triton_importable()   # set before Triton's import: its own library functions are built then
+_INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1" and _has_triton()   # set before Triton's import: its own library functions are built then
 needs_triton = pytest.mark.skipif(not torch.cuda.is_available() and not _INTERPRETED,
                                   reason="needs a GPU, or Triton's CPU interpreter (TRITON_INTERPRET=1 in the environment)")
 
