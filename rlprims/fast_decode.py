@@ -71,53 +71,84 @@ def decode_attention(q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, mask: to
 
 # %% ../nbs/01b_fast_decode.ipynb #fade97b5
 @functools.cache
-def _sample_kernel():
-    "The Triton kernel of `sample_gumbel` (built once)."
+def _sample_kernels():
+    "The two Triton kernels of `sample_gumbel` (built once): a pass over each span of a row's logits, then one that combines the spans."
     import triton, triton.language as tl
 
     @triton.jit
-    def kernel(X, SEED, STEP, BAN, TOK, LP, V, sx, inv_temp, n_ban, BLOCK: tl.constexpr, NB: tl.constexpr):
-        n = tl.program_id(0)
+    def spans(X, SEED, STEP, BAN, PM, PS, PB, PI, PZ, V, sx, inv_temp, n_ban, SPAN, BLOCK: tl.constexpr, NB: tl.constexpr):
+        n, j = tl.program_id(0), tl.program_id(1)          # one row, one span of its columns
         seed = tl.load(SEED) + tl.load(STEP) * 1000003      # a new stream every step, read on the device
         b = tl.arange(0, NB)
         ban = tl.load(BAN + b, mask=b < n_ban, other=-1)
-        m = tl.full([], float("-inf"), tl.float32)         # running max and sum of exp: the log-normaliser
+        m = tl.full([], float("-inf"), tl.float32)         # running max and sum of exp: the span's share of the log-normaliser
         s = tl.zeros([], tl.float32)
         best = tl.full([], float("-inf"), tl.float32)      # best Gumbel score so far, its token and its logit
         best_i = tl.zeros([], tl.int32)
         best_z = tl.zeros([], tl.float32)
-        for start in range(0, V, BLOCK):
+        lo = j * SPAN
+        for start in range(lo, tl.minimum(lo + SPAN, V), BLOCK):
             c = start + tl.arange(0, BLOCK)
             ok = c < V
             z = tl.load(X + n * sx + c, mask=ok, other=float("-inf")).to(tl.float32) * inv_temp
             m_new = tl.maximum(m, tl.max(z, 0))
             s = s * tl.exp(m - m_new) + tl.sum(tl.where(ok, tl.exp(z - m_new), 0.0), 0)
             m = m_new
-            u = tl.rand(seed, n * V + c)
+            u = tl.rand(seed, n * V + c)                   # the uniform of token c in row n: the same whatever the spans
             banned = tl.sum((c[:, None] == ban[None, :]).to(tl.int32), 1) > 0
             score = tl.where(ok & (~banned), z - tl.log(-tl.log(u)), float("-inf"))
             i = tl.argmax(score, 0)
             v = tl.max(score, 0)
             zi = tl.sum(tl.where(tl.arange(0, BLOCK) == i, z, 0.0), 0)
-            take = v > best
+            take = v > best                                # ties: the first token wins, as in one pass
             best_i = tl.where(take, start + i, best_i)
             best_z = tl.where(take, zi, best_z)
             best = tl.where(take, v, best)
-        tl.store(TOK + n, best_i.to(tl.int64))
-        tl.store(LP + n, best_z - m - tl.log(s))
+        k = n * tl.num_programs(1) + j
+        tl.store(PM + k, m); tl.store(PS + k, s); tl.store(PB + k, best); tl.store(PI + k, best_i); tl.store(PZ + k, best_z)
 
-    return kernel
+    @triton.jit
+    def combine(PM, PS, PB, PI, PZ, TOK, LP, J, NJ: tl.constexpr):
+        n = tl.program_id(0)
+        j = tl.arange(0, NJ)
+        ok = j < J
+        pm = tl.load(PM + n * J + j, mask=ok, other=float("-inf"))
+        ps = tl.load(PS + n * J + j, mask=ok, other=0.0)
+        pb = tl.load(PB + n * J + j, mask=ok, other=float("-inf"))
+        m = tl.max(pm, 0)
+        s = tl.sum(tl.where(ok, ps * tl.exp(pm - m), 0.0), 0)
+        k = tl.argmax(pb, 0)                                # the first span holding the best score
+        tok = tl.sum(tl.where(j == k, tl.load(PI + n * J + j, mask=ok, other=0), 0), 0)
+        z = tl.sum(tl.where(j == k, tl.load(PZ + n * J + j, mask=ok, other=0.0), 0.0), 0)
+        tl.store(TOK + n, tok.to(tl.int64))
+        tl.store(LP + n, z - m - tl.log(s))
+
+    return spans, combine
+
+@functools.cache
+def _multiprocessors(dev) -> int:
+    "Streaming multiprocessors of CUDA device `dev` (4 elsewhere, e.g. in Triton's interpreter)."
+    return torch.cuda.get_device_properties(dev).multi_processor_count if torch.device(dev).type == "cuda" else 4
 
 def sample_gumbel(logits: torch.Tensor, temperature: float, seed: torch.Tensor, step: torch.Tensor,
-                  banned: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
-    "Sample one token per row of CUDA `logits` `[N, V]` at `temperature` (Triton, Gumbel-max); `(tokens [N], logprobs [N])`."
+                  banned: Optional[torch.Tensor] = None, spans: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    "Sample one token per row of CUDA `logits` `[N, V]` at `temperature` (Triton, Gumbel-max), each row cut into `spans` (None: enough to fill the GPU); `(tokens [N], logprobs [N])`."
     N, V = logits.shape
     if logits.stride(-1) != 1: logits = logits.contiguous()
-    tok = torch.empty(N, dtype=torch.long, device=logits.device)
-    lp = torch.empty(N, dtype=torch.float32, device=logits.device)
+    dev = logits.device
+    tok = torch.empty(N, dtype=torch.long, device=dev)
+    lp = torch.empty(N, dtype=torch.float32, device=dev)
     ban = banned if banned is not None else tok[:0]
-    _sample_kernel()[(N,)](logits, seed, step, ban, tok, lp, V, logits.stride(0), 1.0 / temperature, ban.numel(),
-                           BLOCK=min(4096, _next_pow2(V)), NB=max(2, _next_pow2(max(ban.numel(), 1))))
+    BLOCK = min(4096, _next_pow2(V))
+    blocks = -(-V // BLOCK)
+    want = spans or -(-8 * _multiprocessors(dev) // max(N, 1))   # about 8 programs per multiprocessor
+    per = -(-blocks // max(1, min(want, blocks)))           # blocks of a span
+    J = -(-blocks // per)
+    parts = [torch.empty(N * J, dtype=dt, device=dev) for dt in (torch.float32,) * 3 + (torch.int32, torch.float32)]
+    spans_k, combine_k = _sample_kernels()
+    spans_k[(N, J)](logits, seed, step, ban, *parts, V, logits.stride(0), 1.0 / temperature, ban.numel(), per * BLOCK,
+                    BLOCK=BLOCK, NB=max(2, _next_pow2(max(ban.numel(), 1))))
+    combine_k[(N,)](*parts, tok, lp, J, NJ=max(2, _next_pow2(J)))
     return tok, lp
 
 def _next_pow2(n: int) -> int: return 1 << (max(n, 1) - 1).bit_length()

@@ -134,15 +134,28 @@ def _compute_dtype(x: torch.Tensor, W: Optional[torch.Tensor]) -> torch.dtype:
     if torch.is_autocast_enabled(dev): return torch.get_autocast_dtype(dev)
     return W.dtype if W is not None else x.dtype
 
+def _add_outer_(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    "`acc += a.T @ b` for fp32 `acc` `[V, H]`, `a` `[C, V]`, `b` `[C, H]`: on CUDA one product with an fp32 result (no `[V, H]` temporary), else product, cast, add."
+    if a.dtype == acc.dtype: return acc.addmm_(a.t(), b)
+    if acc.is_cuda:
+        try: return torch.addmm(acc, a.t(), b, out_dtype=acc.dtype, out=acc)
+        except (RuntimeError, TypeError): pass               # a torch without mixed-dtype addmm
+    return acc.add_((a.t() @ b).float())
+
 class _TokenLogprobs(torch.autograd.Function):
     "Log-probs and entropies of `y` `[N]` a chunk of rows at a time; backward recomputes each chunk's logits instead of keeping them."
     @staticmethod
-    def forward(ctx, x, W, y, temperature, chunk):
+    def forward(ctx, x, W, y, temperature, chunk, fused):
         N = x.shape[0]
         ctx.dtype = _compute_dtype(x, W)                   # autocast does not reach backward: casts are explicit
         Wc = W.to(ctx.dtype) if W is not None else None
+        ctx.fused = W is not None and _fused_head(fused, x.device)   # the per-chunk passes as two Triton kernels (01c)
         lp, ent, lse = (torch.empty(N, device=x.device) for _ in range(3))
         for s in range(0, N, chunk):
+            if ctx.fused:
+                from rlprims.fused_logprobs import logprob_stats
+                lp[s:s + chunk], ent[s:s + chunk], lse[s:s + chunk] = logprob_stats(x[s:s + chunk].to(ctx.dtype) @ Wc.t(), y[s:s + chunk], temperature)
+                continue
             z = _logits_fp32(x[s:s + chunk], Wc, temperature)
             l = lse[s:s + chunk] = torch.logsumexp(z, -1)
             lp[s:s + chunk] = z.gather(-1, y[s:s + chunk, None]).squeeze(-1) - l
@@ -160,6 +173,12 @@ class _TokenLogprobs(torch.autograd.Function):
         gW = torch.zeros(W.shape, dtype=torch.float32, device=W.device) if W is not None else None
         for s in range(0, x.shape[0], ctx.chunk):
             e = s + ctx.chunk
+            if ctx.fused:                                   # the gradient overwrites the recomputed logits, in their dtype
+                from rlprims.fused_logprobs import logprob_grad_
+                xs = x[s:e].to(ctx.dtype)
+                gz = logprob_grad_(xs @ Wc.t(), y[s:e], lse[s:e], g[s:e], ctx.temperature)
+                gx[s:e] = gz @ Wc; _add_outer_(gW, gz, xs)
+                continue
             gz = _logits_fp32(x[s:e], Wc, ctx.temperature).sub_(lse[s:e, None]).exp_().mul_(-g[s:e, None])   # -g * softmax
             gz.scatter_add_(-1, y[s:e, None], g[s:e, None])                                                 # + g at the target
             if ctx.temperature != 1.0: gz.div_(ctx.temperature)
@@ -167,14 +186,21 @@ class _TokenLogprobs(torch.autograd.Function):
             else:
                 gz = gz.to(ctx.dtype)
                 gx[s:e] = gz @ Wc
-                gW += (gz.t() @ x[s:e].to(ctx.dtype)).float()
-        return gx, (gW.to(W.dtype) if W is not None else None), None, None, None
+                _add_outer_(gW, gz, x[s:e].to(ctx.dtype))
+        return gx, (gW.to(W.dtype) if W is not None else None), None, None, None, None
+
+def _fused_head(flag: Optional[bool], device) -> bool:
+    "`fused_logprobs.fused_head`, imported when first needed (that module builds on `fast_decode`, which builds on this one)."
+    if flag is False: return False
+    from rlprims.fused_logprobs import fused_head
+    return fused_head(flag, device)
 
 def token_logprobs(x: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0, return_entropy: bool = False,
-                   head_weight: Optional[torch.Tensor] = None, chunk_tokens: int = 1024) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-    "fp32 log-probs `[B, T]` of `targets` from logits `x` `[B, T, V]` (or hidden states `[B, T, H]` and the LM head's `[V, H]` weight), and entropies (no grad)."
+                   head_weight: Optional[torch.Tensor] = None, chunk_tokens: int = 1024,
+                   fused: Optional[bool] = None) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    "fp32 log-probs `[B, T]` of `targets` from logits `x` `[B, T, V]` (or hidden states `[B, T, H]` and the LM head's `[V, H]` weight), and entropies (no grad). `fused`: the head's passes as Triton kernels (None: on CUDA)."
     B, T = targets.shape
-    lp, ent = _TokenLogprobs.apply(x.reshape(B * T, x.shape[-1]), head_weight, targets.reshape(-1), temperature, chunk_tokens)
+    lp, ent = _TokenLogprobs.apply(x.reshape(B * T, x.shape[-1]), head_weight, targets.reshape(-1), temperature, chunk_tokens, fused)
     return lp.view(B, T), (ent.view(B, T) if return_entropy else None)
 
 def _plain_head(model) -> Optional[torch.Tensor]:
