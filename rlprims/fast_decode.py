@@ -14,7 +14,7 @@ from .generation import (generate_batch, sample_next_token, eos_token_ids, posit
                                 _fuse_rms_norms, _unfuse, _RMS_NORMS)
 
 # %% auto #0
-__all__ = ['decode_attention', 'sample_gumbel', 'static_kv_attention', 'rotary_qk', 'add_rms_norm', 'silu_mul',
+__all__ = ['decode_attention', 'sample_softmax', 'static_kv_attention', 'rotary_qk', 'add_rms_norm', 'silu_mul',
            'qkv_rotary_store', 'static_decoding', 'generate_batch_fast']
 
 # %% ../nbs/01b_fast_decode.ipynb #ff3207c6
@@ -24,7 +24,7 @@ def _decode_attention_kernel():
     import triton, triton.language as tl
 
     @triton.jit
-    def kernel(Q, K, V, M, COL, O, scale, sqn, sqh, skn, skh, skl, svn, svh, svl, smn, son, soh,
+    def decode_attention_kernel(Q, K, V, M, COL, O, scale, sqn, sqh, skn, skh, skl, svn, svh, svl, smn, son, soh,
                G: tl.constexpr, D: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr, IEEE: tl.constexpr):
         n, h = tl.program_id(0), tl.program_id(1)           # one row, one KV head, its G query heads
         g, d = tl.arange(0, BLOCK_G), tl.arange(0, BLOCK_D)
@@ -52,7 +52,7 @@ def _decode_attention_kernel():
         out = acc / l_i[:, None]
         tl.store(O + n * son + (h * G + g)[:, None] * soh + d[None, :], out.to(O.dtype.element_ty), mask=gm[:, None] & dm[None, :])
 
-    return kernel
+    return decode_attention_kernel
 
 def decode_attention(q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, mask: torch.Tensor, col: torch.Tensor, scaling: float) -> torch.Tensor:
     "One query per row `q` `[N, H, D]` over cache slots `0..col` of `K`, `V` `[N, kv_heads, Lmax, D]` where `mask` `[N, >Lmax]` is True; `[N, H, D]`."
@@ -72,83 +72,96 @@ def decode_attention(q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, mask: to
 # %% ../nbs/01b_fast_decode.ipynb #fade97b5
 @functools.cache
 def _sample_kernels():
-    "The two Triton kernels of `sample_gumbel` (built once): a pass over each span of a row's logits, then one that combines the spans."
+    "The two Triton kernels of `sample_softmax` (built once): sums over each span of a row's logits, then the draw."
     import triton, triton.language as tl
 
     @triton.jit
-    def spans(X, SEED, STEP, BAN, PM, PS, PB, PI, PZ, V, sx, inv_temp, n_ban, SPAN, BLOCK: tl.constexpr, NB: tl.constexpr):
+    def span_sums(X, BAN, PM, PS, PA, V, sx, inv_temp, n_ban, SPAN, BLOCK: tl.constexpr, NB: tl.constexpr):
         n, j = tl.program_id(0), tl.program_id(1)          # one row, one span of its columns
-        seed = tl.load(SEED) + tl.load(STEP) * 1000003      # a new stream every step, read on the device
         b = tl.arange(0, NB)
         ban = tl.load(BAN + b, mask=b < n_ban, other=-1)
-        m = tl.full([], float("-inf"), tl.float32)         # running max and sum of exp: the span's share of the log-normaliser
+        m = tl.full([], float("-inf"), tl.float32)         # the span's max, sum of exp(z - m), and that sum over allowed tokens
         s = tl.zeros([], tl.float32)
-        best = tl.full([], float("-inf"), tl.float32)      # best Gumbel score so far, its token and its logit
-        best_i = tl.zeros([], tl.int32)
-        best_z = tl.zeros([], tl.float32)
+        sa = tl.zeros([], tl.float32)
         lo = j * SPAN
         for start in range(lo, tl.minimum(lo + SPAN, V), BLOCK):
             c = start + tl.arange(0, BLOCK)
             ok = c < V
             z = tl.load(X + n * sx + c, mask=ok, other=float("-inf")).to(tl.float32) * inv_temp
             m_new = tl.maximum(m, tl.max(z, 0))
-            s = s * tl.exp(m - m_new) + tl.sum(tl.where(ok, tl.exp(z - m_new), 0.0), 0)
+            e = tl.where(ok, tl.exp(z - m_new), 0.0)
+            allowed = tl.sum((c[:, None] == ban[None, :]).to(tl.int32), 1) == 0
+            alpha = tl.exp(m - m_new)
+            s = s * alpha + tl.sum(e, 0)
+            sa = sa * alpha + tl.sum(tl.where(allowed, e, 0.0), 0)
             m = m_new
-            u = tl.rand(seed, n * V + c)                   # the uniform of token c in row n: the same whatever the spans
-            banned = tl.sum((c[:, None] == ban[None, :]).to(tl.int32), 1) > 0
-            score = tl.where(ok & (~banned), z - tl.log(-tl.log(u)), float("-inf"))
-            i = tl.argmax(score, 0)
-            v = tl.max(score, 0)
-            zi = tl.sum(tl.where(tl.arange(0, BLOCK) == i, z, 0.0), 0)
-            take = v > best                                # ties: the first token wins, as in one pass
-            best_i = tl.where(take, start + i, best_i)
-            best_z = tl.where(take, zi, best_z)
-            best = tl.where(take, v, best)
         k = n * tl.num_programs(1) + j
-        tl.store(PM + k, m); tl.store(PS + k, s); tl.store(PB + k, best); tl.store(PI + k, best_i); tl.store(PZ + k, best_z)
+        tl.store(PM + k, m); tl.store(PS + k, s); tl.store(PA + k, sa)
 
     @triton.jit
-    def combine(PM, PS, PB, PI, PZ, TOK, LP, J, NJ: tl.constexpr):
+    def draw(X, SEED, STEP, BAN, PM, PS, PA, TOK, LP, V, sx, inv_temp, n_ban, J, SPAN,
+             NJ: tl.constexpr, BLOCK: tl.constexpr, NB: tl.constexpr):
         n = tl.program_id(0)
+        b = tl.arange(0, NB)
+        ban = tl.load(BAN + b, mask=b < n_ban, other=-1)
         j = tl.arange(0, NJ)
-        ok = j < J
-        pm = tl.load(PM + n * J + j, mask=ok, other=float("-inf"))
-        ps = tl.load(PS + n * J + j, mask=ok, other=0.0)
-        pb = tl.load(PB + n * J + j, mask=ok, other=float("-inf"))
-        m = tl.max(pm, 0)
-        s = tl.sum(tl.where(ok, ps * tl.exp(pm - m), 0.0), 0)
-        k = tl.argmax(pb, 0)                                # the first span holding the best score
-        tok = tl.sum(tl.where(j == k, tl.load(PI + n * J + j, mask=ok, other=0), 0), 0)
-        z = tl.sum(tl.where(j == k, tl.load(PZ + n * J + j, mask=ok, other=0.0), 0.0), 0)
+        jm = j < J
+        pm = tl.load(PM + n * J + j, mask=jm, other=float("-inf"))
+        m = tl.max(pm, 0)                                   # the row's max: every sum rescaled to it
+        w = tl.where(jm, tl.exp(pm - m), 0.0)
+        lse = m + tl.log(tl.sum(tl.load(PS + n * J + j, mask=jm, other=0.0) * w, 0))
+        pa = tl.load(PA + n * J + j, mask=jm, other=0.0) * w
+        seed = tl.load(SEED) + tl.load(STEP) * 1000003      # a new stream every step, read on the device
+        target = tl.rand(seed, n) * tl.sum(pa, 0)           # one uniform a row: the draw is where the running sum passes it
+        cum = tl.cumsum(pa, 0)
+        last = tl.max(tl.where(pa > 0, j, -1), 0)           # the last span with any allowed mass (rounding may overshoot the total)
+        k = tl.minimum(tl.sum((cum <= target).to(tl.int32), 0), last)
+        rest = target - tl.sum(tl.where(j < k, pa, 0.0), 0)   # what is left to pass inside span k
+        acc = tl.zeros([], tl.float32)
+        tok = tl.full([], -1, tl.int32)
+        fallback = tl.zeros([], tl.int32)
+        lo = k * SPAN
+        for start in range(lo, tl.minimum(lo + SPAN, V), BLOCK):
+            c = start + tl.arange(0, BLOCK)
+            ok = c < V
+            z = tl.load(X + n * sx + c, mask=ok, other=float("-inf")).to(tl.float32) * inv_temp
+            allowed = tl.sum((c[:, None] == ban[None, :]).to(tl.int32), 1) == 0
+            e = tl.where(ok & allowed, tl.exp(z - m), 0.0)
+            run = acc + tl.cumsum(e, 0)
+            passed = tl.sum((run <= rest).to(tl.int32), 0)   # the first column whose running sum passes `rest`
+            tok = tl.where((tok < 0) & (passed < BLOCK) & (acc + tl.sum(e, 0) > rest), start + passed, tok)
+            fallback = tl.maximum(fallback, tl.max(tl.where(e > 0, c, 0), 0))
+            acc += tl.sum(e, 0)
+        tok = tl.where(tok < 0, fallback, tok)
         tl.store(TOK + n, tok.to(tl.int64))
-        tl.store(LP + n, z - m - tl.log(s))
+        tl.store(LP + n, tl.load(X + n * sx + tok).to(tl.float32) * inv_temp - lse)
 
-    return spans, combine
+    return span_sums, draw
 
 @functools.cache
 def _multiprocessors(dev) -> int:
     "Streaming multiprocessors of CUDA device `dev` (4 elsewhere, e.g. in Triton's interpreter)."
     return torch.cuda.get_device_properties(dev).multi_processor_count if torch.device(dev).type == "cuda" else 4
 
-def sample_gumbel(logits: torch.Tensor, temperature: float, seed: torch.Tensor, step: torch.Tensor,
-                  banned: Optional[torch.Tensor] = None, spans: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor]:
-    "Sample one token per row of CUDA `logits` `[N, V]` at `temperature` (Triton, Gumbel-max), each row cut into `spans` (None: enough to fill the GPU); `(tokens [N], logprobs [N])`."
+def sample_softmax(logits: torch.Tensor, temperature: float, seed: torch.Tensor, step: torch.Tensor,
+                   banned: Optional[torch.Tensor] = None, spans: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    "Sample one token per row of CUDA `logits` `[N, V]` from softmax(logits / `temperature`) (Triton, inverse CDF), each row cut into `spans` (None: enough to fill the GPU); `(tokens [N], logprobs [N])`."
     N, V = logits.shape
     if logits.stride(-1) != 1: logits = logits.contiguous()
     dev = logits.device
     tok = torch.empty(N, dtype=torch.long, device=dev)
     lp = torch.empty(N, dtype=torch.float32, device=dev)
     ban = banned if banned is not None else tok[:0]
-    BLOCK = min(4096, _next_pow2(V))
+    BLOCK, NB = min(4096, _next_pow2(V)), max(2, _next_pow2(max(ban.numel(), 1)))
     blocks = -(-V // BLOCK)
     want = spans or -(-8 * _multiprocessors(dev) // max(N, 1))   # about 8 programs per multiprocessor
     per = -(-blocks // max(1, min(want, blocks)))           # blocks of a span
     J = -(-blocks // per)
-    parts = [torch.empty(N * J, dtype=dt, device=dev) for dt in (torch.float32,) * 3 + (torch.int32, torch.float32)]
-    spans_k, combine_k = _sample_kernels()
-    spans_k[(N, J)](logits, seed, step, ban, *parts, V, logits.stride(0), 1.0 / temperature, ban.numel(), per * BLOCK,
-                    BLOCK=BLOCK, NB=max(2, _next_pow2(max(ban.numel(), 1))))
-    combine_k[(N,)](*parts, tok, lp, J, NJ=max(2, _next_pow2(J)))
+    pm, ps, pa = (torch.empty(N * J, dtype=torch.float32, device=dev) for _ in range(3))
+    span_sums, draw = _sample_kernels()
+    args = (V, logits.stride(0), 1.0 / temperature, ban.numel())
+    span_sums[(N, J)](logits, ban, pm, ps, pa, *args, per * BLOCK, BLOCK=BLOCK, NB=NB)
+    draw[(N,)](logits, seed, step, ban, pm, ps, pa, tok, lp, *args, J, per * BLOCK, NJ=max(2, _next_pow2(J)), BLOCK=BLOCK, NB=NB)
     return tok, lp
 
 def _next_pow2(n: int) -> int: return 1 << (max(n, 1) - 1).bit_length()
@@ -198,7 +211,7 @@ def _rotary_kernel():
     import triton, triton.language as tl
 
     @triton.jit
-    def kernel(Q, K, COS, SIN, QO, KO, sqn, sqh, skn, skh, scn, ssn, son, soh, sokn, sokh,
+    def rotary_kernel(Q, K, COS, SIN, QO, KO, sqn, sqh, skn, skh, scn, ssn, son, soh, sokn, sokh,
                HQ: tl.constexpr, HALF: tl.constexpr, BLOCK: tl.constexpr):
         n, h = tl.program_id(0), tl.program_id(1)          # one row; a query head (h < HQ) or a key head
         d = tl.arange(0, BLOCK)
@@ -220,7 +233,7 @@ def _rotary_kernel():
         tl.store(dst + d, o1.to(x1.dtype), mask=m)
         tl.store(dst + HALF + d, o2.to(x1.dtype), mask=m)
 
-    return kernel
+    return rotary_kernel
 
 def rotary_qk(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     "Rotary embedding of one token per row: `q` `[N, H, 1, D]`, `k` `[N, Hkv, 1, D]`, `cos`/`sin` `[N, 1, D]`; one Triton kernel, `(q, k)` rotated."
@@ -254,7 +267,7 @@ def _add_rms_norm_kernel():
     import triton, triton.language as tl
 
     @triton.jit
-    def kernel(X, R, W, Y, RO, sx, sr, sy, sro, M, eps, HAS_R: tl.constexpr, BLOCK: tl.constexpr):
+    def add_rms_norm_kernel(X, R, W, Y, RO, sx, sr, sy, sro, M, eps, HAS_R: tl.constexpr, BLOCK: tl.constexpr):
         n = tl.program_id(0)                                # one row
         d = tl.arange(0, BLOCK)
         m = d < M
@@ -267,7 +280,7 @@ def _add_rms_norm_kernel():
         y = (xf * inv).to(x.dtype).to(tl.float32) * tl.load(W + d, mask=m, other=0.0).to(tl.float32)
         tl.store(Y + n * sy + d, y.to(x.dtype), mask=m)
 
-    return kernel
+    return add_rms_norm_kernel
 
 def add_rms_norm(x: torch.Tensor, residual: Optional[torch.Tensor], weight: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
     "`(rms_norm(residual + x) * weight, residual + x)` for `x`, `residual` `[N, M]` and `weight` `[M]`, in one Triton kernel; `residual=None` norms `x` alone."
@@ -286,7 +299,7 @@ def _silu_mul_kernel():
     import triton, triton.language as tl
 
     @triton.jit
-    def kernel(GU, O, sg, so, I, BLOCK: tl.constexpr):
+    def silu_mul_kernel(GU, O, sg, so, I, BLOCK: tl.constexpr):
         n, b = tl.program_id(0), tl.program_id(1)           # one row, one block of columns
         i = b * BLOCK + tl.arange(0, BLOCK)
         m = i < I
@@ -296,7 +309,7 @@ def _silu_mul_kernel():
         a = (gf / (1.0 + tl.exp(-gf))).to(g.dtype)          # SiLU, rounded as the model's activation
         tl.store(O + n * so + i, (a.to(tl.float32) * u.to(tl.float32)).to(g.dtype), mask=m)
 
-    return kernel
+    return silu_mul_kernel
 
 def silu_mul(gate_up: torch.Tensor) -> torch.Tensor:
     "`silu(gate) * up` for `gate_up` `[N, 2I]` (gate first, as the concatenated gate/up weights give it); `[N, I]`, one Triton kernel."
@@ -312,7 +325,7 @@ def _qkv_rotary_store_kernel():
     import triton, triton.language as tl
 
     @triton.jit
-    def kernel(QKV, COS, SIN, QN, KN, K, V, COL, QO, sx, sc, ss, skn, skh, skl, svn, svh, svl, sqn, sqh, eps,
+    def qkv_rotary_store_kernel(QKV, COS, SIN, QN, KN, K, V, COL, QO, sx, sc, ss, skn, skh, skl, svn, svh, svl, sqn, sqh, eps,
                H: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr, HALF: tl.constexpr, BLOCK: tl.constexpr, HAS_NORM: tl.constexpr):
         n, h = tl.program_id(0), tl.program_id(1)           # one row; a query head (h < H), a key head, or a value head
         d = tl.arange(0, BLOCK)
@@ -343,7 +356,7 @@ def _qkv_rotary_store_kernel():
             tl.store(dst + d, o1.to(x1.dtype), mask=m)
             tl.store(dst + HALF + d, o2.to(x1.dtype), mask=m)
 
-    return kernel
+    return qkv_rotary_store_kernel
 
 def qkv_rotary_store(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, K: torch.Tensor, V: torch.Tensor, col: torch.Tensor, H: int,
                      q_norm: Optional[torch.nn.Module] = None, k_norm: Optional[torch.nn.Module] = None) -> torch.Tensor:
@@ -466,7 +479,7 @@ def _decode_step(model, S: SimpleNamespace, L: int, banned: bool):
     if S.fused is not None: logits = _fused_forward(S)
     else: logits = model(input_ids=S.tok[:, None], attention_mask=S.mask[:, None, None, :L], position_ids=S.pos[:, None],
                          use_cache=False, logits_to_keep=1, rlprims_decode=S).logits[:, -1]
-    if S.triton and S.plain: tok, lp = sample_gumbel(logits, S.config.temperature, S.seed, S.t, S.eos if banned else None)
+    if S.triton and S.plain: tok, lp = sample_softmax(logits, S.config.temperature, S.seed, S.t, S.eos if banned else None)
     else: tok, lp = sample_next_token(logits, S.config, banned=S.eos if banned else None)
     tok, lp = _force_lengths(S, tok, lp, logits, S.t)
     live = ~S.done

@@ -19,7 +19,7 @@ def _logprob_stats_kernel():
     import triton, triton.language as tl
 
     @triton.jit
-    def kernel(Z, Y, LP, ENT, LSE, sz, inv_temp, V: tl.constexpr, BLOCK: tl.constexpr):   # V fixed per model: a constant
+    def logprob_stats_kernel(Z, Y, LP, ENT, LSE, sz, inv_temp, V: tl.constexpr, BLOCK: tl.constexpr):   # V fixed per model: a constant
         n = tl.program_id(0).to(tl.int64)                   # one row of logits
         row = Z + n * sz
         m = tl.full([], float("-inf"), tl.float32)         # running max, sum of exp(z - m), and sum of exp(z - m) * z
@@ -41,7 +41,7 @@ def _logprob_stats_kernel():
         tl.store(ENT + n, tl.maximum(lse - t / s, 0.0))    # H = lse - E_p[z]
         tl.store(LSE + n, lse)
 
-    return kernel
+    return logprob_stats_kernel
 
 def logprob_stats(z: torch.Tensor, y: torch.Tensor, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     "From logits `z` `[C, V]` (any float dtype, read once) at `temperature`: log-probs of `y` `[C]`, entropies and log-normalisers, each fp32 `[C]`."
@@ -58,7 +58,7 @@ def _logprob_grad_kernel():
     import triton, triton.language as tl
 
     @triton.jit
-    def kernel(Z, Y, LSE, G, V, sz, inv_temp, BLOCK: tl.constexpr):
+    def logprob_grad_kernel(Z, Y, LSE, G, V, sz, inv_temp, BLOCK: tl.constexpr):
         n, b = tl.program_id(0).to(tl.int64), tl.program_id(1)   # one row, one block of its columns
         c = b * BLOCK + tl.arange(0, BLOCK)
         ok = c < V
@@ -69,7 +69,7 @@ def _logprob_grad_kernel():
         dz = (tl.where(c == y, g, 0.0) - g * soft) * inv_temp   # d(g * log p_y)/dz = g (onehot(y) - p) / T
         tl.store(p, dz.to(z.dtype), mask=ok)
 
-    return kernel
+    return logprob_grad_kernel
 
 def logprob_grad_(z: torch.Tensor, y: torch.Tensor, lse: torch.Tensor, g: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     "Overwrite logits `z` `[C, V]` with the gradient of `sum(g * logprob(y))` with respect to them, given `logprob_stats`' `lse`; returns `z`."

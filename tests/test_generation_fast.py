@@ -316,15 +316,15 @@ def test_gpu_fused_layers_bf16(setup, monkeypatch, kind):
 @needs_triton
 @pytest.mark.parametrize("banned", [False, True])
 def test_sampler_spans_change_no_sample(monkeypatch, banned):
-    "sample_gumbel cut into 1, 3 or 16 spans a row: the same tokens (a token's uniform depends on its row and column only), the same log-probs."
-    from rlprims.fast_decode import sample_gumbel
+    "sample_softmax cut into 1, 3 or 16 spans a row: the same tokens (one uniform a row, the same whatever the spans; ties aside), the same log-probs."
+    from rlprims.fast_decode import sample_softmax
     if not torch.cuda.is_available(): _numpy2_interpreter(monkeypatch)
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(0)
     z = (torch.randn(6, 9000) * 2).to(dev)                  # three blocks of 4096 columns
     ban = torch.tensor([int(z[0].argmax())], device=dev) if banned else None
     seed, step = torch.tensor([5], device=dev), torch.tensor([3], device=dev)
-    (t1, l1), *others = [sample_gumbel(z, 0.7, seed, step, ban, spans=k) for k in (1, 3, 16)]
+    (t1, l1), *others = [sample_softmax(z, 0.7, seed, step, ban, spans=k) for k in (1, 3, 16)]
     for t, l in others:
         assert torch.equal(t, t1); torch.testing.assert_close(l, l1, atol=1e-5, rtol=0)
     torch.testing.assert_close(l1, torch.log_softmax(z / 0.7, -1).gather(1, t1[:, None])[:, 0], atol=1e-5, rtol=0)

@@ -1,13 +1,13 @@
-"The Triton Gumbel-max sampler of the fast decode loop (rlprims.fast_decode.sample_gumbel): needs CUDA and Triton, skipped elsewhere."
+"The Triton sampler of the fast decode loop (rlprims.fast_decode.sample_softmax): needs CUDA and Triton, skipped elsewhere."
 import pytest
 import torch
-from rlprims.fast_decode import sample_gumbel, _has_triton
+from rlprims.fast_decode import sample_softmax, _has_triton
 
 pytestmark = pytest.mark.skipif(not (torch.cuda.is_available() and _has_triton()), reason="needs a CUDA GPU and Triton")
 
 def _draw(z, temperature, banned=None, seed=7, step=3):
     s, t = torch.tensor([seed], device="cuda"), torch.tensor([step], device="cuda")
-    return sample_gumbel(z, temperature, s, t, banned)
+    return sample_softmax(z, temperature, s, t, banned)
 
 @pytest.mark.parametrize("V", [10, 5000])            # one block, and several blocks (4096 columns each)
 def test_frequencies_match_softmax(V):
@@ -47,10 +47,10 @@ def test_fast_decode_uses_it_and_scores_match():
     pids[:4, :3], pm[:4, :3] = 2, 0                                 # half the prompts left-padded
     cfg = GenerationConfig(max_new_tokens=16, min_new_tokens=16, temperature=0.8, top_p=1.0, top_k=0)
     import rlprims.fast_decode as RG
-    calls, real = [], RG.sample_gumbel
-    RG.sample_gumbel = lambda *a, **k: calls.append(1) or real(*a, **k)     # the decode step looks it up in the module
+    calls, real = [], RG.sample_softmax
+    RG.sample_softmax = lambda *a, **k: calls.append(1) or real(*a, **k)     # the decode step looks it up in the module
     try: torch.manual_seed(0); b = generate_batch_fast(model, tok, pids, pm, cfg, eos_ids=[2])
-    finally: RG.sample_gumbel = real
+    finally: RG.sample_softmax = real
     assert calls                                                            # plain sampling on CUDA goes through the Triton sampler
     torch.manual_seed(0); b2 = generate_batch_fast(model, tok, pids, pm, cfg, eos_ids=[2])
     assert torch.equal(b.completion_ids, b2.completion_ids)          # seeded from torch's RNG: reproducible

@@ -23,12 +23,12 @@ from rlprims.generation import tokenize_prompts
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 d = shape_dir(a.shape)
 def time_sampler(N, V, reps=50):
-    "Milliseconds a call of `sample_gumbel` takes on `[N, V]` bf16 logits, one span a row and as many as the default picks."
+    "Milliseconds a call of `sample_softmax` takes on `[N, V]` bf16 logits, one span a row and as many as the default picks."
     z, seed, step = torch.randn(N, V, device="cuda", dtype=torch.bfloat16) * 3, torch.tensor([1], device="cuda"), torch.tensor([0], device="cuda")
     for spans in (1, None):
-        fd.sample_gumbel(z, 1.0, seed, step, spans=spans); torch.cuda.synchronize(); t0 = time.perf_counter()
-        for _ in range(reps): fd.sample_gumbel(z, 1.0, seed, step, spans=spans)
-        torch.cuda.synchronize(); print(f"sample_gumbel [{N}, {V}], spans={spans}: {(time.perf_counter() - t0) / reps * 1e3:.3f} ms", flush=True)
+        fd.sample_softmax(z, 1.0, seed, step, spans=spans); torch.cuda.synchronize(); t0 = time.perf_counter()
+        for _ in range(reps): fd.sample_softmax(z, 1.0, seed, step, spans=spans)
+        torch.cuda.synchronize(); print(f"sample_softmax [{N}, {V}], spans={spans}: {(time.perf_counter() - t0) / reps * 1e3:.3f} ms", flush=True)
 time_sampler(a.rows, AutoConfig.from_pretrained(d).vocab_size)
 torch.manual_seed(0)
 model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(d), dtype=torch.bfloat16).cuda()
