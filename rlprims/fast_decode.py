@@ -116,7 +116,7 @@ def _sample_kernels():
         cum = tl.cumsum(pa, 0)
         last = tl.max(tl.where(pa > 0, j, -1), 0)           # the last span with any allowed mass (rounding may overshoot the total)
         k = tl.minimum(tl.sum((cum <= target).to(tl.int32), 0), last)
-        rest = target - tl.sum(tl.where(j < k, pa, 0.0), 0)   # what is left to pass inside span k
+        rest = tl.maximum(target - tl.sum(tl.where(j < k, pa, 0.0), 0), 0.0)   # what is left to pass inside span k
         acc = tl.zeros([], tl.float32)
         tok = tl.full([], -1, tl.int32)
         fallback = tl.zeros([], tl.int32)
@@ -129,7 +129,7 @@ def _sample_kernels():
             e = tl.where(ok & allowed, tl.exp(z - m), 0.0)
             run = acc + tl.cumsum(e, 0)
             passed = tl.sum((run <= rest).to(tl.int32), 0)   # the first column whose running sum passes `rest`
-            tok = tl.where((tok < 0) & (passed < BLOCK) & (acc + tl.sum(e, 0) > rest), start + passed, tok)
+            tok = tl.where((tok < 0) & (passed < BLOCK) & (acc <= rest), start + passed, tok)   # passed there: an allowed token
             fallback = tl.maximum(fallback, tl.max(tl.where(e > 0, c, 0), 0))
             acc += tl.sum(e, 0)
         tok = tl.where(tok < 0, fallback, tok)
