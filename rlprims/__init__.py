@@ -4,6 +4,7 @@ from .core import *
 from .models import *
 from .generation import *
 from .fast_decode import *
+from .fused_logprobs import *
 from .rewards import *
 from .kl import *
 from .tools import *
