@@ -211,7 +211,7 @@ def run_rlprims(s, a):
         steps.append(row)
         print(f"rlprims step {i} {'(warm-up)' if i < s['warmup'] else ''}: " + "  ".join(f"{k} {v:.3f}" for k, v in row.items()), flush=True)
     peak = peak_memory(dev)
-    if a.profile: profile_step(model, tok, data[:s["prompts"]], gen, cfg, rewards, opt, s, generator)
+    if a.profile: profile_step(model, tok, data[:s["prompts"]], gen, cfg, rewards, opt, s, generator, runner)
     out = dict(lib="rlprims", generator="generate_batch_fast" if s["lengths"] != "forced" else generator.__name__, steps=steps[s["warmup"]:], peak_gib=peak)
     del opt; model.zero_grad(set_to_none=True)
     if dev == "cuda": torch.cuda.empty_cache()
@@ -300,14 +300,14 @@ def measure_matmul(dev, dtype) -> float:
     sync(dev)
     return 2 * n ** 3 * k / (time.perf_counter() - t0)
 
-def profile_step(model, tok, prompts, gen, cfg, rewards, opt, s, generator):
-    "One more rlprims step under torch.profiler; prints the ops that take the most device (or CPU) time."
+def profile_step(model, tok, prompts, gen, cfg, rewards, opt, s, generator, runner):
+    "One more rlprims step under torch.profiler, with the timed steps' runner (so their precision); prints the ops that take the most device (or CPU) time."
     from torch.profiler import profile, ProfilerActivity
     from rlprims.core import Hooks
     from rlprims.training import training_iteration
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if s["device"] == "cuda" else [])
     with profile(activities=acts) as prof:
-        training_iteration(model, tok, prompts, gen, cfg, rewards, opt, num_generations=s["G"], hooks=Hooks(generator=generator))
+        training_iteration(model, tok, prompts, gen, cfg, rewards, opt, num_generations=s["G"], hooks=Hooks(generator=generator), runner=runner)
         sync(s["device"])
     key = "cuda_time_total" if s["device"] == "cuda" else "cpu_time_total"
     try: print(prof.key_averages().table(sort_by=key, row_limit=30, max_name_column_width=60), flush=True)
