@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 from typing import Optional
 import torch
-from .fast_decode import _has_triton, _triton_option, _triton_interpreted, _next_pow2
+from .fast_decode import _has_triton, _triton_option, _next_pow2
 
 # %% auto #0
 __all__ = ['logprob_stats', 'logprob_grad_', 'fused_head']

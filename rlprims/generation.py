@@ -150,10 +150,10 @@ class _TokenLogprobs(torch.autograd.Function):
         ctx.dtype = _compute_dtype(x, W)                   # autocast does not reach backward: casts are explicit
         Wc = W.to(ctx.dtype) if W is not None else None
         ctx.fused = W is not None and _fused_head(fused, x.device)   # the per-chunk passes as two Triton kernels (01c)
+        if ctx.fused: from rlprims.fused_logprobs import logprob_stats
         lp, ent, lse = (torch.empty(N, device=x.device) for _ in range(3))
         for s in range(0, N, chunk):
             if ctx.fused:
-                from rlprims.fused_logprobs import logprob_stats
                 lp[s:s + chunk], ent[s:s + chunk], lse[s:s + chunk] = logprob_stats(x[s:s + chunk].to(ctx.dtype) @ Wc.t(), y[s:s + chunk], temperature)
                 continue
             z = _logits_fp32(x[s:s + chunk], Wc, temperature)
@@ -171,10 +171,10 @@ class _TokenLogprobs(torch.autograd.Function):
         Wc = W.to(ctx.dtype) if W is not None else None
         gx = torch.empty_like(x)
         gW = torch.zeros(W.shape, dtype=torch.float32, device=W.device) if W is not None else None
+        if ctx.fused: from rlprims.fused_logprobs import logprob_grad_
         for s in range(0, x.shape[0], ctx.chunk):
             e = s + ctx.chunk
             if ctx.fused:                                   # the gradient overwrites the recomputed logits, in their dtype
-                from rlprims.fused_logprobs import logprob_grad_
                 xs = x[s:e].to(ctx.dtype)
                 gz = logprob_grad_(xs @ Wc.t(), y[s:e], lse[s:e], g[s:e], ctx.temperature)
                 gx[s:e] = gz @ Wc; _add_outer_(gW, gz, xs)

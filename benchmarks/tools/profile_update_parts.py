@@ -86,11 +86,9 @@ gW = torch.zeros(V, H, device=dev)
 def accumulate_cast():
     for _ in range(n_micro * (x.shape[0] // 1024)): gW.add_((gz.t() @ xs).float())
 timed("head: dW accumulated as (bf16 product).float()", accumulate_cast, n_micro)
-try:
-    def accumulate_addmm():
-        for _ in range(n_micro * (x.shape[0] // 1024)): torch.addmm(gW, gz.t(), xs, out_dtype=torch.float32, out=gW)
-    timed("head: dW accumulated by addmm(out_dtype=fp32)", accumulate_addmm, n_micro)
-except Exception as e: print(f"addmm(out_dtype=) fails: {type(e).__name__}: {str(e)[:200]}", flush=True)
+def accumulate_library():
+    for _ in range(n_micro * (x.shape[0] // 1024)): g._add_outer_(gW, gz, xs)
+timed("head: dW accumulated by _add_outer_ (fp32-output addmm on CUDA)", accumulate_library, n_micro)
 def matmuls_only():
     for _ in range(n_micro * (x.shape[0] // 1024)):
         zz = xs @ Wc.t(); _ = xs @ Wc.t(); _ = zz @ Wc; _ = zz.t() @ xs
