@@ -236,7 +236,7 @@ def run_rlprims(s, a):
         sec_eq, n_eq = gen_time(forced_lengths=torch.full_like(L, round(L.float().mean().item())))
         out["longtail"] = dict(tokens=n_lt, mean_length=L.float().mean().item(), max_length=int(L.max()), at_cap=(L == s["T"]).float().mean().item(),
                                seconds=sec_lt, seconds_no_compaction=sec_static, seconds_equal_lengths=sec_eq, tokens_equal=n_eq,
-                               cost_vs_equal=(sec_lt / n_lt) / (sec_eq / n_eq))
+                               cost_vs_equal=(sec_lt / n_lt) / (sec_eq / n_eq), floor_vs_equal=longtail_floor_ratio(sampler, L, out["prompt_len"]))
     out.update(roofline=roofline(sampler, s, out["prompt_len"], dev), n_rows=len(pids), T=s["T"])
     emit(out)
 
@@ -257,8 +257,8 @@ def plain_generate_tps(model, tok, pids, pmask, s, reps):
     model.train()
     return (o.shape[1] - ids.shape[1]) * ids.shape[0] / statistics.median(t)
 
-def roofline(model, s, prompt_len, dev) -> dict:
-    "Decode floor at this batch: weights + KV cache read per step over measured bandwidth, FLOPs over measured peak."
+def decode_bytes(model) -> tuple:
+    "`(weight bytes read per decode step, KV-cache bytes per token, parameters whose products a step computes, config, head size)`."
     c = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     el = next(model.parameters()).element_size()
     seen, wbytes, nparams = set(), 0, 0
@@ -268,7 +268,11 @@ def roofline(model, s, prompt_len, dev) -> dict:
     emb = c.vocab_size * c.hidden_size                # an untied input embedding is only looked up, never read whole
     if not getattr(c, "tie_word_embeddings", False): nparams, wbytes = nparams - emb, wbytes - emb * el
     hd = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
-    kv_per_tok = 2 * c.num_hidden_layers * c.num_key_value_heads * hd * el
+    return wbytes, 2 * c.num_hidden_layers * c.num_key_value_heads * hd * el, nparams, c, hd
+
+def roofline(model, s, prompt_len, dev) -> dict:
+    "Decode floor at this batch: weights + KV cache read per step over measured bandwidth, FLOPs over measured peak."
+    wbytes, kv_per_tok, nparams, c, hd = decode_bytes(model)
     N, T = s["prompts"] * s["G"], s["T"]
     steps = [prompt_len + t for t in range(1, T)]                 # tokens attended by each decode step
     bytes_total = sum(wbytes + N * L * kv_per_tok for L in steps)
@@ -277,6 +281,16 @@ def roofline(model, s, prompt_len, dev) -> dict:
     return dict(weight_gb=wbytes / 1e9, kv_gb_last_step=N * steps[-1] * kv_per_tok / 1e9, bytes_total_gb=bytes_total / 1e9,
                 tflop_total=flops_total / 1e12, bandwidth_gbs=bw / 1e9, peak_tflops=peak / 1e12,
                 t_mem=bytes_total / bw, t_flop=flops_total / peak, decode_steps=T - 1)
+
+def longtail_floor_ratio(model, lengths, prompt_len: float) -> float:
+    """What a long-tailed token costs over an equal-length one at the memory roofline: each decode step reads the weights
+    and its live rows' caches, and the long-tailed batch takes as many steps as its longest row (`lengths` `[N]`)."""
+    wbytes, kv_per_tok, *_ = decode_bytes(model)
+    L = sorted(int(x) for x in lengths); N, eq = len(L), round(sum(L) / len(L))
+    live = lambda t: N - sum(1 for x in L if x <= t)              # rows still decoding at step t
+    tail = sum(wbytes + live(t) * (prompt_len + t) * kv_per_tok for t in range(1, L[-1]))
+    equal = sum(wbytes + N * (prompt_len + t) * kv_per_tok for t in range(1, eq))
+    return (tail / sum(L)) / (equal / (N * eq))
 
 def measure_bandwidth(dev) -> float:
     "Bytes/s of a large copy on `dev` (bytes read + written)."
@@ -436,7 +450,8 @@ def table(s, res) -> str:
         out += (f"\nlong-tailed lengths (mean {lt['mean_length']:.0f}, max {lt['max_length']}, {lt['at_cap']:.0%} at the cap of {T}): "
                 f"{lt['seconds']:.3f} s for {lt['tokens']:,.0f} tokens; {lt['seconds_no_compaction']:.3f} s without compaction; "
                 f"{lt['seconds_equal_lengths']:.3f} s for {lt['tokens_equal']:,.0f} tokens at equal lengths: "
-                f"a long-tailed token costs {lt['cost_vs_equal']:.2f}x an equal-length one")
+                f"a long-tailed token costs {lt['cost_vs_equal']:.2f}x an equal-length one"
+                + (f" (at the memory roofline: {lt['floor_vs_equal']:.2f}x)" if "floor_vs_equal" in lt else ""))
     elif "roofline" in r and s["lengths"] == "forced":
         f = r["roofline"]
         floor = max(f["t_mem"], f["t_flop"])

@@ -50,7 +50,8 @@ def summary_row(name: str, res: dict) -> str:
     roof = (f"{max(f['t_mem'], f['t_flop']) * r['generator_tps'] / (r['n_rows'] * r['T']):.0%}"
             if f and res["settings"]["lengths"] == "forced" else "-")
     lt = r.get("longtail")
-    ltc = f"{lt['cost_vs_equal']:.2f}x ({lt['seconds_no_compaction'] / lt['seconds']:.2f}x)" if lt else "-"
+    ltc = (f"{lt['cost_vs_equal']:.2f}x ({lt['seconds_no_compaction'] / lt['seconds']:.2f}x)"
+           + (f"; roofline {lt['floor_vs_equal']:.2f}x" if "floor_vs_equal" in lt else "") if lt else "-")
     cells = [name, f"{med(r, 'total'):.2f}", f"{med(t, 'total'):.2f}", ratio(med(r, "total"), med(t, "total")),
              f"{med(r, 'generation'):.2f} / {med(r, 'update'):.2f} / {med(r, 'other'):.2f}",
              f"{tps(r):,.0f}", f"{tps(t):,.0f}", f"{r.get('peak_gib', float('nan')):.1f}", f"{t.get('peak_gib', float('nan')):.1f}",
@@ -58,7 +59,8 @@ def summary_row(name: str, res: dict) -> str:
     return "| " + " | ".join(cells) + " |"
 
 HEAD = ("| cell | rlprims step (s) | TRL step (s) | ratio | rlprims generation / update / other (s) | rlprims tokens/s | TRL tokens/s "
-        "| rlprims peak (GiB) | TRL peak (GiB) | ratio | decode, share of roofline | long-tailed token cost vs equal (gain of compaction) |\n"
+        "| rlprims peak (GiB) | TRL peak (GiB) | ratio | decode, share of roofline "
+        "| long-tailed token cost vs equal (gain of compaction; the same ratio at the memory roofline) |\n"
         "|" + " --- |" * 12)
 
 def main(argv=None):

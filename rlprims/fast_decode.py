@@ -14,29 +14,33 @@ from .generation import (generate_batch, sample_next_token, eos_token_ids, posit
                                 _fuse_rms_norms, _unfuse, _RMS_NORMS)
 
 # %% auto #0
-__all__ = ['decode_attention', 'sample_softmax', 'static_kv_attention', 'rotary_qk', 'add_rms_norm', 'silu_mul',
-           'qkv_rotary_store', 'static_decoding', 'generate_batch_fast']
+__all__ = ['attention_splits', 'decode_attention', 'sample_softmax', 'static_kv_attention', 'rotary_qk', 'add_rms_norm',
+           'silu_mul', 'qkv_rotary_store', 'static_decoding', 'generate_batch_fast']
 
 # %% ../nbs/01b_fast_decode.ipynb #ff3207c6
 @functools.cache
-def _decode_attention_kernel():
-    "The Triton kernel of `decode_attention` (built once; needs `triton`, which CUDA builds of PyTorch ship)."
+def _decode_attention_kernels():
+    "The two Triton kernels of `decode_attention` (built once; needs `triton`, which CUDA builds of PyTorch ship): attention over spans of slots, and the merge of spans."
     import triton, triton.language as tl
 
     @triton.jit
-    def decode_attention_kernel(Q, K, V, M, COL, O, scale, sqn, sqh, skn, skh, skl, svn, svh, svl, smn, son, soh,
-               G: tl.constexpr, D: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr, IEEE: tl.constexpr):
-        n, h = tl.program_id(0), tl.program_id(1)           # one row, one KV head, its G query heads
+    def decode_attention_kernel(Q, K, V, M, COL, O, PM, PL, scale, sqn, sqh, skn, skh, skl, svn, svh, svl, smn, son, soh, SPLITS,
+               G: tl.constexpr, D: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr,
+               IEEE: tl.constexpr, PARTIAL: tl.constexpr):
+        n, h, sp = tl.program_id(0), tl.program_id(1), tl.program_id(2)   # one row, one KV head (its G query heads), one span
         g, d = tl.arange(0, BLOCK_G), tl.arange(0, BLOCK_D)
         gm, dm = g < G, d < D
         q = tl.load(Q + n * sqn + (h * G + g)[:, None] * sqh + d[None, :], mask=gm[:, None] & dm[None, :], other=0.0)
-        length = tl.load(COL) + 1                           # slots 0..col exist
+        length = tl.load(COL) + 1                           # slots 0..col exist, cut into SPLITS spans of whole blocks
+        chunk = tl.cdiv(tl.cdiv(length, SPLITS), BLOCK_L) * BLOCK_L
+        lo = sp * chunk
+        hi = tl.minimum(lo + chunk, length)
         m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
         l_i = tl.zeros([BLOCK_G], tl.float32)
         acc = tl.zeros([BLOCK_G, BLOCK_D], tl.float32)
-        for start in range(0, length, BLOCK_L):             # online softmax over blocks of slots
+        for start in range(lo, hi, BLOCK_L):                # online softmax over blocks of slots
             ls = start + tl.arange(0, BLOCK_L)
-            inb = ls < length
+            inb = ls < hi
             ok = tl.load(M + n * smn + ls, mask=inb, other=0) != 0
             k = tl.load(K + n * skn + h * skh + ls[:, None] * skl + d[None, :], mask=inb[:, None] & dm[None, :], other=0.0)
             s = tl.dot(q, tl.trans(k), input_precision="ieee" if IEEE else None) * scale
@@ -49,24 +53,62 @@ def _decode_attention_kernel():
             acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision="ieee" if IEEE else None)
             l_i = l_i * alpha + tl.sum(p, 1)
             m_i = m_new
-        out = acc / l_i[:, None]
-        tl.store(O + n * son + (h * G + g)[:, None] * soh + d[None, :], out.to(O.dtype.element_ty), mask=gm[:, None] & dm[None, :])
+        if PARTIAL:                                         # the span's unnormalised sums, in fp32 [N, H, SPLITS(, D)]
+            r = (n * tl.num_programs(1) * G + h * G + g) * SPLITS + sp
+            tl.store(PM + r, m_i, mask=gm); tl.store(PL + r, l_i, mask=gm)
+            tl.store(O + r[:, None] * D + d[None, :], acc, mask=gm[:, None] & dm[None, :])
+        else:
+            out = acc / l_i[:, None]
+            tl.store(O + n * son + (h * G + g)[:, None] * soh + d[None, :], out.to(O.dtype.element_ty), mask=gm[:, None] & dm[None, :])
 
-    return decode_attention_kernel
+    @triton.jit
+    def merge_spans_kernel(PO, PM, PL, O, son, soh, H, SPLITS, D: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr):
+        r = tl.program_id(0)                                # one (row, query head): its spans rescaled to their common max
+        s, d = tl.arange(0, BLOCK_S), tl.arange(0, BLOCK_D)
+        sm, dm = s < SPLITS, d < D
+        m = tl.load(PM + r * SPLITS + s, mask=sm, other=float("-inf"))
+        m_all = tl.max(m, 0)
+        w = tl.where(m == float("-inf"), 0.0, tl.exp(m - m_all))   # an empty span weighs nothing
+        l = tl.sum(tl.load(PL + r * SPLITS + s, mask=sm, other=0.0) * w, 0)
+        acc = tl.sum(tl.load(PO + (r * SPLITS + s)[:, None] * D + d[None, :], mask=sm[:, None] & dm[None, :], other=0.0) * w[:, None], 0)
+        tl.store(O + (r // H) * son + (r % H) * soh + d, (acc / l).to(O.dtype.element_ty), mask=dm)
 
-def decode_attention(q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, mask: torch.Tensor, col: torch.Tensor, scaling: float) -> torch.Tensor:
-    "One query per row `q` `[N, H, D]` over cache slots `0..col` of `K`, `V` `[N, kv_heads, Lmax, D]` where `mask` `[N, >Lmax]` is True; `[N, H, D]`."
+    return decode_attention_kernel, merge_spans_kernel
+
+@functools.cache
+def _multiprocessors(dev) -> int:
+    "Streaming multiprocessors of CUDA device `dev` (4 elsewhere, e.g. in Triton's interpreter)."
+    return torch.cuda.get_device_properties(dev).multi_processor_count if torch.device(dev).type == "cuda" else 4
+
+def _next_pow2(n: int) -> int: return 1 << (max(n, 1) - 1).bit_length()
+
+def attention_splits(programs: int, Lmax: int, dev) -> int:
+    "Spans per row for `decode_attention`: 1 while `programs` (rows x KV heads) fill the multiprocessors, else a power of two up to 16 that does, at least 128 slots a span."
+    sms = _multiprocessors(dev)
+    if programs >= sms: return 1
+    return max(1, min(16, _next_pow2(-(-sms // programs)), _next_pow2(Lmax // 128 + 1) // 2))
+
+def decode_attention(q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, mask: torch.Tensor, col: torch.Tensor, scaling: float,
+                     splits: Optional[int] = None) -> torch.Tensor:
+    "One query per row `q` `[N, H, D]` over cache slots `0..col` of `K`, `V` `[N, kv_heads, Lmax, D]` where `mask` `[N, >Lmax]` is True; `[N, H, D]`. Each row's slots are cut into `splits` spans, merged after (None: `attention_splits`)."
     N, H, D = q.shape
-    Hkv = K.shape[1]
+    Hkv, Lmax = K.shape[1], K.shape[2]
     G = H // Hkv
+    splits = splits or attention_splits(N * Hkv, Lmax, q.device)
     if q.stride(-1) != 1: q = q.contiguous()
     out = torch.empty_like(q)
     m = mask.view(torch.uint8)
-    _decode_attention_kernel()[(N, Hkv)](
-        q, K, V, m, col, out, scaling, q.stride(0), q.stride(1), K.stride(0), K.stride(1), K.stride(2),
-        V.stride(0), V.stride(1), V.stride(2), m.stride(0), out.stride(0), out.stride(1),
-        G=G, D=D, BLOCK_G=max(16, 1 << (G - 1).bit_length()), BLOCK_D=max(16, 1 << (D - 1).bit_length()), BLOCK_L=64,
-        IEEE=q.dtype == torch.float32)
+    attend, merge = _decode_attention_kernels()
+    blocks = dict(G=G, D=D, BLOCK_G=max(16, _next_pow2(G)), BLOCK_D=max(16, _next_pow2(D)), IEEE=q.dtype == torch.float32)
+    strides = (q.stride(0), q.stride(1), K.stride(0), K.stride(1), K.stride(2), V.stride(0), V.stride(1), V.stride(2), m.stride(0))
+    if splits == 1:
+        attend[(N, Hkv, 1)](q, K, V, m, col, out, out, out, scaling, *strides, out.stride(0), out.stride(1), 1,
+                            BLOCK_L=64, PARTIAL=False, **blocks)
+        return out
+    po = torch.empty(N, H, splits, D, dtype=torch.float32, device=q.device)   # each span's unnormalised output, max and sum
+    pm, pl = (torch.empty(N, H, splits, dtype=torch.float32, device=q.device) for _ in range(2))
+    attend[(N, Hkv, splits)](q, K, V, m, col, po, pm, pl, scaling, *strides, 0, 0, splits, BLOCK_L=32, PARTIAL=True, **blocks)
+    merge[(N * H,)](po, pm, pl, out, out.stride(0), out.stride(1), H, splits, D=D, BLOCK_S=max(2, _next_pow2(splits)), BLOCK_D=blocks["BLOCK_D"])
     return out
 
 # %% ../nbs/01b_fast_decode.ipynb #fade97b5
@@ -138,11 +180,6 @@ def _sample_kernels():
 
     return span_sums, draw
 
-@functools.cache
-def _multiprocessors(dev) -> int:
-    "Streaming multiprocessors of CUDA device `dev` (4 elsewhere, e.g. in Triton's interpreter)."
-    return torch.cuda.get_device_properties(dev).multi_processor_count if torch.device(dev).type == "cuda" else 4
-
 def sample_softmax(logits: torch.Tensor, temperature: float, seed: torch.Tensor, step: torch.Tensor,
                    banned: Optional[torch.Tensor] = None, spans: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor]:
     "Sample one token per row of CUDA `logits` `[N, V]` from softmax(logits / `temperature`) (Triton, inverse CDF), each row cut into `spans` (None: enough to fill the GPU); `(tokens [N], logprobs [N])`."
@@ -164,7 +201,6 @@ def sample_softmax(logits: torch.Tensor, temperature: float, seed: torch.Tensor,
     draw[(N,)](logits, seed, step, ban, pm, ps, pa, tok, lp, *args, J, per * BLOCK, NJ=max(2, _next_pow2(J)), BLOCK=BLOCK, NB=NB)
     return tok, lp
 
-def _next_pow2(n: int) -> int: return 1 << (max(n, 1) - 1).bit_length()
 
 def _plain_sampling(config: GenerationConfig) -> bool:
     "True when `config` samples from the softmax at a temperature, with no top-k/top-p truncation."

@@ -54,3 +54,17 @@ def test_largest_search():
         n, peak = largest(lambda m: float(m) if m <= limit else None, 1, 4096)
         assert limit * 7 / 8 <= n <= limit and peak == n
     assert largest(lambda m: None, 8, 64)[0] == 0
+
+def test_longtail_floor_ratio_by_hand():
+    "longtail_floor_ratio against a hand count: weights 100 bytes, KV 1 byte a token, prompts of 0 tokens."
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import bench_grpo
+    from types import SimpleNamespace
+    orig = bench_grpo.decode_bytes
+    bench_grpo.decode_bytes = lambda model: (100, 1, 0, None, 0)
+    try:
+        # lengths 1 and 3: steps t=1, 2 with live rows 1, 1 -> (100 + 1) + (100 + 2) = 203 bytes for 4 tokens;
+        # equal lengths 2: step t=1 with 2 rows -> 100 + 2 = 102 bytes for 4 tokens
+        assert abs(bench_grpo.longtail_floor_ratio(None, [1, 3], 0) - (203 / 4) / (102 / 4)) < 1e-12
+        assert bench_grpo.longtail_floor_ratio(None, [5, 5, 5], 0) == 1.0     # equal lengths cost what they cost
+    finally: bench_grpo.decode_bytes = orig

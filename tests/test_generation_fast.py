@@ -329,3 +329,39 @@ def test_sampler_spans_change_no_sample(monkeypatch, banned):
         assert torch.equal(t, t1); torch.testing.assert_close(l, l1, atol=1e-5, rtol=0)
     torch.testing.assert_close(l1, torch.log_softmax(z / 0.7, -1).gather(1, t1[:, None])[:, 0], atol=1e-5, rtol=0)
     if banned: assert not bool((t1 == ban).any())
+
+@needs_triton
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_decode_attention_spans_match_softmax_attention(monkeypatch, dtype):
+    "decode_attention with its slots cut into 1, 2, 3 or 16 spans (empty spans, a span all padding, a length no block divides) against masked softmax attention in PyTorch."
+    from rlprims.fast_decode import decode_attention
+    if not torch.cuda.is_available():
+        if dtype == torch.bfloat16: pytest.skip("Triton's interpreter reads bf16 tensors wrongly (NumPy has no bf16); bf16 runs on a GPU")
+        _numpy2_interpreter(monkeypatch)
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.manual_seed(0)
+    N, H, Hkv, D, Lmax = 3, 6, 2, 32, 120
+    q = torch.randn(N, H, D, device=dev).to(dtype)
+    K, V = (torch.randn(N, Hkv, Lmax, D, device=dev).to(dtype) for _ in range(2))
+    mask = torch.ones(N, Lmax + 1, dtype=torch.bool, device=dev)
+    mask[0, :40] = False                                    # longer than a span of 32 slots: that span sees nothing
+    mask[1, 7:9] = False
+    for L in (97, 20):                                      # 16 spans of 97 or 20 slots: most spans are empty
+        col = torch.tensor([L - 1], device=dev)
+        s = torch.einsum("nhd,nhld->nhl", q.double(), K[:, :, :L].double().repeat_interleave(H // Hkv, 1)) * D ** -0.5
+        w = s.masked_fill(~mask[:, None, :L], float("-inf")).softmax(-1)
+        want = torch.einsum("nhl,nhld->nhd", w, V[:, :, :L].double().repeat_interleave(H // Hkv, 1))
+        if L == 20: want[0] = float("nan")                  # row 0 sees no slot at all: 0/0, as with one span
+        for splits in (1, 2, 3, 16):
+            got = decode_attention(q, K, V, mask, col, D ** -0.5, splits=splits).double()
+            torch.testing.assert_close(got, want, atol=1e-4 if dtype == torch.float32 else 2e-2, rtol=0, equal_nan=True)
+
+def test_attention_splits_fill_the_multiprocessors(monkeypatch):
+    "attention_splits: one span while rows x KV heads fill the GPU; else a power of two up to 16, each span at least 128 slots."
+    import rlprims.fast_decode as fd
+    monkeypatch.setattr(fd, "_multiprocessors", lambda dev: 132)   # an H200
+    assert fd.attention_splits(128 * 2, 1088, "cuda") == 1 and fd.attention_splits(132, 1088, "cuda") == 1
+    assert fd.attention_splits(64 * 2, 1088, "cuda") == 2        # 128 programs: ceil(132 / 128) = 2
+    assert fd.attention_splits(16 * 2, 1088, "cuda") == 8        # ceil(132 / 32) = 5, up to a power of two
+    assert fd.attention_splits(1, 1 << 16, "cuda") == 16         # at most 16
+    assert fd.attention_splits(1, 300, "cuda") == 2 and fd.attention_splits(1, 100, "cuda") == 1   # spans of at least 128 slots
