@@ -79,7 +79,7 @@ def settings(a) -> dict:
     s["model"] = "embedded" if s["device"] == "cpu" else "random"
     if a.model_dir: s["model_dir"] = a.model_dir
     if a.shape: s.update(shape=a.shape, model="random")
-    s.update(lengths=a.lengths, lora=a.lora, grad_ckpt=a.grad_ckpt, mem_fraction=a.mem_fraction, fused=a.fused)
+    s.update(lengths=a.lengths, lora=a.lora, grad_ckpt=a.grad_ckpt, mem_fraction=a.mem_fraction, fused=a.fused, pad_to_multiple=a.pad_to_multiple)
     return s
 
 
@@ -175,6 +175,9 @@ def run_rlprims(s, a):
     if generate_batch_fast is None and (a.fused != "default" or s["lengths"] != "forced"):
         sys.exit("bench_grpo: --fused and --lengths longtail need rlprims.fast_decode, which did not import")
     if a.eager and s["lengths"] != "forced": sys.exit("bench_grpo: --lengths longtail needs generate_batch_fast, not --eager")
+    if s["pad_to_multiple"] > 1:                              # the scoring pass's widths rounded up (fewer distinct shapes)
+        import functools, rlprims.training as RT
+        RT.compute_logprobs_for_tokens = functools.partial(RT.compute_logprobs_for_tokens, pad_to_multiple=s["pad_to_multiple"])
     if a.fused != "default":                                  # the decode step's fused kernels: all, the rotary embedding only, or none
         import functools
         kw = dict(layers=dict(fused_layers=True, fused_rotary=True), rotary=dict(fused_layers=False, fused_rotary=True), none=dict(fused_layers=False, fused_rotary=False))[a.fused]
@@ -477,6 +480,7 @@ def main(argv=None):
     p.add_argument("--lora", action="store_true", help="train LoRA adapters (rank 16, all linear layers of the blocks), both libraries")
     p.add_argument("--grad-ckpt", action="store_true", help="activation (gradient) checkpointing, both libraries")
     p.add_argument("--mem-fraction", type=float, help="cap each worker's GPU memory at this fraction of the card (emulates a smaller GPU)")
+    p.add_argument("--pad-to-multiple", type=int, default=1, help="rlprims: round the scoring pass's micro-batch widths up to a multiple of this")
     p.add_argument("--no-generate-baseline", action="store_true", help="skip timing plain model.generate (slow at long budgets)")
     p.add_argument("--fused", choices=["default", "layers", "rotary", "none"], default="default",
                    help="rlprims' fused decode kernels (A/B): generate_batch_fast's defaults, fused layers, the fused rotary embedding alone, or none")

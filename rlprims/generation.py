@@ -266,9 +266,11 @@ def compute_logprobs_for_tokens(
     share_prefix: Optional[bool] = None,   # run identical prompts once (see `prefill`); None = on CPU only (slower on a GPU, see below)
     fuse_norms: Optional[bool] = None,     # run RMSNorm layers as one `F.rms_norm` (less activation memory); None = on CUDA only
     sort_by_length: Optional[bool] = None, # micro-batches of rows of similar length (less padding); None = when prompts aren't shared
+    pad_to_multiple: int = 1,              # round each micro-batch's width (prompt + completion) up to a multiple of this, with masked columns
 ) -> Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
     "Log-probs `[B, T]` (fp32, on `generated_ids`' device) of `generated_ids` given the prompts; with `return_entropy`, also entropies `[B, T]`."
     B, T = generated_ids.shape
+    if pad_to_multiple < 1: raise ValueError(f"compute_logprobs_for_tokens: pad_to_multiple must be >= 1, got {pad_to_multiple}")
     if prompt_ids.shape != prompt_mask.shape or prompt_ids.shape[0] != B:
         raise ValueError(f"compute_logprobs_for_tokens: prompt_ids {tuple(prompt_ids.shape)}, prompt_mask {tuple(prompt_mask.shape)} "
                          f"and generated_ids {tuple(generated_ids.shape)} must agree on the batch size (and prompt length)")
@@ -292,7 +294,9 @@ def compute_logprobs_for_tokens(
             p, pm = prompt_ids[i:i+micro_batch_size].to(dev), prompt_mask[i:i+micro_batch_size].to(dev).long()
             c, cm = generated_ids[i:i+micro_batch_size].to(dev), completion_mask[i:i+micro_batch_size].to(dev).long()
             Tm = max(int(cm.sum(-1).max()), 1)             # trim the padding every row of this micro-batch has
+            Tm = -(-(P + Tm) // pad_to_multiple) * pad_to_multiple - P   # then round the width up: fewer distinct shapes
             c, cm = c[:, :Tm], cm[:, :Tm]
+            if c.shape[1] < Tm: c, cm = F.pad(c, (0, Tm - c.shape[1])), F.pad(cm, (0, Tm - cm.shape[1]))   # past T: masked columns
             mask = torch.cat([pm, cm], 1)
             W = None                                       # LM head weight when `x` holds hidden states instead of logits
             if share_prefix:   # distinct prompts once (KV cache shared by their rows), then the completions
@@ -307,7 +311,7 @@ def compute_logprobs_for_tokens(
             else:
                 x = model(input_ids=torch.cat([p, c], 1), attention_mask=mask, position_ids=position_ids_from_mask(mask),
                           logits_to_keep=Tm + 1, use_cache=False).logits[:, :-1]
-            pad = (0, T - Tm)
+            pad = (0, T - Tm)                              # negative past T: those columns dropped
             lp, ent = token_logprobs(x, c, temperature, return_entropy, head_weight=W)
             lps.append(F.pad(lp, pad))
             if return_entropy: ents.append(F.pad(ent, pad))

@@ -153,6 +153,31 @@ def test_scoring_under_activation_checkpointing(setup):
     with pytest.raises(ValueError, match="share_prefix"):
         compute_logprobs_for_tokens(ckpt, pids, pmask, c, requires_grad=True, share_prefix=True)
 
+@pytest.mark.parametrize("share_prefix", [False, True])
+def test_pad_to_multiple_changes_no_logprob(setup, share_prefix):
+    "compute_logprobs_for_tokens(pad_to_multiple=m): rounded widths (some past the completions' T) give the same log-probs, entropies and gradients."
+    _, tok, pids, pmask = setup
+    model = tiny_test_model(seed=2).train()
+    c = torch.randint(0, 1000, (6, 9), generator=torch.Generator().manual_seed(1))
+    cm = (torch.arange(9)[None] < torch.tensor([9, 3, 1, 6, 2, 5])[:, None]).float()   # ragged lengths, one row full
+    out, widths = {}, {}
+    model.get_input_embeddings().register_forward_hook(lambda mod, args, y: widths[m].add(y.shape[1]))   # the model's input widths
+    for m in (1, 4, 64):                                    # 64: wider than prompt + T, so masked columns are appended
+        model.zero_grad(); widths[m] = set()
+        lp, ent = compute_logprobs_for_tokens(model, pids, pmask, c, completion_mask=cm, micro_batch_size=2, requires_grad=True,
+                                              return_entropy=True, share_prefix=share_prefix, sort_by_length=True, pad_to_multiple=m)
+        (lp * cm).sum().backward()
+        out[m] = (lp * cm, ent * cm, [p.grad.clone() for p in model.parameters() if p.grad is not None])
+        assert lp.shape == ent.shape == c.shape
+    if not share_prefix:                                    # one pass of prompt + completion but its last token: width P + Tm - 1
+        assert len(widths[1]) == 3 and len(widths[64]) == 1 and all((w + 1) % 4 == 0 for w in widths[4] | widths[64])
+    for m in (4, 64):
+        torch.testing.assert_close(out[m][0], out[1][0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(out[m][1], out[1][1], atol=1e-4, rtol=0)
+        for g, g1 in zip(out[m][2], out[1][2]): torch.testing.assert_close(g, g1, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="pad_to_multiple"):
+        compute_logprobs_for_tokens(model, pids, pmask, c, pad_to_multiple=0)
+
 _INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1" and _has_triton()   # set before Triton's import: its own library functions are built then
 needs_triton = pytest.mark.skipif(not torch.cuda.is_available() and not _INTERPRETED,
                                   reason="needs a GPU, or Triton's CPU interpreter (TRITON_INTERPRET=1 in the environment)")
