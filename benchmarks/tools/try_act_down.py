@@ -5,9 +5,10 @@ it loads and adds its split-K partial sums into an fp32 buffer with atomics (a d
 
     python benchmarks/tools/try_act_down.py --rows 128 16        # Qwen2.5-1.5B's MLP: 1536 <- 8960
 """
-import argparse, functools, itertools, time
+import argparse, functools, itertools
 import torch
 import rlprims.fast_decode as fd
+from kernel_timing import graph_seconds, patch_interpreter_for_numpy2
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--rows", type=int, nargs="+", default=[128, 16]); ap.add_argument("--M", type=int, default=1536)
@@ -15,11 +16,7 @@ ap.add_argument("--I", type=int, default=8960); ap.add_argument("--reps", type=i
 a = ap.parse_args()
 dev = "cuda" if torch.cuda.is_available() else "cpu"      # cpu: a correctness run under TRITON_INTERPRET=1, fp32, small sizes
 dt = torch.bfloat16 if dev == "cuda" else torch.float32
-if dev == "cpu":                                             # NumPy 2 and the interpreter's loop bounds from program ids
-    import triton.runtime.interpreter as ti
-    _patch = ti._patch_lang_tensor
-    def _patched(tensor, scope): _patch(tensor, scope); scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.item()))
-    ti._patch_lang_tensor = _patched
+if dev == "cpu": patch_interpreter_for_numpy2()
 
 @functools.cache
 def kernel():
@@ -53,16 +50,7 @@ def triton_down(gu, w, acc, split, BR, BN, BK, warps, stages):
         kernel()[grid](gu, w, acc, R, N, I, gu.stride(0), w.stride(0), kch, BLOCK_R=BR, BLOCK_N=BN, BLOCK_K=BK, num_warps=warps, num_stages=stages)
     return fn
 
-def timed(fn):
-    if dev == "cpu": fn(); return float("nan")
-    fn(); torch.cuda.synchronize()
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        for _ in range(20): fn()
-    g.replay(); torch.cuda.synchronize(); t0 = time.perf_counter()
-    for _ in range(a.reps // 20): g.replay()
-    torch.cuda.synchronize()
-    return (time.perf_counter() - t0) / (a.reps // 20 * 20)
+timed = lambda fn: graph_seconds(fn, a.reps)
 
 torch.manual_seed(0)
 w = (torch.randn(a.M, a.I, device=dev) * a.I ** -0.5).to(dt)

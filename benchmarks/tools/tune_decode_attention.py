@@ -12,6 +12,7 @@ calls, replayed. On a CPU (`TRITON_INTERPRET=1`, small sizes) it checks the span
 import argparse, time
 import torch
 import rlprims.fast_decode as fd
+from kernel_timing import graph_seconds, patch_interpreter_for_numpy2
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--rows", type=int, default=128); ap.add_argument("--H", type=int, default=12); ap.add_argument("--Hkv", type=int, default=2)
@@ -20,11 +21,7 @@ ap.add_argument("--lengths", type=int, nargs="+", default=[300, 600, 1064]); ap.
 a = ap.parse_args()
 N, H, Hkv, D = a.rows, a.H, a.Hkv, a.D
 dev = "cuda" if torch.cuda.is_available() else "cpu"
-if dev == "cpu":                                             # NumPy 2 and the interpreter's loop bounds read from memory
-    import triton.runtime.interpreter as ti
-    _patch = ti._patch_lang_tensor
-    def _patched(tensor, scope): _patch(tensor, scope); scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.item()))
-    ti._patch_lang_tensor = _patched
+if dev == "cpu": patch_interpreter_for_numpy2()
 torch.manual_seed(0)
 q = torch.randn(N, H, D, device=dev, dtype=torch.bfloat16)
 K = torch.randn(N, Hkv, a.Lmax, D, device=dev, dtype=torch.bfloat16)
@@ -38,16 +35,7 @@ for _ in range(10): y.copy_(x)
 sync(); bw = 2 * x.numel() * 4 * 10 / (time.perf_counter() - t0); del x, y
 print(f"copy bandwidth {bw / 1e12:.2f} TB/s; N={N} H={H} Hkv={Hkv} D={D}; default spans {fd.attention_splits(N * Hkv, a.Lmax, dev)}")
 
-def timed(fn):
-    if dev == "cpu": t0 = time.perf_counter(); fn(); return time.perf_counter() - t0
-    fn(); torch.cuda.synchronize()
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        for _ in range(20): fn()
-    g.replay(); torch.cuda.synchronize(); t0 = time.perf_counter()
-    for _ in range(a.reps // 20): g.replay()
-    torch.cuda.synchronize()
-    return (time.perf_counter() - t0) / (a.reps // 20 * 20)
+timed = lambda fn: graph_seconds(fn, a.reps)
 
 for L in a.lengths:
     col = torch.tensor([L - 1], device=dev)
