@@ -94,6 +94,7 @@ def decode_attention(q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, mask: to
     N, H, D = q.shape
     Hkv, Lmax = K.shape[1], K.shape[2]
     G = H // Hkv
+    if splits is not None and splits < 1: raise ValueError(f"decode_attention: splits must be a positive number of spans, got {splits}")
     splits = splits or attention_splits(N * Hkv, Lmax, q.device)
     if q.stride(-1) != 1: q = q.contiguous()
     out = torch.empty_like(q)

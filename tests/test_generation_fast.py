@@ -380,6 +380,7 @@ def test_decode_attention_spans_match_softmax_attention(monkeypatch, dtype):
         for splits in (1, 2, 3, 16):
             got = decode_attention(q, K, V, mask, col, D ** -0.5, splits=splits).double()
             torch.testing.assert_close(got, want, atol=1e-4 if dtype == torch.float32 else 2e-2, rtol=0, equal_nan=True)
+    with pytest.raises(ValueError, match="splits"): decode_attention(q, K, V, mask, col, D ** -0.5, splits=0)
 
 def test_attention_splits_fill_the_multiprocessors(monkeypatch):
     "attention_splits: one span while rows x KV heads fill the GPU; else a power of two up to 16, each span at least 128 slots."
