@@ -8,6 +8,7 @@ widths twice, with each `--pad-to-multiple` and attention backend, and prints th
 widths against the second.
 
     python benchmarks/tools/scoring_widths.py --shape qwen2.5-1.5b --micro 16 --steps 3
+    python benchmarks/tools/scoring_widths.py --quick        # a CPU check that it runs (SmolLM2 shape, tiny sizes)
 """
 import argparse, contextlib, sys, time
 from pathlib import Path
@@ -20,7 +21,11 @@ ap.add_argument("--shape", default="qwen2.5-1.5b"); ap.add_argument("--micro", t
 ap.add_argument("--rows", type=int, default=128); ap.add_argument("--T", type=int, default=1024)
 ap.add_argument("--steps", type=int, default=3, help="steps' worth of long-tailed lengths (one draw a step, as bench_grpo)")
 ap.add_argument("--multiples", type=int, nargs="+", default=[1, 64])
+ap.add_argument("--quick", action="store_true", help="CPU plumbing check: SmolLM2-135M shape, 8 rows, 16 tokens, one step")
 a = ap.parse_args()
+if a.quick: a.shape, a.micro, a.rows, a.T, a.steps = "smollm2-135m", 4, 8, 16, 1
+dev = "cuda" if torch.cuda.is_available() and not a.quick else "cpu"
+sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
 from rlprims.generation import compute_logprobs_for_tokens, tokenize_prompts
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from torch.nn.attention import sdpa_kernel, SDPBackend
@@ -28,23 +33,24 @@ d = shape_dir(a.shape)
 print(f"torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}, "
       f"SDPA priority {getattr(torch._C, '_get_sdp_priority_order', lambda: 'unknown')()}", flush=True)
 torch.manual_seed(0)
-model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(d)).cuda().train()   # fp32 weights, bf16 autocast: bf16-mixed
+model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(d)).to(dev).train()   # fp32 weights, bf16 autocast: bf16-mixed
 tok = AutoTokenizer.from_pretrained(d)
 pids, pmask = tokenize_prompts(tok, [f"What is {i} + {2 * i + 3}? Answer with just the number." for i in range(a.rows // 8)], n=8)
 backends = {"default": contextlib.nullcontext, "efficient": lambda: sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION])}
+if dev == "cpu": backends.pop("efficient")                # a CUDA kernel
 
 def one_pass(step: int, m: int) -> tuple[float, int]:
     "Seconds of one step's scoring (all micro-batches, forward + backward) and the tokens it computed."
     L = row_lengths(step, a.rows, a.T, "longtail")
     c = torch.randint(0, 1000, (a.rows, a.T))
     cm = (torch.arange(a.T)[None] < L[:, None]).float()
-    torch.cuda.synchronize(); t0 = time.perf_counter()
-    with torch.autocast("cuda", dtype=torch.bfloat16):
+    sync(); t0 = time.perf_counter()
+    with torch.autocast(dev, dtype=torch.bfloat16, enabled=dev == "cuda"):   # bf16-mixed on the GPU; fp32 in the CPU check
         lp = compute_logprobs_for_tokens(model, pids, pmask, c, completion_mask=cm, micro_batch_size=a.micro,
                                          requires_grad=True, share_prefix=False, pad_to_multiple=m)
-    (lp * cm.cuda()).sum().backward()
+    (lp * cm.to(dev)).sum().backward()
     model.zero_grad(set_to_none=True)
-    torch.cuda.synchronize()
+    sync()
     return time.perf_counter() - t0, int(cm.sum())
 
 one_pass(10_000, 1)                                        # warm-up: allocator, kernels of the common widths
