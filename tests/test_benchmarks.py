@@ -68,3 +68,12 @@ def test_longtail_floor_ratio_by_hand():
         assert abs(bench_grpo.longtail_floor_ratio(None, [1, 3], 0) - (203 / 4) / (102 / 4)) < 1e-12
         assert bench_grpo.longtail_floor_ratio(None, [5, 5, 5], 0) == 1.0     # equal lengths cost what they cost
     finally: bench_grpo.decode_bytes = orig
+
+def test_refill_estimate_by_hand():
+    "tools/refill_estimate.py's simulation against a hand count: rows of 3, 1 and 2 tokens in 2 slots."
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks" / "tools"))
+    from refill_estimate import refill_ms
+    # steps 1-3 run two rows each: rows 3 and 1 start; row 1 ends after step 1 and row 2 takes its slot, ending with row 3 after step 3
+    assert refill_ms([3, 1, 2], 2, lambda n: 1.0) == 3.0 and refill_ms([3, 1, 2], 2, lambda n: float(n)) == 6.0
+    assert refill_ms([2, 2, 2], 2, lambda n: float(n)) == 2 * 2 + 2 * 1    # no refill mid-way: the third row runs alone
+    assert refill_ms([5], 4, lambda n: 1.0) == 5.0

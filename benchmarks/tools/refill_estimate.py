@@ -15,16 +15,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_grpo import row_lengths
 
-ap = argparse.ArgumentParser()
-ap.add_argument("--curve", nargs="+", required=True, help="rows:ms pairs, a decode step's time at that many live rows")
-ap.add_argument("--slots", type=int, default=128); ap.add_argument("--T", type=int, default=1024)
-ap.add_argument("--rows", type=int, nargs="+", default=[128, 256, 512, 1024])
-a = ap.parse_args()
-pts = sorted((int(r), float(ms)) for r, ms in (x.split(":") for x in a.curve))
-step_ms = lambda n: float(np.interp(n, [p[0] for p in pts], [p[1] for p in pts])) if n > 0 else 0.0
-
-def refill_ms(lengths, slots):
-    "Decode time with `slots` rows at once, each freed slot taken by the next waiting row."
+def refill_ms(lengths, slots: int, step_ms) -> float:
+    "Decode time of rows of `lengths` with `slots` rows at once, each freed slot taken by the next waiting row; a step costs `step_ms(live rows)`."
     queue, ends, t, total = list(lengths), [], 0, 0.0
     while queue and len(ends) < slots: heapq.heappush(ends, queue.pop(0))              # rows running: the step they end at
     while ends:
@@ -34,11 +26,21 @@ def refill_ms(lengths, slots):
             if queue: heapq.heappush(ends, t + queue.pop(0))
     return total
 
-print(f"slots {a.slots}, budget {a.T}; step cost (ms) at " + ", ".join(f"{r} rows {ms}" for r, ms in pts))
-for n in a.rows:
-    L = [int(x) for x in np.concatenate([row_lengths(s, a.slots, a.T, "longtail").numpy() for s in range(-(-n // a.slots))])[:n]]
-    tail = refill_ms(L, a.slots)
-    mean = round(sum(L) / n)
-    equal = refill_ms([mean] * n, a.slots)
-    print(f"{n:5d} rows, mean length {sum(L) / n:.0f}: refilled {tail / 1e3:.3f} s, equal lengths {equal / 1e3:.3f} s: "
-          f"a long-tailed token costs {(tail / sum(L)) / (equal / (mean * n)):.2f}x an equal-length one")
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--curve", nargs="+", required=True, help="rows:ms pairs, a decode step's time at that many live rows")
+    ap.add_argument("--slots", type=int, default=128); ap.add_argument("--T", type=int, default=1024)
+    ap.add_argument("--rows", type=int, nargs="+", default=[128, 256, 512, 1024])
+    a = ap.parse_args()
+    pts = sorted((int(r), float(ms)) for r, ms in (x.split(":") for x in a.curve))
+    step_ms = lambda n: float(np.interp(n, [p[0] for p in pts], [p[1] for p in pts])) if n > 0 else 0.0
+    print(f"slots {a.slots}, budget {a.T}; step cost (ms) at " + ", ".join(f"{r} rows {ms}" for r, ms in pts))
+    for n in a.rows:
+        L = [int(x) for x in np.concatenate([row_lengths(s, a.slots, a.T, "longtail").numpy() for s in range(-(-n // a.slots))])[:n]]
+        tail = refill_ms(L, a.slots, step_ms)
+        mean = round(sum(L) / n)
+        equal = refill_ms([mean] * n, a.slots, step_ms)
+        print(f"{n:5d} rows, mean length {sum(L) / n:.0f}: refilled {tail / 1e3:.3f} s, equal lengths {equal / 1e3:.3f} s: "
+              f"a long-tailed token costs {(tail / sum(L)) / (equal / (mean * n)):.2f}x an equal-length one")
+
+if __name__ == "__main__": main()
