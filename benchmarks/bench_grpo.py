@@ -17,7 +17,7 @@ budget, 10% at the cap, the same fixed-seed draw for both libraries): rlprims th
 TRL through a logits processor on `model.generate` that ends each row with EOS at its length.
 """
 from __future__ import annotations
-import argparse, json, math, os, platform, resource, statistics, subprocess, sys, tempfile, time
+import argparse, bisect, functools, json, math, os, platform, resource, statistics, subprocess, sys, tempfile, time
 from datetime import date
 from pathlib import Path
 
@@ -176,10 +176,9 @@ def run_rlprims(s, a):
         sys.exit("bench_grpo: --fused and --lengths longtail need rlprims.fast_decode, which did not import")
     if a.eager and s["lengths"] != "forced": sys.exit("bench_grpo: --lengths longtail needs generate_batch_fast, not --eager")
     if s["pad_to_multiple"] > 1:                              # the scoring pass's widths rounded up (fewer distinct shapes)
-        import functools, rlprims.training as RT
+        import rlprims.training as RT
         RT.compute_logprobs_for_tokens = functools.partial(RT.compute_logprobs_for_tokens, pad_to_multiple=s["pad_to_multiple"])
     if a.fused != "default":                                  # the decode step's fused kernels: all, the rotary embedding only, or none
-        import functools
         kw = dict(layers=dict(fused_layers=True, fused_rotary=True), rotary=dict(fused_layers=False, fused_rotary=True), none=dict(fused_layers=False, fused_rotary=False))[a.fused]
         generate_batch_fast = functools.update_wrapper(functools.partial(generate_batch_fast, **kw), generate_batch_fast)
     generator = generate_batch_fast if (generate_batch_fast is not None and not a.eager) else generate_batch
@@ -290,7 +289,7 @@ def longtail_floor_ratio(model, lengths, prompt_len: float) -> float:
     and its live rows' caches, and the long-tailed batch takes as many steps as its longest row (`lengths` `[N]`)."""
     wbytes, kv_per_tok, *_ = decode_bytes(model)
     L = sorted(int(x) for x in lengths); N, eq = len(L), round(sum(L) / len(L))
-    live = lambda t: N - sum(1 for x in L if x <= t)              # rows still decoding at step t
+    live = lambda t: N - bisect.bisect_right(L, t)                # rows still decoding at step t (longer than t tokens)
     tail = sum(wbytes + live(t) * (prompt_len + t) * kv_per_tok for t in range(1, L[-1]))
     equal = sum(wbytes + N * (prompt_len + t) * kv_per_tok for t in range(1, eq))
     return (tail / sum(L)) / (equal / (N * eq))
