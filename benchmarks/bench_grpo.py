@@ -175,7 +175,7 @@ def run_rlprims(s, a):
     if generate_batch_fast is None and (a.fused != "default" or s["lengths"] != "forced"):
         sys.exit("bench_grpo: --fused and --lengths longtail need rlprims.fast_decode, which did not import")
     if a.eager and s["lengths"] != "forced": sys.exit("bench_grpo: --lengths longtail needs generate_batch_fast, not --eager")
-    if s["pad_to_multiple"] > 1:                              # the scoring pass's widths rounded up (fewer distinct shapes)
+    if s["pad_to_multiple"] is not None:                      # the scoring pass's widths rounded up (the library's default: 64 on CUDA, 1 on CPU)
         import rlprims.training as RT
         RT.compute_logprobs_for_tokens = functools.partial(RT.compute_logprobs_for_tokens, pad_to_multiple=s["pad_to_multiple"])
     if a.fused != "default":                                  # the decode step's fused kernels: all, the rotary embedding only, or none
@@ -479,7 +479,7 @@ def main(argv=None):
     p.add_argument("--lora", action="store_true", help="train LoRA adapters (rank 16, all linear layers of the blocks), both libraries")
     p.add_argument("--grad-ckpt", action="store_true", help="activation (gradient) checkpointing, both libraries")
     p.add_argument("--mem-fraction", type=float, help="cap each worker's GPU memory at this fraction of the card (emulates a smaller GPU)")
-    p.add_argument("--pad-to-multiple", type=int, default=1, help="rlprims: round the scoring pass's micro-batch widths up to a multiple of this")
+    p.add_argument("--pad-to-multiple", type=int, default=None, help="rlprims: round the scoring pass's micro-batch widths up to a multiple of this (default: the library's, 64 on CUDA; 1 rounds nothing)")
     p.add_argument("--no-generate-baseline", action="store_true", help="skip timing plain model.generate (slow at long budgets)")
     p.add_argument("--fused", choices=["default", "layers", "rotary", "none"], default="default",
                    help="rlprims' fused decode kernels (A/B): generate_batch_fast's defaults, fused layers, the fused rotary embedding alone, or none")

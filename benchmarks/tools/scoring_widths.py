@@ -40,15 +40,17 @@ backends = {"default": contextlib.nullcontext, "efficient": lambda: sdpa_kernel(
 if dev == "cpu": backends.pop("efficient")                # a CUDA kernel
 
 def one_pass(step: int, m: int) -> tuple[float, int]:
-    "Seconds of one step's scoring (all micro-batches, forward + backward) and the tokens it computed."
-    L = row_lengths(step, a.rows, a.T, "longtail")
+    "Seconds of one step's scoring (micro-batches of rows of similar length, forward + backward each) and the tokens it computed."
+    L = row_lengths(step, a.rows, a.T, "longtail").sort().values   # as the training's length-sorted micro-batches
     c = torch.randint(0, 1000, (a.rows, a.T))
     cm = (torch.arange(a.T)[None] < L[:, None]).float()
     sync(); t0 = time.perf_counter()
-    with torch.autocast(dev, dtype=torch.bfloat16, enabled=dev == "cuda"):   # bf16-mixed on the GPU; fp32 in the CPU check
-        lp = compute_logprobs_for_tokens(model, pids, pmask, c, completion_mask=cm, micro_batch_size=a.micro,
-                                         requires_grad=True, share_prefix=False, pad_to_multiple=m)
-    (lp * cm.to(dev)).sum().backward()
+    for i in range(0, a.rows, a.micro):                   # backward per micro-batch, as the training does: one graph alive at a time
+        r = slice(i, i + a.micro)
+        with torch.autocast(dev, dtype=torch.bfloat16, enabled=dev == "cuda"):   # bf16-mixed on the GPU; fp32 in the CPU check
+            lp = compute_logprobs_for_tokens(model, pids[r], pmask[r], c[r], completion_mask=cm[r], micro_batch_size=a.micro,
+                                             requires_grad=True, share_prefix=False, pad_to_multiple=m)
+        (lp * cm[r].to(dev)).sum().backward()
     model.zero_grad(set_to_none=True)
     sync()
     return time.perf_counter() - t0, int(cm.sum())
