@@ -266,7 +266,7 @@ def compute_logprobs_for_tokens(
     share_prefix: Optional[bool] = None,   # run identical prompts once (see `prefill`); None = on CPU only (slower on a GPU, see below)
     fuse_norms: Optional[bool] = None,     # run RMSNorm layers as one `F.rms_norm` (less activation memory); None = on CUDA only
     sort_by_length: Optional[bool] = None, # micro-batches of rows of similar length (less padding); None = when prompts aren't shared
-    pad_to_multiple: Optional[int] = None, # round each micro-batch's width (prompt + completion) up to a multiple of this; None = 64 on CUDA, else 1
+    pad_to_multiple: Optional[int] = None, # round each micro-batch's width (prompt + completion) up to a multiple of this, at most P + T; None = 64 on CUDA, else 1
 ) -> Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
     "Log-probs `[B, T]` (fp32, on `generated_ids`' device) of `generated_ids` given the prompts; with `return_entropy`, also entropies `[B, T]`."
     B, T = generated_ids.shape
@@ -295,9 +295,8 @@ def compute_logprobs_for_tokens(
             p, pm = prompt_ids[i:i+micro_batch_size].to(dev), prompt_mask[i:i+micro_batch_size].to(dev).long()
             c, cm = generated_ids[i:i+micro_batch_size].to(dev), completion_mask[i:i+micro_batch_size].to(dev).long()
             Tm = max(int(cm.sum(-1).max()), 1)             # trim the padding every row of this micro-batch has
-            Tm = -(-(P + Tm) // pad_to_multiple) * pad_to_multiple - P   # then round the width up: fewer distinct shapes
+            Tm = min(-(-(P + Tm) // pad_to_multiple) * pad_to_multiple - P, max(T, 1))   # round the width up (fewer shapes), never past P + T
             c, cm = c[:, :Tm], cm[:, :Tm]
-            if c.shape[1] < Tm: c, cm = F.pad(c, (0, Tm - c.shape[1])), F.pad(cm, (0, Tm - cm.shape[1]))   # past T: masked columns
             mask = torch.cat([pm, cm], 1)
             W = None                                       # LM head weight when `x` holds hidden states instead of logits
             if share_prefix:   # distinct prompts once (KV cache shared by their rows), then the completions

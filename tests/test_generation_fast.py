@@ -155,14 +155,14 @@ def test_scoring_under_activation_checkpointing(setup):
 
 @pytest.mark.parametrize("share_prefix", [False, True])
 def test_pad_to_multiple_changes_no_logprob(setup, share_prefix):
-    "compute_logprobs_for_tokens(pad_to_multiple=m): rounded widths (some past the completions' T) give the same log-probs, entropies and gradients."
+    "compute_logprobs_for_tokens(pad_to_multiple=m): rounded widths (capped at the batch's width P + T) give the same log-probs, entropies and gradients."
     _, tok, pids, pmask = setup
     model = tiny_test_model(seed=2).train()
     c = torch.randint(0, 1000, (6, 9), generator=torch.Generator().manual_seed(1))
     cm = (torch.arange(9)[None] < torch.tensor([9, 3, 1, 6, 2, 5])[:, None]).float()   # ragged lengths, one row full
     out, widths = {}, {}
     model.get_input_embeddings().register_forward_hook(lambda mod, args, y: widths[m].add(y.shape[1]))   # the model's input widths
-    for m in (1, 4, 64):                                    # 64: wider than prompt + T, so masked columns are appended
+    for m in (1, 4, 64):                                    # 64: wider than prompt + T, so every micro-batch takes the whole width
         model.zero_grad(); widths[m] = set()
         lp, ent = compute_logprobs_for_tokens(model, pids, pmask, c, completion_mask=cm, micro_batch_size=2, requires_grad=True,
                                               return_entropy=True, share_prefix=share_prefix, sort_by_length=True, pad_to_multiple=m)
@@ -170,7 +170,9 @@ def test_pad_to_multiple_changes_no_logprob(setup, share_prefix):
         out[m] = (lp * cm, ent * cm, [p.grad.clone() for p in model.parameters() if p.grad is not None])
         assert lp.shape == ent.shape == c.shape
     if not share_prefix:                                    # one pass of prompt + completion but its last token: width P + Tm - 1
-        assert len(widths[1]) == 3 and len(widths[64]) == 1 and all((w + 1) % 4 == 0 for w in widths[4] | widths[64])
+        full = pids.shape[1] + c.shape[1] - 1
+        assert len(widths[1]) == 3 and widths[64] == {full} and all((w + 1) % 4 == 0 or w == full for w in widths[4])
+        assert len(widths[4]) == 2                          # the 3 widths above become 2
     for m in (4, 64):
         torch.testing.assert_close(out[m][0], out[1][0], atol=1e-5, rtol=0)
         torch.testing.assert_close(out[m][1], out[1][1], atol=1e-4, rtol=0)

@@ -42,24 +42,26 @@ if dev == "cpu": backends.pop("efficient")                # a CUDA kernel
 def one_pass(step: int, m: int) -> tuple[float, int]:
     "Seconds of one step's scoring (micro-batches of rows of similar length, forward + backward each) and the tokens it computed."
     L = row_lengths(step, a.rows, a.T, "longtail").sort().values   # as the training's length-sorted micro-batches
-    c = torch.randint(0, 1000, (a.rows, a.T))
-    cm = (torch.arange(a.T)[None] < L[:, None]).float()
+    c = torch.randint(0, 1000, (a.rows, a.T), device=dev)
+    cm = (torch.arange(a.T, device=dev)[None] < L[:, None].to(dev)).float()
     sync(); t0 = time.perf_counter()
     for i in range(0, a.rows, a.micro):                   # backward per micro-batch, as the training does: one graph alive at a time
         r = slice(i, i + a.micro)
         with torch.autocast(dev, dtype=torch.bfloat16, enabled=dev == "cuda"):   # bf16-mixed on the GPU; fp32 in the CPU check
             lp = compute_logprobs_for_tokens(model, pids[r], pmask[r], c[r], completion_mask=cm[r], micro_batch_size=a.micro,
                                              requires_grad=True, share_prefix=False, pad_to_multiple=m)
-        (lp * cm[r].to(dev)).sum().backward()
+        (lp * cm[r]).sum().backward()
     model.zero_grad(set_to_none=True)
     sync()
     return time.perf_counter() - t0, int(cm.sum())
 
 one_pass(10_000, 1)                                        # warm-up: allocator, kernels of the common widths
+peak = torch.cuda.max_memory_allocated if dev == "cuda" else (lambda: 0)
 for name, ctx in backends.items():
     for m in a.multiples:
+        if dev == "cuda": torch.cuda.reset_peak_memory_stats()
         with ctx():
             first = [one_pass(s, m)[0] for s in range(a.steps)]    # widths new to this setting (and mostly to the process)
             again = [one_pass(s, m)[0] for s in range(a.steps)]    # the same widths again
         print(f"attention {name:9s} pad_to_multiple {m:3d}: first visit {' '.join(f'{t:.2f}' for t in first)} s, "
-              f"again {' '.join(f'{t:.2f}' for t in again)} s", flush=True)
+              f"again {' '.join(f'{t:.2f}' for t in again)} s, peak {peak() / 2**30:.2f} GiB", flush=True)
