@@ -79,7 +79,7 @@ def settings(a) -> dict:
     s["model"] = "embedded" if s["device"] == "cpu" else "random"
     if a.model_dir: s["model_dir"] = a.model_dir
     if a.shape: s.update(shape=a.shape, model="random")
-    s.update(lengths=a.lengths, lora=a.lora, grad_ckpt=a.grad_ckpt, mem_fraction=a.mem_fraction, fused=a.fused, pad_to_multiple=a.pad_to_multiple)
+    s.update(lengths=a.lengths, lora=a.lora, grad_ckpt=a.grad_ckpt, mem_fraction=a.mem_fraction, fused=a.fused, pad_to_multiple=a.pad_to_multiple, pack=a.pack)
     return s
 
 
@@ -187,7 +187,7 @@ def run_rlprims(s, a):
         def generator(model, tokenizer, pids, pmask, config, compute_logprobs=True, **kw):   # this step's row lengths
             calls.append(1)
             return generate_batch_fast(model, tokenizer, pids, pmask, config, compute_logprobs, forced_lengths=row_lengths(len(calls) - 1, len(pids), s["T"], s["lengths"]), **kw)
-    runner = create_runner(model, precision=prec, sampler_model=None if sampler is model else sampler)
+    runner = create_runner(model, precision=prec, sampler_model=None if sampler is model else sampler, pack=s["pack"])
     rec = {}
     def timed(name, fn):
         def wrapper(*args, **kw):
@@ -479,6 +479,7 @@ def main(argv=None):
     p.add_argument("--lora", action="store_true", help="train LoRA adapters (rank 16, all linear layers of the blocks), both libraries")
     p.add_argument("--grad-ckpt", action="store_true", help="activation (gradient) checkpointing, both libraries")
     p.add_argument("--mem-fraction", type=float, help="cap each worker's GPU memory at this fraction of the card (emulates a smaller GPU)")
+    p.add_argument("--pack", action="store_true", help="rlprims: score and train on packed rows (RunConfig(pack_sequences=True))")
     p.add_argument("--pad-to-multiple", type=int, default=None, help="rlprims: round the scoring pass's micro-batch widths up to a multiple of this (default: the library's, 64 on CUDA; 1 rounds nothing)")
     p.add_argument("--no-generate-baseline", action="store_true", help="skip timing plain model.generate (slow at long budgets)")
     p.add_argument("--fused", choices=["default", "layers", "rotary", "none"], default="default",

@@ -43,6 +43,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     p.add_argument("--max-new-tokens", type=_positive_int, default=24, help="completion length budget")
     p.add_argument("--lora", action="store_true", help="train a LoRA adapter instead of all weights")
     p.add_argument("--activation-checkpointing", action="store_true", help="recompute activations in the backward: less memory, more compute")
+    p.add_argument("--pack-sequences", action="store_true", help="score and train on packed rows of real tokens only (no padding computed)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling, the prompt draws and the data split")
     p.add_argument("--out", default="./rlprims-run", help="output folder")
     p.add_argument("--resume-from", default=None, help="a checkpoint folder, or a run folder (its newest readable checkpoint)")
@@ -90,7 +91,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
                 eval_dataset=eval_set, resume_from=a.resume_from, model=model, tokenizer=tokenizer,
                 run=RunConfig(seed=a.seed, use_lora=a.lora, distributed=acc if acc is not None else "none", precision=prec.name,
                               eval_every=a.eval_every, checkpoint_every=a.checkpoint_every, progress=False,
-                              activation_checkpointing=a.activation_checkpointing),
+                              activation_checkpointing=a.activation_checkpointing, pack_sequences=a.pack_sequences),
                 hooks=Hooks(log_fn=log))
     evals = res.metrics.dropna(subset=["eval_accuracy"]) if "eval_accuracy" in res.metrics else res.metrics.iloc[:0]
     before = float(evals["eval_accuracy"].iloc[0]) if len(evals) and evals["step"].iloc[0] == 0 else None

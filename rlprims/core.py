@@ -123,6 +123,7 @@ class RunConfig(NamedTuple):
     show_plot: Optional[bool] = None        # show the curves inline; None = in notebooks only
     report_to: tuple = ()                   # experiment trackers: "tensorboard", "wandb", "trackio" (see rlprims.metrics.create_loggers)
     activation_checkpointing: bool = False  # recompute each layer's activations in the backward: less memory, about one more forward
+    pack_sequences: bool = False            # score and train on packed rows: real tokens only (compute_logprobs_for_tokens(pack=True))
 
 class Hooks(NamedTuple):
     "The functions a run calls, each replaceable by a plain function; `None` = the built-in one."

@@ -5,6 +5,7 @@
 # %% ../nbs/01_generation.ipynb #f9a83ff3
 from __future__ import annotations
 import contextlib, functools
+from types import SimpleNamespace
 from typing import Optional, Callable, Mapping, Sequence, Union, Any
 from fastcore.meta import delegates
 import torch
@@ -18,7 +19,7 @@ warnings.filterwarnings("ignore", message=".*past_key_values.*is deprecated", ca
 __all__ = ['CHAT_ROLES', 'format_prompt', 'model_context_length', 'tokenize_prompts', 'parse_thinking', 'position_ids_from_mask',
            'entropy_from_logits', 'token_logprobs', 'prefill', 'length_sorted', 'compute_logprobs_for_tokens',
            'sample_from_logprobs', 'sample_next_token', 'eos_token_ids', 'generate_batch', 'decode_completions',
-           'generate']
+           'generate', 'packed_attention']
 
 # %% ../nbs/01_generation.ipynb #a55d067c
 CHAT_ROLES = ("system", "user", "assistant", "tool")
@@ -267,6 +268,7 @@ def compute_logprobs_for_tokens(
     fuse_norms: Optional[bool] = None,     # run RMSNorm layers as one `F.rms_norm` (less activation memory); None = on CUDA only
     sort_by_length: Optional[bool] = None, # micro-batches of rows of similar length (less padding); None = when prompts aren't shared
     pad_to_multiple: Optional[int] = None, # round each micro-batch's width (prompt + completion) up to a multiple of this, at most P + T; None = 64 on CUDA, else 1
+    pack: bool = False,                    # each micro-batch as one row of real tokens only, attention within each sequence (see `packed_attention`)
 ) -> Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
     "Log-probs `[B, T]` (fp32, on `generated_ids`' device) of `generated_ids` given the prompts; with `return_entropy`, also entropies `[B, T]`."
     B, T = generated_ids.shape
@@ -277,7 +279,8 @@ def compute_logprobs_for_tokens(
     from transformers import DynamicCache
     dev = next(model.parameters()).device
     recomputes = requires_grad and model.training and any(getattr(m, "gradient_checkpointing", False) for m in model.modules())
-    if share_prefix is None: share_prefix = dev.type == "cpu" and not recomputes   # checkpointed layers write no KV cache
+    if pack: _check_packable(prompt_mask, completion_mask, share_prefix, recomputes)
+    if share_prefix is None: share_prefix = dev.type == "cpu" and not recomputes and not pack   # checkpointed layers write no KV cache
     elif share_prefix and recomputes: raise ValueError("compute_logprobs_for_tokens: share_prefix=True needs a KV cache, which "
                                                        "activation-checkpointed layers don't write in training; leave share_prefix=None")
     if fuse_norms is None: fuse_norms = dev.type == "cuda"
@@ -299,6 +302,11 @@ def compute_logprobs_for_tokens(
             c, cm = c[:, :Tm], cm[:, :Tm]
             mask = torch.cat([pm, cm], 1)
             W = None                                       # LM head weight when `x` holds hidden states instead of logits
+            if pack:                                       # real tokens only, in one row: no padding computed
+                lp, ent = _packed_logprobs(model, p, pm, c, cm, temperature, return_entropy)
+                lps.append(F.pad(lp, (0, T - Tm)))
+                if return_entropy: ents.append(F.pad(ent, (0, T - Tm)))
+                continue
             if share_prefix:   # distinct prompts once (KV cache shared by their rows), then the completions
                 cache = DynamicCache()
                 first = prefill(model, p, pm, cache)[:, None]
@@ -440,3 +448,92 @@ def generate(
     gens = decode_completions(tokenizer, batch, config)
     out = gens[0] if (single and n == 1) else gens
     return (out, batch) if return_batch else out
+
+# %% ../nbs/01_generation.ipynb #4a95f8be
+def _varlen_flash():
+    "PyTorch's variable-length flash attention and its parameter names, or None where this PyTorch has none."
+    try: from torch.nn.attention.varlen import varlen_attn
+    except ImportError: return None
+    import inspect
+    return varlen_attn, set(inspect.signature(varlen_attn).parameters)
+
+def _attend_packed(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: torch.Tensor, max_len: int, scaling: float) -> torch.Tensor:
+    "Causal attention within each sequence of a packed row: `q` `[N, H, D]`, `k`, `v` `[N, Hkv, D]`, `cu` `[n+1]` int32 boundaries; returns `[N, H, D]`."
+    flash = _varlen_flash() if q.is_cuda and q.dtype in (torch.bfloat16, torch.float16) else None
+    if flash is not None:
+        fn, params = flash
+        kw = dict(window_size=(-1, 0)) if "window_size" in params else dict(is_causal=True)   # its causal flag changed name across versions
+        if "enable_gqa" in params: kw["enable_gqa"] = k.shape[1] != q.shape[1]
+        else: k, v = (x.repeat_interleave(q.shape[1] // k.shape[1], 1) for x in (k, v))
+        if "scale" in params: kw["scale"] = scaling
+        else: q = q * (scaling * q.shape[-1] ** 0.5)        # the kernel scales by 1/sqrt(D)
+        return fn(q, k, v, cu, cu, max_len, max_len, **kw)
+    out = torch.empty_like(q)
+    for a, b in zip(cu[:-1].tolist(), cu[1:].tolist()):    # the fallback (CPU, fp32): one causal attention per sequence
+        out[a:b] = F.scaled_dot_product_attention(q[a:b].transpose(0, 1), k[a:b].transpose(0, 1), v[a:b].transpose(0, 1),
+                                                  is_causal=True, scale=scaling, enable_gqa=True).transpose(0, 1)
+    return out
+
+def packed_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    "transformers attention over one packed row `[1, H, N, D]` whose sequences' boundaries come in `rlprims_packed`; without them, the usual `sdpa`."
+    info = kwargs.get("rlprims_packed")
+    if info is None:
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
+    if kwargs.get("sliding_window") or kwargs.get("softcap") or (module.training and dropout > 0):
+        raise NotImplementedError("packed_attention: sliding-window, soft-capped and dropout attention are not supported")
+    if query.shape[0] != 1: raise ValueError(f"packed_attention: expects one packed row, got a batch of {query.shape[0]}")
+    info.calls += 1
+    scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
+    q, k, v = (x[0].transpose(0, 1) for x in (query, key, value))   # [N, heads, D]
+    return _attend_packed(q, k, v, info.cu, info.max_len, scaling)[None], None
+
+@functools.cache
+def _register_packed_attention() -> str:
+    "Add `packed_attention` to transformers' attention functions, with sdpa's masks (once, on first use); returns its name."
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+    AttentionInterface.register("rlprims_packed", packed_attention)
+    AttentionMaskInterface.register("rlprims_packed", sdpa_mask)
+    return "rlprims_packed"
+
+@contextlib.contextmanager
+def _attention(model, name: str):
+    "While inside: `model`'s attention implementation is `name` (through a DDP-style wrapper, its `.module`'s)."
+    cfg = (model if hasattr(model, "config") else model.module).config
+    old, cfg._attn_implementation = cfg._attn_implementation, name
+    try: yield
+    finally: cfg._attn_implementation = old
+
+def _check_packable(prompt_mask: torch.Tensor, completion_mask: torch.Tensor, share_prefix: Optional[bool], recomputes: bool):
+    "Refuse what `pack=True` can't do, by name."
+    if share_prefix: raise ValueError("compute_logprobs_for_tokens: pack=True runs each prompt with its own completion; leave share_prefix None or False")
+    if recomputes: raise ValueError("compute_logprobs_for_tokens: pack=True does not support activation-checkpointed layers yet "
+                                    "(their recomputation in backward would not see the packed attention)")
+    if not bool((prompt_mask.sum(-1) > 0).all()): raise ValueError("compute_logprobs_for_tokens: pack=True needs at least one prompt token per row")
+    if bool((completion_mask[:, 1:] > completion_mask[:, :-1]).any()):
+        raise ValueError("compute_logprobs_for_tokens: pack=True needs right-padded completions (each completion_mask row: ones, then zeros)")
+
+def _packed_logprobs(model, p: torch.Tensor, pm: torch.Tensor, c: torch.Tensor, cm: torch.Tensor, temperature: float,
+                     return_entropy: bool) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    "Log-probs (and entropies) `[b, Tm]` of one micro-batch, its real tokens packed into one row; zero at padding."
+    real = torch.cat([pm, cm], 1).bool()                    # [b, P + Tm]
+    ids = torch.cat([p, c], 1)[real][None]                  # [1, N]: the sequences end to end
+    pos = position_ids_from_mask(real.long())[real][None]   # restart at 0 for each sequence
+    lens = real.sum(1)
+    info = SimpleNamespace(cu=F.pad(lens.cumsum(0), (1, 0)).to(torch.int32), max_len=int(lens.max()), calls=0)
+    targets = torch.cat([torch.zeros_like(pm, dtype=torch.bool), cm.bool()], 1)[real].nonzero()[:, 0]   # [Nc] completion tokens
+    before = (targets - 1)[None]                            # the position that predicts each of them
+    dummy = torch.ones(1, 1, 1, 1, dtype=torch.bool, device=ids.device)   # a 4D mask is used as given: no [N, N] mask is built
+    with _attention(model, _register_packed_attention()):
+        W = _plain_head(model)
+        if W is not None:
+            x = model.get_decoder()(input_ids=ids, attention_mask=dummy, position_ids=pos, use_cache=False,
+                                    rlprims_packed=info).last_hidden_state[:, before[0]]
+        else:
+            x = model(input_ids=ids, attention_mask=dummy, position_ids=pos, use_cache=False, logits_to_keep=before[0],
+                      rlprims_packed=info).logits
+    if info.calls == 0: raise NotImplementedError("compute_logprobs_for_tokens: pack=True needs a model whose attention goes through transformers' AttentionInterface")
+    lp, ent = token_logprobs(x, ids[:, targets], temperature, return_entropy, head_weight=W)   # [1, Nc]
+    grid = lambda y: torch.zeros(cm.shape, dtype=y.dtype, device=y.device).masked_scatter(cm.bool(), y[0])
+    return grid(lp), grid(ent) if return_entropy else None

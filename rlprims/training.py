@@ -80,15 +80,16 @@ class Runner(NamedTuple):
     accelerator: Any = None                 # accelerate.Accelerator, or None for one process
     rank: int = 0
     world: int = 1
+    pack: bool = False                      # the trainer's scoring passes on packed rows (`compute_logprobs_for_tokens(pack=True)`)
 
     @property
     def fsdp(self) -> bool: return self.world > 1 and is_fsdp(self.policy)
 
-def create_runner(model, accelerator=None, precision: Optional[Precision] = None, sampler_model=None) -> Runner:
+def create_runner(model, accelerator=None, precision: Optional[Precision] = None, sampler_model=None, pack: bool = False) -> Runner:
     "The `Runner` of this process for `model` (prepared by `accelerator` when several processes train)."
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator is not None else (0, 1)
     plain = unwrap_model(model) if world > 1 else model
-    return Runner(model, plain, plain if sampler_model is None else sampler_model, precision, accelerator, rank, world)
+    return Runner(model, plain, plain if sampler_model is None else sampler_model, precision, accelerator, rank, world, pack)
 
 # %% ../nbs/06_training.ipynb #836569b5
 def collect_rollouts(
@@ -154,7 +155,8 @@ def _score(runner: Runner, rows: RolloutBatch, temperature: float, micro_batch_s
     with autocast(runner.precision):
         return compute_logprobs_for_tokens(runner.policy, rows.prompt_ids, rows.prompt_mask, rows.completion_ids,
                                            completion_mask=rows.completion_mask, temperature=temperature, micro_batch_size=micro_batch_size,
-                                           requires_grad=grad, return_entropy=True, share_prefix=False if runner.fsdp else None)
+                                           requires_grad=grad, return_entropy=True, share_prefix=False if runner.fsdp or runner.pack else None,
+                                           pack=runner.pack)
 
 def _per_process(runner: Runner, b: RolloutBatch, fn: Callable) -> torch.Tensor:
     "`fn(rows)` for this process's slice of `b`, gathered in row order (FSDP: every process runs every row)."
@@ -458,6 +460,8 @@ def train(
         if tokenizer is None: tokenizer = load_tokenizer(model_name)
     if acc is not None: model = model.to(acc.device)
     if not run.keep_dropout: disable_dropout(model)
+    if run.activation_checkpointing and run.pack_sequences:
+        raise ValueError("train: pack_sequences does not support activation_checkpointing yet; turn one of them off")
     if run.activation_checkpointing: enable_activation_checkpointing(model)
     model, sampler = prepare_for_training(model, prec, sampler=not fsdp)   # fp32 master weights; a bf16 copy to sample from
     gen_config = gen_config or GenerationConfig(max_new_tokens=32, temperature=1.0, top_p=1.0, top_k=0)
@@ -497,7 +501,7 @@ def train(
         if fsdp and resume_from is not None:
             ts = torch.load(ckpt / "trainer_state.pt", weights_only=True)
             if ts["optimizer"] is not None: load_full_optimizer_state(model, optimizer, ts["optimizer"])
-    runner = create_runner(model, acc, prec, sampler if sampler is not model else None)
+    runner = create_runner(model, acc, prec, sampler if sampler is not model else None, pack=run.pack_sequences)
     interactive = "ipykernel" in sys.modules and not os.environ.get("IN_TEST")
     if rank == 0: (out / "config.json").write_text(json.dumps(config_record, indent=1, default=str))
     bar = tqdm(range(start, num_steps), desc="train", disable=not run.progress or rank != 0, initial=start, total=num_steps)

@@ -14,14 +14,14 @@ def test_bench_grpo_quick_runs(tmp_path):
     assert len(res["steps"]) == 2 and all(s["total"] > 0 and s["tokens"] == 2 * 4 * 8 for s in res["steps"])
 
 def test_matrix_quick_runs_a_long_tailed_cell(tmp_path):
-    "matrix.py --quick: one cell's plumbing on the CPU (shape config, long-tailed forced lengths, the summary table)."
+    "matrix.py --quick: one cell's plumbing on the CPU (shape config, long-tailed forced lengths, packed rows, the summary table)."
     import json
     root = Path(__file__).resolve().parent.parent
     r = subprocess.run([sys.executable, str(root / "benchmarks" / "matrix.py"), "135m-1k-longtail", "--quick", "--only", "rlprims",
-                        "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+                        "--pack", "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     res = json.loads((tmp_path / "135m-1k-longtail.rlprims.json").read_text())
-    assert res["settings"]["lengths"] == "longtail" and res["settings"]["T"] == 8
+    assert res["settings"]["lengths"] == "longtail" and res["settings"]["T"] == 8 and res["settings"]["pack"] is True
     assert "| 135m-1k-longtail |" in (tmp_path / "matrix.md").read_text()
     steps = res["results"]["rlprims"]["steps"]
     assert 0 < steps[0]["tokens"] < 2 * 2 * 8                    # long-tailed: fewer tokens than the forced 4 rows x 8

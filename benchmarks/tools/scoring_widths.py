@@ -4,8 +4,8 @@
 Kernels built per shape, such as cuDNN's attention graphs (PyTorch prefers cuDNN attention on Hopper when its cuDNN is
 recent), make the first forward+backward at each new width slower than a later one at the same width. This runs the
 training's scoring pass (`compute_logprobs_for_tokens`, gradients on, bf16 autocast) over micro-batches of long-tailed
-widths twice, with each `--pad-to-multiple` and attention backend, and prints the seconds of the first visit of the
-widths against the second.
+widths twice, with each `--pad-to-multiple` and attention backend, and packed (`pack=True`: one row of real tokens a
+micro-batch, variable-length attention), and prints the seconds of the first visit of the widths against the second.
 
     python benchmarks/tools/scoring_widths.py --shape qwen2.5-1.5b --micro 16 --steps 3
     python benchmarks/tools/scoring_widths.py --quick        # a CPU check that it runs (SmolLM2 shape, tiny sizes)
@@ -39,7 +39,7 @@ pids, pmask = tokenize_prompts(tok, [f"What is {i} + {2 * i + 3}? Answer with ju
 backends = {"default": contextlib.nullcontext, "efficient": lambda: sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION])}
 if dev == "cpu": backends.pop("efficient")                # a CUDA kernel
 
-def one_pass(step: int, m: int) -> tuple[float, int]:
+def one_pass(step: int, m: int, pack: bool = False) -> tuple[float, int]:
     "Seconds of one step's scoring (micro-batches of rows of similar length, forward + backward each) and the tokens it computed."
     L = row_lengths(step, a.rows, a.T, "longtail").sort().values   # as the training's length-sorted micro-batches
     c = torch.randint(0, 1000, (a.rows, a.T), device=dev)
@@ -49,7 +49,7 @@ def one_pass(step: int, m: int) -> tuple[float, int]:
         r = slice(i, i + a.micro)
         with torch.autocast(dev, dtype=torch.bfloat16, enabled=dev == "cuda"):   # bf16-mixed on the GPU; fp32 in the CPU check
             lp = compute_logprobs_for_tokens(model, pids[r], pmask[r], c[r], completion_mask=cm[r], micro_batch_size=a.micro,
-                                             requires_grad=True, share_prefix=False, pad_to_multiple=m)
+                                             requires_grad=True, share_prefix=False, pad_to_multiple=m, pack=pack)
         (lp * cm[r]).sum().backward()
     model.zero_grad(set_to_none=True)
     sync()
@@ -57,11 +57,11 @@ def one_pass(step: int, m: int) -> tuple[float, int]:
 
 one_pass(10_000, 1)                                        # warm-up: allocator, kernels of the common widths
 peak = torch.cuda.max_memory_allocated if dev == "cuda" else (lambda: 0)
-for name, ctx in backends.items():
-    for m in a.multiples:
-        if dev == "cuda": torch.cuda.reset_peak_memory_stats()
-        with ctx():
-            first = [one_pass(s, m)[0] for s in range(a.steps)]    # widths new to this setting (and mostly to the process)
-            again = [one_pass(s, m)[0] for s in range(a.steps)]    # the same widths again
-        print(f"attention {name:9s} pad_to_multiple {m:3d}: first visit {' '.join(f'{t:.2f}' for t in first)} s, "
-              f"again {' '.join(f'{t:.2f}' for t in again)} s, peak {peak() / 2**30:.2f} GiB", flush=True)
+settings = [(name, ctx, m, False) for name, ctx in backends.items() for m in a.multiples] + [("packed", contextlib.nullcontext, 1, True)]
+for name, ctx, m, pack in settings:
+    if dev == "cuda": torch.cuda.reset_peak_memory_stats()
+    with ctx():
+        first = [one_pass(s, m, pack)[0] for s in range(a.steps)]    # widths new to this setting (and mostly to the process)
+        again = [one_pass(s, m, pack)[0] for s in range(a.steps)]    # the same widths again
+    print(f"attention {name:9s} pad_to_multiple {m:3d}: first visit {' '.join(f'{t:.2f}' for t in first)} s, "
+          f"again {' '.join(f'{t:.2f}' for t in again)} s, peak {peak() / 2**30:.2f} GiB", flush=True)
