@@ -506,9 +506,9 @@ def _force_lengths(S: SimpleNamespace, tok: torch.Tensor, lp: torch.Tensor, logi
     if S.lengths is None: return tok, lp
     end = S.lengths - 1 == t
     temp = S.config.temperature if (S.config.do_sample and S.config.temperature > 0) else 1.0
-    z = logits.float() / temp
     eos = S.eos[:1]                                         # a tensor index: no host sync inside a CUDA graph
-    eos_lp = z.index_select(1, eos)[:, 0] - torch.logsumexp(z, -1)
+    z_eos, z_tok = logits.index_select(1, eos)[:, 0].float(), logits.gather(1, tok[:, None])[:, 0].float()
+    eos_lp = lp + (z_eos - z_tok) / temp                    # log p(eos) = log p(tok) + (z_eos - z_tok) / T: no second pass over the vocabulary
     return torch.where(end, eos, tok), torch.where(end, eos_lp, lp)
 
 def _decode_step(model, S: SimpleNamespace, L: int, banned: bool):
