@@ -79,7 +79,7 @@ def settings(a) -> dict:
     s["model"] = "embedded" if s["device"] == "cpu" else "random"
     if a.model_dir: s["model_dir"] = a.model_dir
     if a.shape: s.update(shape=a.shape, model="random")
-    s.update(lengths=a.lengths, lora=a.lora, grad_ckpt=a.grad_ckpt, mem_fraction=a.mem_fraction, fused=a.fused, pad_to_multiple=a.pad_to_multiple, pack=a.pack)
+    s.update(lengths=a.lengths, lora=a.lora, grad_ckpt=a.grad_ckpt, mem_fraction=a.mem_fraction, fused=a.fused, pad_to_multiple=a.pad_to_multiple, pack=a.pack, slots=a.slots)
     return s
 
 
@@ -181,6 +181,9 @@ def run_rlprims(s, a):
     if a.fused != "default":                                  # the decode step's fused kernels: all, the rotary embedding only, or none
         kw = dict(layers=dict(fused_layers=True, fused_rotary=True), rotary=dict(fused_layers=False, fused_rotary=True), none=dict(fused_layers=False, fused_rotary=False))[a.fused]
         generate_batch_fast = functools.update_wrapper(functools.partial(generate_batch_fast, **kw), generate_batch_fast)
+    if s["slots"]:                                            # decode that many rows at a time, refilling done rows' places
+        if generate_batch_fast is None or a.eager: sys.exit("bench_grpo: --slots needs generate_batch_fast, not --eager")
+        generate_batch_fast = functools.update_wrapper(functools.partial(generate_batch_fast, slots=s["slots"]), generate_batch_fast)
     generator = generate_batch_fast if (generate_batch_fast is not None and not a.eager) else generate_batch
     if s["lengths"] != "forced":
         calls = []
@@ -233,12 +236,15 @@ def run_rlprims(s, a):
     out["generator_tps"] = n / sec
     if s["lengths"] != "forced" and dev == "cuda":   # the same lengths with compaction off; the same tokens at equal lengths
         L = row_lengths(0, len(pids), s["T"], s["lengths"])
-        sec_lt, n_lt = gen_time(forced_lengths=L)
-        sec_static, _ = gen_time(forced_lengths=L, compact=False)
-        sec_eq, n_eq = gen_time(forced_lengths=torch.full_like(L, round(L.float().mean().item())))
+        sec_lt, n_lt = gen_time(forced_lengths=L, slots=None)   # all rows at once (also under --slots)
+        sec_static, _ = gen_time(forced_lengths=L, slots=None, compact=False)
+        sec_eq, n_eq = gen_time(forced_lengths=torch.full_like(L, round(L.float().mean().item())), slots=None)
         out["longtail"] = dict(tokens=n_lt, mean_length=L.float().mean().item(), max_length=int(L.max()), at_cap=(L == s["T"]).float().mean().item(),
                                seconds=sec_lt, seconds_no_compaction=sec_static, seconds_equal_lengths=sec_eq, tokens_equal=n_eq,
                                cost_vs_equal=(sec_lt / n_lt) / (sec_eq / n_eq), floor_vs_equal=longtail_floor_ratio(sampler, L, out["prompt_len"]))
+        if s["slots"]:                                       # the same lengths through `slots` rows with refills (the generator's setting)
+            sec_rf, _ = gen_time(forced_lengths=L)
+            out["longtail"].update(slots=s["slots"], seconds_refill=sec_rf, cost_vs_equal_refill=(sec_rf / n_lt) / (sec_eq / n_eq))
     out.update(roofline=roofline(sampler, s, out["prompt_len"], dev), n_rows=len(pids), T=s["T"])
     emit(out)
 
@@ -453,7 +459,8 @@ def table(s, res) -> str:
                 f"{lt['seconds']:.3f} s for {lt['tokens']:,.0f} tokens; {lt['seconds_no_compaction']:.3f} s without compaction; "
                 f"{lt['seconds_equal_lengths']:.3f} s for {lt['tokens_equal']:,.0f} tokens at equal lengths: "
                 f"a long-tailed token costs {lt['cost_vs_equal']:.2f}x an equal-length one"
-                + (f" (at the memory roofline: {lt['floor_vs_equal']:.2f}x)" if "floor_vs_equal" in lt else ""))
+                + (f" (at the memory roofline: {lt['floor_vs_equal']:.2f}x)" if "floor_vs_equal" in lt else "")
+                + (f"; through {lt['slots']} slots with refills: {lt['seconds_refill']:.3f} s, {lt['cost_vs_equal_refill']:.2f}x" if "slots" in lt else ""))
     elif "roofline" in r and s["lengths"] == "forced":
         f = r["roofline"]
         floor = max(f["t_mem"], f["t_flop"])
@@ -479,6 +486,7 @@ def main(argv=None):
     p.add_argument("--lora", action="store_true", help="train LoRA adapters (rank 16, all linear layers of the blocks), both libraries")
     p.add_argument("--grad-ckpt", action="store_true", help="activation (gradient) checkpointing, both libraries")
     p.add_argument("--mem-fraction", type=float, help="cap each worker's GPU memory at this fraction of the card (emulates a smaller GPU)")
+    p.add_argument("--slots", type=int, default=None, help="rlprims: decode this many rows at a time, a done row's place going to the next waiting row")
     p.add_argument("--pack", action="store_true", help="rlprims: score and train on packed rows (RunConfig(pack_sequences=True))")
     p.add_argument("--pad-to-multiple", type=int, default=None, help="rlprims: round the scoring pass's micro-batch widths up to a multiple of this (default: the library's, 64 on CUDA; 1 rounds nothing)")
     p.add_argument("--no-generate-baseline", action="store_true", help="skip timing plain model.generate (slow at long budgets)")

@@ -24,17 +24,18 @@ def _decode_attention_kernels():
     import triton, triton.language as tl
 
     @triton.jit
-    def decode_attention_kernel(Q, K, V, M, COL, O, PM, PL, scale, sqn, sqh, skn, skh, skl, svn, svh, svl, smn, son, soh, SPLITS,
+    def decode_attention_kernel(Q, K, V, M, COL, START, O, PM, PL, scale, sqn, sqh, skn, skh, skl, svn, svh, svl, smn, son, soh, SPLITS,
                G: tl.constexpr, D: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr,
                IEEE: tl.constexpr, PARTIAL: tl.constexpr):
         n, h, sp = tl.program_id(0), tl.program_id(1), tl.program_id(2)   # one row, one KV head (its G query heads), one span
         g, d = tl.arange(0, BLOCK_G), tl.arange(0, BLOCK_D)
         gm, dm = g < G, d < D
         q = tl.load(Q + n * sqn + (h * G + g)[:, None] * sqh + d[None, :], mask=gm[:, None] & dm[None, :], other=0.0)
-        length = tl.load(COL) + 1                           # slots 0..col exist, cut into SPLITS spans of whole blocks
+        first = tl.load(START + n)                          # the row's first slot that may be visible (a refilled row's prompt)
+        length = tl.load(COL) + 1 - first                   # slots first..col, cut into SPLITS spans of whole blocks
         chunk = tl.cdiv(tl.cdiv(length, SPLITS), BLOCK_L) * BLOCK_L
-        lo = sp * chunk
-        hi = tl.minimum(lo + chunk, length)
+        lo = first + sp * chunk
+        hi = tl.minimum(lo + chunk, first + length)
         m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
         l_i = tl.zeros([BLOCK_G], tl.float32)
         acc = tl.zeros([BLOCK_G, BLOCK_D], tl.float32)
@@ -89,8 +90,8 @@ def attention_splits(programs: int, Lmax: int, dev) -> int:
     return max(1, min(16, _next_pow2(-(-sms // programs)), _next_pow2(Lmax // 128 + 1) // 2))
 
 def decode_attention(q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, mask: torch.Tensor, col: torch.Tensor, scaling: float,
-                     splits: Optional[int] = None) -> torch.Tensor:
-    "One query per row `q` `[N, H, D]` over cache slots `0..col` of `K`, `V` `[N, kv_heads, Lmax, D]` where `mask` `[N, >Lmax]` is True; `[N, H, D]`. Each row's slots are cut into `splits` spans, merged after (None: `attention_splits`)."
+                     splits: Optional[int] = None, start: Optional[torch.Tensor] = None) -> torch.Tensor:
+    "One query per row `q` `[N, H, D]` over cache slots `start..col` of `K`, `V` `[N, kv_heads, Lmax, D]` where `mask` `[N, >Lmax]` is True; `[N, H, D]`. Each row's slots are cut into `splits` spans, merged after (None: `attention_splits`). `start` `[N]`: each row's first slot (None: 0)."
     N, H, D = q.shape
     Hkv, Lmax = K.shape[1], K.shape[2]
     G = H // Hkv
@@ -99,16 +100,17 @@ def decode_attention(q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, mask: to
     if q.stride(-1) != 1: q = q.contiguous()
     out = torch.empty_like(q)
     m = mask.view(torch.uint8)
+    if start is None: start = torch.zeros(N, dtype=torch.long, device=q.device)
     attend, merge = _decode_attention_kernels()
     blocks = dict(G=G, D=D, BLOCK_G=max(16, _next_pow2(G)), BLOCK_D=max(16, _next_pow2(D)), IEEE=q.dtype == torch.float32)
     strides = (q.stride(0), q.stride(1), K.stride(0), K.stride(1), K.stride(2), V.stride(0), V.stride(1), V.stride(2), m.stride(0))
     if splits == 1:
-        attend[(N, Hkv, 1)](q, K, V, m, col, out, out, out, scaling, *strides, out.stride(0), out.stride(1), 1,
+        attend[(N, Hkv, 1)](q, K, V, m, col, start, out, out, out, scaling, *strides, out.stride(0), out.stride(1), 1,
                             BLOCK_L=64, PARTIAL=False, **blocks)
         return out
     po = torch.empty(N, H, splits, D, dtype=torch.float32, device=q.device)   # each span's unnormalised output, max and sum
     pm, pl = (torch.empty(N, H, splits, dtype=torch.float32, device=q.device) for _ in range(2))
-    attend[(N, Hkv, splits)](q, K, V, m, col, po, pm, pl, scaling, *strides, 0, 0, splits, BLOCK_L=32, PARTIAL=True, **blocks)
+    attend[(N, Hkv, splits)](q, K, V, m, col, start, po, pm, pl, scaling, *strides, 0, 0, splits, BLOCK_L=32, PARTIAL=True, **blocks)
     merge[(N * H,)](po, pm, pl, out, out.stride(0), out.stride(1), H, splits, D=D, BLOCK_S=max(2, _next_pow2(splits)), BLOCK_D=blocks["BLOCK_D"])
     return out
 
@@ -218,16 +220,17 @@ def static_kv_attention(module, query, key, value, attention_mask, scaling=None,
     layer, (N, H, q_len, D) = module.layer_idx, query.shape
     scaling = D ** -0.5 if scaling is None else scaling
     if q_len > 1:                                           # prefill of the distinct prompts [U, H, P, D]
-        if layer not in S.keys:                             # first use: this layer's cache [N, kv_heads, Lmax, D]
-            shape = (S.N, key.shape[1], S.Lmax, D)
+        if layer not in S.keys:                             # first use: this layer's cache [slots, kv_heads, Lmax, D]
+            shape = (S.slots, key.shape[1], S.Lmax, D)
             S.keys[layer], S.values[layer] = key.new_zeros(shape), value.new_zeros(shape)
-        S.keys[layer][:, :, :q_len] = key[S.inv]; S.values[layer][:, :, :q_len] = value[S.inv]
+        rows, at = S.fill                                   # all rows from slot 0; a refill: its rows, from its slot
+        S.keys[layer][rows, :, at:at + q_len] = key[S.inv]; S.values[layer][rows, :, at:at + q_len] = value[S.inv]
         S.calls += 1
         out = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, scale=scaling, enable_gqa=True)
         return out.transpose(1, 2), None
     K, V = S.keys[layer], S.values[layer]                   # one new token per row: store it, then attend
     K.index_copy_(2, S.col, key); V.index_copy_(2, S.col, value)
-    if S.triton: return decode_attention(query[:, :, 0], K, V, S.mask, S.col, scaling)[:, None], None
+    if S.triton: return decode_attention(query[:, :, 0], K, V, S.mask, S.col, scaling, start=S.start)[:, None], None
     L, Hkv = attention_mask.shape[-1], K.shape[1]           # the first L slots, as two matrix products
     q = query.view(N, Hkv, H // Hkv, D)                     # the query heads that share a KV head, side by side
     scores = torch.matmul(q, K[:, :, :L].transpose(-1, -2)).float() * scaling     # [N, kv_heads, H/kv_heads, L]
@@ -478,33 +481,38 @@ def _fused_forward(S: SimpleNamespace) -> torch.Tensor:
         K, V = S.keys[L.idx], S.values[L.idx]
         x, stream = add_rms_norm(h, stream, L.ln1.weight, L.ln1.variance_epsilon)
         q = qkv_rotary_store(F.linear(x, L.qkv_w, L.qkv_b), cos, sin, K, V, S.col, L.H, L.q_norm, L.k_norm)
-        attn = decode_attention(q, K, V, S.mask, S.col, L.scaling).flatten(1)
+        attn = decode_attention(q, K, V, S.mask, S.col, L.scaling, start=S.start).flatten(1)
         x, stream = add_rms_norm(F.linear(attn, L.o_w, L.o_b), stream, L.ln2.weight, L.ln2.variance_epsilon)
         h = F.linear(silu_mul(F.linear(x, L.gate_up_w)), L.down_w, L.down_b)
     return F.linear(add_rms_norm(h, stream, Z.norm.weight, Z.norm.variance_epsilon)[0], Z.head_w, Z.head_b)
 
 
 # %% ../nbs/01b_fast_decode.ipynb #da921c3b
-def _new_decode_state(N: int, P: int, T: int, config: GenerationConfig, eos: torch.Tensor, pad: int, dev) -> SimpleNamespace:
-    "Preallocated buffers of one static decode: `N` rows, prompts padded to `P`, `T` new tokens."
+def _new_decode_state(N: int, P: int, T: int, config: GenerationConfig, eos: torch.Tensor, pad: int, dev,
+                      slots: Optional[int] = None, horizon: int = 0) -> SimpleNamespace:
+    "Preallocated buffers of one static decode: `N` rows, prompts padded to `P`, `T` new tokens, decoded `slots` rows at a time (None: all), each row starting within `horizon` steps of the first."
+    n = slots or N
     z = lambda *shape, dtype=torch.long: torch.zeros(*shape, dtype=dtype, device=dev)
+    W = P + T + horizon                                      # cache slots (the last one never written)
     return SimpleNamespace(
-        N=N, P=P, T=T, Lmax=P + T - 1, config=config, eos=eos, pad=pad, dev=torch.device(dev), keys={}, values={}, inv=None, calls=0, triton=False,
-        rows=torch.arange(N, device=dev),                    # [n] the batch row each decoding row is; n shrinks as compaction drops done rows
+        N=N, P=P, T=T, slots=n, Lmax=W - 1, config=config, eos=eos, pad=pad, dev=torch.device(dev), keys={}, values={}, inv=None, calls=0, triton=False,
+        fill=(slice(None), 0),                               # where the prefill writes: every row from slot 0; a refill: its rows, from its slot
+        rows=torch.arange(n, device=dev),                    # [n] the batch row each decoding row is; n shrinks as compaction drops done rows
         lengths=None,                                        # [n] forced completion lengths (benchmarks, tests), or None
         fused_rotary=False,                                  # decode steps apply the rotary embedding with `rotary_qk`
         fused=None,                                          # `_fused_decoder`'s weights: decode steps run `_fused_forward`, else the model's forward
-        mask=z(N, P + T, dtype=torch.bool),                  # [n, P+T] cache slots each row attends to
-        tok=z(N), pos=z(N),                                  # [n] the token fed next and its position id
-        t=z(1), col=z(1),                                    # index of the token sampled next; cache slot of the fed token
-        done=z(N, dtype=torch.bool),
-        tokens=torch.full((N, T), pad, dtype=torch.long, device=dev),   # [N, T] outputs, one column per step, row S.rows[i] for decoding row i
-        logprobs=z(N, T, dtype=torch.float32), valid=z(N, T, dtype=torch.bool))
+        mask=z(n, W, dtype=torch.bool),                      # [n, W] cache slots each row attends to
+        start=z(n), t0=z(n),                                 # [n] each row's first cache slot, and the step it started at (refills start later)
+        tok=z(n), pos=z(n),                                  # [n] the token fed next and its position id
+        t=z(1), col=z(1),                                    # index of the step's token (the row's is t - t0); cache slot of the fed token
+        done=z(n, dtype=torch.bool),
+        tokens=torch.full((N, T + 1), pad, dtype=torch.long, device=dev),   # [N, T+1] outputs, row S.rows[i] for decoding row i; column T takes done rows' writes
+        logprobs=z(N, T + 1, dtype=torch.float32), valid=z(N, T + 1, dtype=torch.bool))
 
-def _force_lengths(S: SimpleNamespace, tok: torch.Tensor, lp: torch.Tensor, logits: torch.Tensor, t) -> tuple[torch.Tensor, torch.Tensor]:
-    "Rows whose forced length ends at token index `t`: EOS and its log-prob in place of what was sampled."
-    if S.lengths is None: return tok, lp
-    end = S.lengths - 1 == t
+def _force_lengths(S: SimpleNamespace, tok: torch.Tensor, lp: torch.Tensor, logits: torch.Tensor, t, lengths: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    "Rows whose forced length (`lengths`, or None: no forcing) ends at token index `t` (a number, or one per row): EOS and its log-prob in place of what was sampled."
+    if lengths is None: return tok, lp
+    end = lengths - 1 == t
     temp = S.config.temperature if (S.config.do_sample and S.config.temperature > 0) else 1.0
     eos = S.eos[:1]                                         # a tensor index: no host sync inside a CUDA graph
     z_eos, z_tok = logits.index_select(1, eos)[:, 0].float(), logits.gather(1, tok[:, None])[:, 0].float()
@@ -518,21 +526,24 @@ def _decode_step(model, S: SimpleNamespace, L: int, banned: bool):
                          use_cache=False, logits_to_keep=1, rlprims_decode=S).logits[:, -1]
     if S.triton and S.plain: tok, lp = sample_softmax(logits, S.config.temperature, S.seed, S.t, S.eos if banned else None)
     else: tok, lp = sample_next_token(logits, S.config, banned=S.eos if banned else None)
-    tok, lp = _force_lengths(S, tok, lp, logits, S.t)
+    t_row = S.t - S.t0                                      # [n] each row's token index
+    tok, lp = _force_lengths(S, tok, lp, logits, t_row, S.lengths)
     live = ~S.done
     tok = torch.where(live, tok, S.pad)
-    at = (S.rows, S.t.expand_as(S.rows))                    # each decoding row's output row, this step's column
+    at = (S.rows, torch.where(live, t_row, S.T))            # each live row's output row and column; done rows write into column T
     S.tokens.index_put_(at, tok); S.logprobs.index_put_(at, torch.where(live, lp, 0.0)); S.valid.index_put_(at, live)
-    S.done |= (tok[:, None] == S.eos).any(-1)
+    S.done |= (tok[:, None] == S.eos).any(-1) | (t_row >= S.T - 1)   # EOS, or the budget's last token
     S.tok.copy_(tok); S.t += 1; S.pos += 1; S.col += 1
     S.mask.index_fill_(1, S.col, True)                      # the token just sampled is visible from the next step on
+
+_PER_ROW = ("rows", "mask", "start", "t0", "tok", "pos", "done")   # the state's tensors with one entry per decoding row
 
 def _compact(S: SimpleNamespace, n: int) -> None:
     "Keep `n` decoding rows, the live ones first (then done ones as filler): every per-row tensor and cache is gathered."
     keep = torch.argsort(S.done.to(torch.int8), stable=True)[:n]
     for cache in (S.keys, S.values):
         for layer in cache: cache[layer] = cache[layer][keep]
-    for name in ("rows", "mask", "tok", "pos", "done") + (("lengths",) if S.lengths is not None else ()):
+    for name in _PER_ROW + (("lengths",) if S.lengths is not None else ()):
         setattr(S, name, getattr(S, name)[keep])
 
 def _swap_rotary(model) -> list:
@@ -556,9 +567,10 @@ def static_decoding(model, S: SimpleNamespace):
         _unfuse(norms); model.config._attn_implementation = attn; model.train(was_training)
 
 # %% ../nbs/01b_fast_decode.ipynb #d490f5da
-def _prefill_static(model, S: SimpleNamespace, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    "Run the distinct prompts of `ids` `[N, P]` once into the static cache; returns the first token's logits `[N, V]`."
+def _prefill_static(model, S: SimpleNamespace, ids: torch.Tensor, mask: torch.Tensor, rows=slice(None), at: int = 0) -> torch.Tensor:
+    "Run the distinct prompts of `ids` `[n, P]` once into the static cache (decoding rows `rows`, slots `at..at+P-1`); returns the first token's logits `[n, V]`."
     P, dev = ids.shape[1], ids.device
+    S.fill = (rows, at)
     uniq, S.inv = torch.unique(torch.cat([ids, mask], 1), dim=0, return_inverse=True)
     u_ids, u_mask = uniq[:, :P], uniq[:, P:]
     causal = torch.ones(P, P, dtype=torch.bool, device=dev).tril()
@@ -577,18 +589,36 @@ def _triton_option(flag: Optional[bool], dev, default: bool) -> bool:
     if flag is None: return default
     return bool(flag) and _has_triton() and (torch.device(dev).type == "cuda" or _triton_interpreted())
 
+def _first_tokens(S: SimpleNamespace, logits: torch.Tensor, rows) -> None:
+    "Sample the first token of decoding rows `rows` from their prefill's `logits` and record it (column 0 of their output rows)."
+    tok, lp = sample_next_token(logits, S.config, banned=S.eos if S.config.min_new_tokens > 0 else None)
+    tok, lp = _force_lengths(S, tok, lp, logits, 0, None if S.lengths is None else S.lengths[rows])
+    out = S.rows[rows]
+    S.tokens[out, 0], S.logprobs[out, 0], S.valid[out, 0] = tok, lp, True
+    S.done[rows] = (tok[:, None] == S.eos).any(-1); S.tok[rows] = tok
+
+def _refill(model, S: SimpleNamespace) -> None:
+    "Start queued rows in the decoding rows that are done: each prompt into slots col-P..col-1 of its row, its first token sampled."
+    free = S.done.nonzero()[:, 0][:len(S.queue)]
+    take, S.queue = S.queue[:len(free)].to(S.dev), S.queue[len(free):]
+    col, P = int(S.col), S.P
+    S.rows[free] = take
+    if S.lengths is not None: S.lengths[free] = S.all_lengths[take]
+    ids, pm = S.prompt_ids[take], S.prompt_mask[take]
+    S.mask[free] = False; S.mask[free, col - P:col] = pm.bool(); S.mask[free, col] = True   # its prompt, then the slot its first token goes to
+    S.start[free], S.t0[free], S.pos[free] = col - P, S.t - 1, pm.sum(1)   # its token 0 came from the prefill: the next step's is 1
+    _first_tokens(S, _prefill_static(model, S, ids, pm, rows=free, at=col - P), free)
+
 def _decode_loop(model, S: SimpleNamespace, logits: torch.Tensor, mask: torch.Tensor, graphs: bool, check_every: int, compact: bool = True):
-    "Sample the first token from the prefill's `logits`, then the rest one step at a time: each step a CUDA graph (captured once per key), or eager."
-    config, eos, P, T = S.config, S.eos, S.P, S.T
-    tok, lp = sample_next_token(logits, config, banned=eos if config.min_new_tokens > 0 else None)
-    tok, lp = _force_lengths(S, tok, lp, logits, 0)
-    S.tokens[:, 0], S.logprobs[:, 0], S.valid[:, 0] = tok, lp, True
-    S.done.copy_((tok[:, None] == eos).any(-1)); S.tok.copy_(tok)
+    "Sample the first token from the prefill's `logits`, then the rest one step at a time: each step a CUDA graph (captured once per key), or eager. Done rows take queued rows (`S.queue`) while there are any."
+    config, P, T = S.config, S.P, S.T
+    _first_tokens(S, logits, slice(None))
     S.t.fill_(1); S.col.fill_(P); S.pos.copy_(mask.sum(1)); S.mask[:, P] = True
     span = lambda t: S.Lmax if S.triton else min(-(-(P + t) // 64) * 64, S.Lmax) if graphs else P + t   # slots attended
+    ban = lambda t: t < config.min_new_tokens or (S.slots < S.N and config.min_new_tokens > 0)   # refilling: banned throughout (forced lengths end the rows)
     captured, pool = {}, None
-    for t in range(1, T):
-        key = (span(t), t < config.min_new_tokens)
+    for t in range(1, S.Lmax - P + 1):
+        key = (span(t), ban(t))
         if not graphs: _decode_step(model, S, *key)
         elif key in captured: captured[key].replay()
         elif t == 1:                                    # the first step runs eagerly on a side stream: the warm-up
@@ -604,10 +634,12 @@ def _decode_loop(model, S: SimpleNamespace, logits: torch.Tensor, mask: torch.Te
             g = captured[key] = torch.cuda.CUDAGraph()
             with torch.cuda.graph(g, pool=pool): _decode_step(model, S, *key)
             pool = g.pool(); g.replay()
-        if t % check_every == 0:                        # the host looks: stop when all are done, drop done rows when few are live
-            live = int((~S.done).sum())
-            if live == 0: break
-            if compact and _next_pow2(live) <= len(S.rows) // 2:
+        if t % check_every == 0:                        # the host looks: refill done rows, stop when all are done, drop done rows when few are live
+            done = int(S.done.sum())
+            if len(S.queue) and done and P + t + T <= S.Lmax + 1: _refill(model, S)   # room for a whole completion after the prompt
+            live = len(S.rows) - int(S.done.sum())
+            if live == 0 and not len(S.queue): break
+            if compact and not len(S.queue) and _next_pow2(live) <= len(S.rows) // 2:
                 captured, pool = {}, None                    # graphs of the old size point at tensors about to be freed: drop them, and their pool
                 _compact(S, _next_pow2(live))
 
@@ -620,6 +652,7 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
                         check_every: int = 16,               # decode steps between the host's looks at the done flags
                         compact: bool = True,                # at a look, keep only the live rows when they fit in half the batch
                         forced_lengths: Optional[torch.Tensor] = None,   # [N]: row i ends with EOS as its forced_lengths[i]-th token
+                        slots: Optional[int] = None,         # rows decoded at once (None: all); a done row's place goes to the next waiting row
                         fused_rotary: Optional[bool] = None,   # decode steps rotate q and k with `rotary_qk` (None: where the steps use Triton, i.e. CUDA graphs on CUDA)
                         fused_layers: Optional[bool] = None) -> RolloutBatch:   # decode steps run `_fused_forward` where the model's layers are of a known kind (None: as fused_rotary)
     "Drop-in `generate_batch` (same arguments and result) with a preallocated KV cache and each decode step one CUDA graph."
@@ -632,24 +665,32 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
         if static is False: raise ValueError("generate_batch_fast: forced_lengths needs the static loop; leave static=None or pass True")
         static = True                                       # the forcing lives in the static loop, which also runs on a CPU
         if T < 2 or not config.use_cache: raise ValueError("generate_batch_fast: forced_lengths needs max_new_tokens >= 2 and use_cache")
+    N, P = prompt_ids.shape
+    if slots is not None:
+        if slots < 1: raise ValueError(f"generate_batch_fast: slots must be a positive number of rows, got {slots}")
+        if static is False: raise ValueError("generate_batch_fast: slots needs the static loop; leave static=None or pass True")
+        if 0 < config.min_new_tokens < T and forced_lengths is None and slots < N:
+            raise ValueError("generate_batch_fast: slots < rows bans EOS for every row or none; min_new_tokens must be 0 or max_new_tokens (or pass forced_lengths)")
+        static, slots = True if static is None else static, min(slots, N)
     if not (dev.type == "cuda" if static is None else static) or not config.use_cache or T < 2:
         return generate_batch(model, tokenizer, prompt_ids, prompt_mask, config, compute_logprobs, eos_ids)
     graphs = dev.type == "cuda" if cuda_graphs is None else cuda_graphs
     eos = torch.tensor(eos_ids if eos_ids is not None else eos_token_ids(tokenizer, model), device=dev)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else int(eos[0])
-    N, P = prompt_ids.shape
     ids, mask = prompt_ids.to(dev), prompt_mask.to(dev).long()
-    S = _new_decode_state(N, P, T, config, eos, pad, dev)
+    n = slots or N
+    S = _new_decode_state(N, P, T, config, eos, pad, dev, slots=n, horizon=T * (-(-N // n) - 1))   # room for every wave of rows
+    S.queue, S.prompt_ids, S.prompt_mask = torch.arange(n, N), ids, mask       # rows waiting for a place
     S.triton = graphs and dev.type == "cuda" and _has_triton()
     S.plain, S.seed = _plain_sampling(config), torch.randint(0, 2**31 - 1, (1,)).to(dev)   # Triton sampling: its seed from torch's RNG
-    S.mask[:, :P] = mask.bool()
-    if forced_lengths is not None: S.lengths = forced_lengths.to(dev).long()
-    S.fused = _fused_decoder(model, N, S.Lmax) if _triton_option(fused_layers, dev, S.triton) else None   # by default where the steps use Triton already
+    S.mask[:, :P] = mask[:n].bool()
+    if forced_lengths is not None: S.all_lengths = forced_lengths.to(dev).long(); S.lengths = S.all_lengths[:n].clone()
+    S.fused = _fused_decoder(model, n, S.Lmax) if _triton_option(fused_layers, dev, S.triton) else None   # by default where the steps use Triton already
     S.fused_rotary = S.fused is None and _triton_option(fused_rotary, dev, S.triton)
     with static_decoding(model, S):
-        try: logits = _prefill_static(model, S, ids, mask)
+        try: logits = _prefill_static(model, S, ids[:n], mask[:n])
         except NotImplementedError: S.calls = 0
-        if S.calls > 0: _decode_loop(model, S, logits, mask, graphs, check_every, compact)
+        if S.calls > 0: _decode_loop(model, S, logits, mask[:n], graphs, check_every, compact)
     if S.calls == 0:                                        # attention does not go through transformers' interface here
         S.fused = None                                      # free the fused weights' copies before the plain loop
         if forced_lengths is not None: raise NotImplementedError("generate_batch_fast: forced_lengths needs a model whose attention goes through transformers' AttentionInterface")

@@ -106,6 +106,44 @@ def test_compaction_changes_no_token(setup, monkeypatch):
     for i, n in enumerate(lengths.tolist()): assert torch.equal(b.completion_ids[i, :n - 1], a.completion_ids[i, :n - 1])
     torch.testing.assert_close(b.logprobs, c.logprobs, atol=1e-5, rtol=0)
 
+@pytest.mark.parametrize("slots", [5, 3, 1])
+def test_slots_refill_changes_no_token(setup, monkeypatch, slots):
+    "generate_batch_fast(slots=k): k rows at a time, a done row's place going to the next waiting row; greedy tokens, forced EOS and log-probs as decoding all rows at once."
+    model, tok, pids, pmask = setup
+    pids, pmask = pids.repeat(2, 1), pmask.repeat(2, 1)          # 12 rows
+    lengths = torch.tensor([2, 16, 3, 1, 5, 9, 4, 2, 12, 6, 3, 7])
+    cfg = GenerationConfig(max_new_tokens=16, min_new_tokens=16, do_sample=False)
+    import rlprims.fast_decode as fd
+    refills, refill = [], fd._refill
+    monkeypatch.setattr(fd, "_refill", lambda m, S: (refills.append(len(S.queue)), refill(m, S)))
+    a = generate_batch_fast(model, tok, pids, pmask, cfg, forced_lengths=lengths, check_every=1)
+    b = generate_batch_fast(model, tok, pids, pmask, cfg, forced_lengths=lengths, check_every=1, slots=slots)
+    assert len(refills) >= -(-(12 - slots) // slots) and refills[0] == 12 - slots   # every waiting row got a place
+    assert torch.equal(a.completion_ids, b.completion_ids) and torch.equal(a.completion_mask, b.completion_mask)
+    torch.testing.assert_close(a.logprobs, b.logprobs, atol=1e-5, rtol=0)
+    fresh = compute_logprobs_for_tokens(model, b.prompt_ids, b.prompt_mask, b.completion_ids, completion_mask=b.completion_mask)
+    torch.testing.assert_close(fresh * b.completion_mask, b.logprobs, atol=1e-4, rtol=0)
+
+def test_slots_refill_sampled_lengths_and_budget(setup):
+    "Sampled with refills: every row ends at its EOS or at the budget, none longer, and the log-probs are the model's."
+    model, tok, pids, pmask = setup
+    pids, pmask = pids.repeat(2, 1), pmask.repeat(2, 1)
+    eos = list(range(0, 49152, 5))                               # a fifth of the vocabulary ends a row: ragged natural lengths
+    cfg = GenerationConfig(max_new_tokens=10, temperature=1.0, top_p=1.0, top_k=0)
+    torch.manual_seed(0)
+    b = generate_batch_fast(model, tok, pids, pmask, cfg, eos_ids=eos, static=True, check_every=1, slots=4)
+    L = b.completion_mask.sum(-1).long()
+    assert (b.completion_mask[:, 1:] <= b.completion_mask[:, :-1]).all() and L.max() <= 10 and L.min() >= 1
+    for i, n in enumerate(L.tolist()):
+        ended = int(b.completion_ids[i, n - 1]) % 5 == 0
+        assert ended or n == 10                                  # EOS, or the whole budget
+        assert not bool((b.completion_ids[i, :n - 1] % 5 == 0).any())   # no earlier EOS
+    fresh = compute_logprobs_for_tokens(model, b.prompt_ids, b.prompt_mask, b.completion_ids, completion_mask=b.completion_mask)
+    torch.testing.assert_close(fresh * b.completion_mask, b.logprobs, atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="slots"): generate_batch_fast(model, tok, pids, pmask, cfg, slots=0)
+    with pytest.raises(ValueError, match="min_new_tokens"):
+        generate_batch_fast(model, tok, pids, pmask, cfg._replace(min_new_tokens=3), slots=4)
+
 def test_forced_lengths_long_tail(setup, monkeypatch):
     model, tok, pids, pmask = setup
     T = 24
@@ -341,6 +379,35 @@ def test_gpu_fused_layers_bf16(setup, monkeypatch, kind):
     assert errors[True] < max(2 * errors[False], 0.02), errors
 
 @needs_triton
+def test_fused_layers_with_refills_change_no_token(setup, monkeypatch):
+    "slots < rows through the fused forward (the Triton attention reads each refilled row from its first slot): the tokens and log-probs of decoding all rows at once."
+    _, tok, pids, pmask = setup
+    model, kw = _triton_device(monkeypatch, _tiny("qwen2"))
+    lengths = torch.tensor([2, 6, 1, 5, 3, 6])
+    cfg = GenerationConfig(max_new_tokens=6, min_new_tokens=6, do_sample=False)
+    a = generate_batch_fast(model, tok, pids, pmask, cfg, fused_layers=True, forced_lengths=lengths, check_every=1, **kw)
+    b = generate_batch_fast(model, tok, pids, pmask, cfg, fused_layers=True, forced_lengths=lengths, check_every=1, slots=2, **kw)
+    assert torch.equal(a.completion_ids, b.completion_ids) and torch.equal(a.completion_mask, b.completion_mask)
+    torch.testing.assert_close(a.logprobs, b.logprobs, atol=1e-4, rtol=0)
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU (bf16 CUDA graphs)")
+def test_gpu_refills_bf16(setup):
+    "On a GPU in bf16 with CUDA graphs: 48 long-tailed rows through 16 slots keep their forced lengths, and their log-probs agree with a fresh scoring pass as closely as without refills."
+    _, tok, pids, pmask = setup
+    model = _tiny("qwen2").cuda().to(torch.bfloat16)
+    pids, pmask = pids.repeat(8, 1), pmask.repeat(8, 1)
+    lengths = torch.randint(1, 33, (48,), generator=torch.Generator().manual_seed(0))
+    cfg = GenerationConfig(max_new_tokens=32, min_new_tokens=32, temperature=1.0, top_p=1.0, top_k=0)
+    errors = {}
+    for slots in (None, 16):
+        torch.manual_seed(0)
+        b = generate_batch_fast(model, tok, pids, pmask, cfg, forced_lengths=lengths, slots=slots, check_every=4)
+        assert torch.equal(b.completion_mask.sum(-1).long(), lengths)
+        fresh = compute_logprobs_for_tokens(model, b.prompt_ids, b.prompt_mask, b.completion_ids, completion_mask=b.completion_mask).cpu()
+        errors[slots] = ((fresh - b.logprobs).abs() * b.completion_mask).sum().item() / b.completion_mask.sum().item()
+    assert errors[16] < max(2 * errors[None], 0.02), errors
+
+@needs_triton
 @pytest.mark.parametrize("banned", [False, True])
 def test_sampler_spans_change_no_sample(monkeypatch, banned):
     "sample_softmax cut into 1, 3 or 16 spans a row: the same tokens (one uniform a row, the same whatever the spans; ties aside), the same log-probs."
@@ -383,6 +450,24 @@ def test_decode_attention_spans_match_softmax_attention(monkeypatch, dtype):
             got = decode_attention(q, K, V, mask, col, D ** -0.5, splits=splits).double()
             torch.testing.assert_close(got, want, atol=1e-4 if dtype == torch.float32 else 2e-2, rtol=0, equal_nan=True)
     with pytest.raises(ValueError, match="splits"): decode_attention(q, K, V, mask, col, D ** -0.5, splits=0)
+
+@needs_triton
+@pytest.mark.parametrize("splits", [1, 3])
+def test_decode_attention_skips_slots_before_start(monkeypatch, splits):
+    "decode_attention(start=): each row reads only slots start..col; NaN keys and values before them change nothing."
+    from rlprims.fast_decode import decode_attention
+    if not torch.cuda.is_available(): _numpy2_interpreter(monkeypatch)
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.manual_seed(1)
+    N, H, Hkv, D, L = 3, 4, 2, 16, 90
+    q = torch.randn(N, H, D, device=dev)
+    K, V = (torch.randn(N, Hkv, L, D, device=dev) for _ in range(2))
+    start = torch.tensor([0, 37, 70], device=dev)           # a row from the first slot, and two refilled rows
+    mask = torch.arange(L + 1, device=dev)[None] >= start[:, None]
+    want = decode_attention(q, K, V, mask, torch.tensor([L - 1], device=dev), D ** -0.5, splits=splits)
+    for n, s0 in enumerate(start.tolist()): K[n, :, :s0] = V[n, :, :s0] = float("nan")
+    got = decode_attention(q, K, V, mask, torch.tensor([L - 1], device=dev), D ** -0.5, splits=splits, start=start)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
 
 def test_attention_splits_fill_the_multiprocessors(monkeypatch):
     "attention_splits: one span while rows x KV heads fill the GPU; else a power of two up to 16, each span at least 128 slots."
