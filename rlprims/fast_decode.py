@@ -636,8 +636,9 @@ def _decode_loop(model, S: SimpleNamespace, logits: torch.Tensor, mask: torch.Te
             pool = g.pool(); g.replay()
         if t % check_every == 0:                        # the host looks: refill done rows, stop when all are done, drop done rows when few are live
             done = int(S.done.sum())
-            if len(S.queue) and done and P + t + T <= S.Lmax + 1: _refill(model, S)   # room for a whole completion after the prompt
-            live = len(S.rows) - int(S.done.sum())
+            if len(S.queue) and done and P + t + T <= S.Lmax + 1:   # room for a whole completion after the prompt
+                _refill(model, S); done = int(S.done.sum())
+            live = len(S.rows) - done
             if live == 0 and not len(S.queue): break
             if compact and not len(S.queue) and _next_pow2(live) <= len(S.rows) // 2:
                 captured, pool = {}, None                    # graphs of the old size point at tensors about to be freed: drop them, and their pool
@@ -679,7 +680,8 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else int(eos[0])
     ids, mask = prompt_ids.to(dev), prompt_mask.to(dev).long()
     n = slots or N
-    S = _new_decode_state(N, P, T, config, eos, pad, dev, slots=n, horizon=T * (-(-N // n) - 1))   # room for every wave of rows
+    waves = -(-N // n)                                      # each wave of `n` rows starts within T + check_every steps of the one before
+    S = _new_decode_state(N, P, T, config, eos, pad, dev, slots=n, horizon=(T + check_every) * (waves - 1))
     S.queue, S.prompt_ids, S.prompt_mask = torch.arange(n, N), ids, mask       # rows waiting for a place
     S.triton = graphs and dev.type == "cuda" and _has_triton()
     S.plain, S.seed = _plain_sampling(config), torch.randint(0, 2**31 - 1, (1,)).to(dev)   # Triton sampling: its seed from torch's RNG
@@ -691,6 +693,7 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
         try: logits = _prefill_static(model, S, ids[:n], mask[:n])
         except NotImplementedError: S.calls = 0
         if S.calls > 0: _decode_loop(model, S, logits, mask[:n], graphs, check_every, compact)
+    if len(S.queue): raise RuntimeError(f"generate_batch_fast: {len(S.queue)} rows never got a decoding row (a bug: the cache was sized for every wave)")
     if S.calls == 0:                                        # attention does not go through transformers' interface here
         S.fused = None                                      # free the fused weights' copies before the plain loop
         if forced_lengths is not None: raise NotImplementedError("generate_batch_fast: forced_lengths needs a model whose attention goes through transformers' AttentionInterface")

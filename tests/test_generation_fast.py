@@ -124,6 +124,15 @@ def test_slots_refill_changes_no_token(setup, monkeypatch, slots):
     fresh = compute_logprobs_for_tokens(model, b.prompt_ids, b.prompt_mask, b.completion_ids, completion_mask=b.completion_mask)
     torch.testing.assert_close(fresh * b.completion_mask, b.logprobs, atol=1e-4, rtol=0)
 
+def test_slots_refill_worst_case_fits(setup):
+    "Every row at the whole budget and the host looking less often than a row lasts: every wave of rows still finds room in the cache."
+    model, tok, pids, pmask = setup
+    pids, pmask = pids.repeat(2, 1), pmask.repeat(2, 1)          # 12 rows through 2 slots: 6 waves
+    cfg = GenerationConfig(max_new_tokens=5, min_new_tokens=5, do_sample=False)
+    b = generate_batch_fast(model, tok, pids, pmask, cfg, static=True, check_every=7, slots=2)
+    a = generate_batch(model, tok, pids, pmask, cfg)
+    assert bool((b.completion_mask == 1).all()) and torch.equal(a.completion_ids, b.completion_ids)
+
 def test_slots_refill_sampled_lengths_and_budget(setup):
     "Sampled with refills: every row ends at its EOS or at the budget, none longer, and the log-probs are the model's."
     model, tok, pids, pmask = setup
