@@ -693,11 +693,11 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
         try: logits = _prefill_static(model, S, ids[:n], mask[:n])
         except NotImplementedError: S.calls = 0
         if S.calls > 0: _decode_loop(model, S, logits, mask[:n], graphs, check_every, compact)
-    if len(S.queue): raise RuntimeError(f"generate_batch_fast: {len(S.queue)} rows never got a decoding row (a bug: the cache was sized for every wave)")
     if S.calls == 0:                                        # attention does not go through transformers' interface here
         S.fused = None                                      # free the fused weights' copies before the plain loop
         if forced_lengths is not None: raise NotImplementedError("generate_batch_fast: forced_lengths needs a model whose attention goes through transformers' AttentionInterface")
         return generate_batch(model, tokenizer, prompt_ids, prompt_mask, config, compute_logprobs, eos_ids)
+    if len(S.queue): raise RuntimeError(f"generate_batch_fast: {len(S.queue)} rows never got a decoding row (a bug: the cache was sized for every wave)")
     W = int(S.valid.sum(1).max())                           # as generate_batch: as wide as the longest completion
     return RolloutBatch(prompt_ids=prompt_ids, prompt_mask=prompt_mask.float(), completion_ids=S.tokens[:, :W].cpu(),
                         completion_mask=S.valid[:, :W].float().cpu(), logprobs=S.logprobs[:, :W].cpu() if compute_logprobs else None)

@@ -523,15 +523,15 @@ def _packed_logprobs(model, p: torch.Tensor, pm: torch.Tensor, c: torch.Tensor, 
     lens = real.sum(1)
     info = SimpleNamespace(cu=F.pad(lens.cumsum(0), (1, 0)).to(torch.int32), max_len=int(lens.max()), calls=0)
     targets = torch.cat([torch.zeros_like(pm, dtype=torch.bool), cm.bool()], 1)[real].nonzero()[:, 0]   # [Nc] completion tokens
-    before = (targets - 1)[None]                            # the position that predicts each of them
+    before = targets - 1                                    # the position that predicts each of them
     dummy = torch.ones(1, 1, 1, 1, dtype=torch.bool, device=ids.device)   # a 4D mask is used as given: no [N, N] mask is built
     with _attention(model, _register_packed_attention()):
         W = _plain_head(model)
         if W is not None:
             x = model.get_decoder()(input_ids=ids, attention_mask=dummy, position_ids=pos, use_cache=False,
-                                    rlprims_packed=info).last_hidden_state[:, before[0]]
+                                    rlprims_packed=info).last_hidden_state[:, before]
         else:
-            x = model(input_ids=ids, attention_mask=dummy, position_ids=pos, use_cache=False, logits_to_keep=before[0],
+            x = model(input_ids=ids, attention_mask=dummy, position_ids=pos, use_cache=False, logits_to_keep=before,
                       rlprims_packed=info).logits
     if info.calls == 0: raise NotImplementedError("compute_logprobs_for_tokens: pack=True needs a model whose attention goes through transformers' AttentionInterface")
     lp, ent = token_logprobs(x, ids[:, targets], temperature, return_entropy, head_weight=W)   # [1, Nc]
