@@ -116,27 +116,37 @@ def test_activation_checkpointing_trains_the_same(tok, tmp_path):
     assert json.loads((tmp_path / "ckpt" / "config.json").read_text())["run"]["activation_checkpointing"] is True
 
 
+_RAGGED = torch.tensor([5, 1, 3, 2, 5, 1, 4, 2])              # 2 prompts x 4 samples, long and short rows mixed
+
+
+def _ragged_run(tok, out, train_overrides, run=RunConfig()):
+    "Two steps of rows forced to `_RAGGED`'s lengths, rewarded by vowels and length (a reward that varies, so the loss has a gradient)."
+    import functools
+    from rlprims.fast_decode import generate_batch_fast
+    gen = functools.partial(generate_batch_fast, forced_lengths=_RAGGED)
+    vowels = lambda r: sum(ch in "aeiou" for ch in r.generation.text) / 10 + len(r.generation.token_ids) / 10
+    return train(prompts=create_addition_dataset(16), reward_fn={"r": vowels}, num_steps=2, batch_size=2, num_generations=4,
+                 learning_rate=1e-3, output_dir=out, model=tiny_test_model(), tokenizer=tok, gen_config=GEN._replace(min_new_tokens=5),
+                 train_overrides=train_overrides, hooks=Hooks(generator=gen), run=run._replace(progress=False, seed=7, save_final=False))
+
+
+def _assert_trained_the_same(a, b):
+    "Two `_ragged_run`s: the same metrics, and the same weights up to Adam's rounding."
+    assert a.metrics["tokens"].tolist() == [_RAGGED.sum().item()] * 2
+    cols = ["reward", "loss", "grad_norm", "entropy"]
+    assert a.metrics["grad_norm"].min() > 1e-3
+    assert torch.allclose(torch.tensor(a.metrics[cols].values), torch.tensor(b.metrics[cols].values), rtol=1e-4, atol=1e-6)
+    d = torch.cat([(p - q).abs().flatten() for p, q in zip(a.model.parameters(), b.model.parameters())])
+    assert d.median() < 1e-7 and d.max() <= 2 * 1e-3 + 1e-6   # Adam: a near-zero gradient's rounding can flip one lr-sized move
+
+
 def test_length_sorted_micro_batches_train_the_same(tok, tmp_path, monkeypatch):
     "Micro-batches cut from length-sorted rows (the GPU default) give the update of rows taken in order (the CPU default)."
-    import functools
     import rlprims.training as T
-    from rlprims.fast_decode import generate_batch_fast
-    lengths = torch.tensor([5, 1, 3, 2, 5, 1, 4, 2])              # 2 prompts x 4 samples, long and short rows mixed
-    gen = functools.partial(generate_batch_fast, forced_lengths=lengths)
-    vowels = lambda r: sum(ch in "aeiou" for ch in r.generation.text) / 10 + len(r.generation.token_ids) / 10
     def run(sort, out):
         monkeypatch.setattr(T, "_sorts_by_length", lambda runner, config, loss_fn=None: sort)
-        return train(prompts=create_addition_dataset(16), reward_fn={"r": vowels}, num_steps=2, batch_size=2, num_generations=4,
-                     learning_rate=1e-3, output_dir=out, model=tiny_test_model(), tokenizer=tok, gen_config=GEN._replace(min_new_tokens=5),
-                     train_overrides={"micro_batch_size": 2}, hooks=Hooks(generator=gen),
-                     run=RunConfig(progress=False, seed=7, save_final=False))
-    plain, by_len = run(False, tmp_path / "plain"), run(True, tmp_path / "sorted")
-    assert plain.metrics["tokens"].tolist() == [lengths.sum().item()] * 2
-    cols = ["reward", "loss", "grad_norm", "entropy"]
-    assert plain.metrics["grad_norm"].min() > 1e-3
-    assert torch.allclose(torch.tensor(plain.metrics[cols].values), torch.tensor(by_len.metrics[cols].values), rtol=1e-4, atol=1e-6)
-    d = torch.cat([(p - q).abs().flatten() for p, q in zip(plain.model.parameters(), by_len.model.parameters())])
-    assert d.median() < 1e-7 and d.max() <= 2 * 1e-3 + 1e-6   # Adam: a near-zero gradient's rounding can flip one lr-sized move
+        return _ragged_run(tok, out, {"micro_batch_size": 2})
+    _assert_trained_the_same(run(False, tmp_path / "plain"), run(True, tmp_path / "sorted"))
 
 
 def test_sorting_rule_keeps_groups_for_group_losses():
@@ -153,28 +163,14 @@ def test_sorting_rule_keeps_groups_for_group_losses():
 
 def test_packed_sequences_train_the_same(tok, tmp_path, monkeypatch):
     "RunConfig(pack_sequences=True) scores and trains on packed rows; with ragged lengths its run's numbers and weights are those of the padded run."
-    import functools
     import rlprims.generation as G
-    from rlprims.fast_decode import generate_batch_fast
     calls, packed_pass = [], G._packed_logprobs
     monkeypatch.setattr(G, "_packed_logprobs", lambda *a, **k: calls.append(1) or packed_pass(*a, **k))
-    lengths = torch.tensor([5, 1, 3, 2, 5, 1, 4, 2])              # 2 prompts x 4 samples: padding in every micro-batch
-    gen = functools.partial(generate_batch_fast, forced_lengths=lengths)
-    vowels = lambda r: sum(ch in "aeiou" for ch in r.generation.text) / 10 + len(r.generation.token_ids) / 10
-    def run(pack, out):
-        return train(prompts=create_addition_dataset(16), reward_fn={"r": vowels}, num_steps=2, batch_size=2, num_generations=4,
-                     learning_rate=1e-3, output_dir=out, model=tiny_test_model(), tokenizer=tok, gen_config=GEN._replace(min_new_tokens=5),
-                     train_overrides={"micro_batch_size": 4, "num_inner_epochs": 2}, hooks=Hooks(generator=gen),   # two epochs: pi_old scored too
-                     run=RunConfig(progress=False, seed=7, save_final=False, pack_sequences=pack))
-    plain = run(False, tmp_path / "plain"); assert not calls
-    packed = run(True, tmp_path / "packed")
+    two_epochs = {"micro_batch_size": 4, "num_inner_epochs": 2}     # two epochs: pi_old scored too
+    plain = _ragged_run(tok, tmp_path / "plain", two_epochs); assert not calls
+    packed = _ragged_run(tok, tmp_path / "packed", two_epochs, RunConfig(pack_sequences=True))
     assert len(calls) == 2 * (2 + 2 * 2)                           # per step: pi_old's 2 micro-batches, then 2 epochs of 2
-    assert plain.metrics["tokens"].tolist() == [lengths.sum().item()] * 2
-    cols = ["reward", "loss", "grad_norm", "entropy"]
-    assert plain.metrics["grad_norm"].min() > 1e-3
-    assert torch.allclose(torch.tensor(plain.metrics[cols].values), torch.tensor(packed.metrics[cols].values), rtol=1e-4, atol=1e-6)
-    d = torch.cat([(p - q).abs().flatten() for p, q in zip(plain.model.parameters(), packed.model.parameters())])
-    assert d.median() < 1e-7 and d.max() <= 2 * 1e-3 + 1e-6   # Adam: a near-zero gradient's rounding can flip one lr-sized move
+    _assert_trained_the_same(plain, packed)
     with pytest.raises(ValueError, match="pack_sequences"):
         train(prompts=create_addition_dataset(4), reward_fn=ADDITION_REWARDS, num_steps=1, batch_size=2, num_generations=2, output_dir=tmp_path / "x",
               model=tiny_test_model(), tokenizer=tok, gen_config=GEN, run=RunConfig(progress=False, pack_sequences=True, activation_checkpointing=True))
