@@ -279,7 +279,7 @@ def compute_logprobs_for_tokens(
     from transformers import DynamicCache
     dev = next(model.parameters()).device
     recomputes = requires_grad and model.training and any(getattr(m, "gradient_checkpointing", False) for m in model.modules())
-    if pack: _check_packable(prompt_mask, completion_mask, share_prefix, recomputes)
+    if pack: _check_packable(model, prompt_mask, completion_mask, share_prefix, recomputes)
     if share_prefix is None: share_prefix = dev.type == "cpu" and not recomputes and not pack   # checkpointed layers write no KV cache
     elif share_prefix and recomputes: raise ValueError("compute_logprobs_for_tokens: share_prefix=True needs a KV cache, which "
                                                        "activation-checkpointed layers don't write in training; leave share_prefix=None")
@@ -303,7 +303,7 @@ def compute_logprobs_for_tokens(
             mask = torch.cat([pm, cm], 1)
             W = None                                       # LM head weight when `x` holds hidden states instead of logits
             if pack:                                       # real tokens only, in one row: no padding computed
-                lp, ent = _packed_logprobs(model, p, pm, c, cm, temperature, return_entropy)
+                lp, ent = _packed_logprobs(model, p, pm, c, cm, temperature, return_entropy, keep=recomputes)
                 lps.append(F.pad(lp, (0, T - Tm)))
                 if return_entropy: ents.append(F.pad(ent, (0, T - Tm)))
                 continue
@@ -497,26 +497,32 @@ def _register_packed_attention() -> str:
     AttentionMaskInterface.register("rlprims_packed", sdpa_mask)
     return "rlprims_packed"
 
+def _config(model):
+    "`model`'s config (through a DDP-style wrapper, its `.module`'s)."
+    return (model if hasattr(model, "config") else model.module).config
+
 @contextlib.contextmanager
-def _attention(model, name: str):
-    "While inside: `model`'s attention implementation is `name` (through a DDP-style wrapper, its `.module`'s)."
-    cfg = (model if hasattr(model, "config") else model.module).config
+def _attention(model, name: str, keep: bool = False):
+    "While inside: `model`'s attention implementation is `name`; with `keep`, also after (activation-checkpointed layers recompute in the backward, later)."
+    cfg = _config(model)
     old, cfg._attn_implementation = cfg._attn_implementation, name
     try: yield
-    finally: cfg._attn_implementation = old
+    finally:
+        if not keep: cfg._attn_implementation = old
 
-def _check_packable(prompt_mask: torch.Tensor, completion_mask: torch.Tensor, share_prefix: Optional[bool], recomputes: bool):
+def _check_packable(model, prompt_mask: torch.Tensor, completion_mask: torch.Tensor, share_prefix: Optional[bool], recomputes: bool):
     "Refuse what `pack=True` can't do, by name."
     if share_prefix: raise ValueError("compute_logprobs_for_tokens: pack=True runs each prompt with its own completion; leave share_prefix None or False")
-    if recomputes: raise ValueError("compute_logprobs_for_tokens: pack=True does not support activation-checkpointed layers yet "
-                                    "(their recomputation in backward would not see the packed attention)")
+    if recomputes and _config(model)._attn_implementation not in ("sdpa", "rlprims_packed"):
+        raise ValueError("compute_logprobs_for_tokens: pack=True with activation-checkpointed layers needs the model's attention to be 'sdpa' "
+                         f"(it stays packed_attention, which is sdpa without boundaries); it is {_config(model)._attn_implementation!r}")
     if not bool((prompt_mask.sum(-1) > 0).all()): raise ValueError("compute_logprobs_for_tokens: pack=True needs at least one prompt token per row")
     if bool((completion_mask[:, 1:] > completion_mask[:, :-1]).any()):
         raise ValueError("compute_logprobs_for_tokens: pack=True needs right-padded completions (each completion_mask row: ones, then zeros)")
 
 def _packed_logprobs(model, p: torch.Tensor, pm: torch.Tensor, c: torch.Tensor, cm: torch.Tensor, temperature: float,
-                     return_entropy: bool) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-    "Log-probs (and entropies) `[b, Tm]` of one micro-batch, its real tokens packed into one row; zero at padding."
+                     return_entropy: bool, keep: bool = False) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    "Log-probs (and entropies) `[b, Tm]` of one micro-batch, its real tokens packed into one row; zero at padding. `keep`: leave `packed_attention` on (for recomputation in the backward)."
     real = torch.cat([pm, cm], 1).bool()                    # [b, P + Tm]
     ids = torch.cat([p, c], 1)[real][None]                  # [1, N]: the sequences end to end
     pos = position_ids_from_mask(real.long())[real][None]   # restart at 0 for each sequence
@@ -525,7 +531,7 @@ def _packed_logprobs(model, p: torch.Tensor, pm: torch.Tensor, c: torch.Tensor, 
     targets = torch.cat([torch.zeros_like(pm, dtype=torch.bool), cm.bool()], 1)[real].nonzero()[:, 0]   # [Nc] completion tokens
     before = targets - 1                                    # the position that predicts each of them
     dummy = torch.ones(1, 1, 1, 1, dtype=torch.bool, device=ids.device)   # a 4D mask is used as given: no [N, N] mask is built
-    with _attention(model, _register_packed_attention()):
+    with _attention(model, _register_packed_attention(), keep):
         W = _plain_head(model)
         if W is not None:
             x = model.get_decoder()(input_ids=ids, attention_mask=dummy, position_ids=pos, use_cache=False,

@@ -460,8 +460,6 @@ def train(
         if tokenizer is None: tokenizer = load_tokenizer(model_name)
     if acc is not None: model = model.to(acc.device)
     if not run.keep_dropout: disable_dropout(model)
-    if run.activation_checkpointing and run.pack_sequences:
-        raise ValueError("train: pack_sequences does not support activation_checkpointing yet; turn one of them off")
     if run.activation_checkpointing: enable_activation_checkpointing(model)
     model, sampler = prepare_for_training(model, prec, sampler=not fsdp)   # fp32 master weights; a bf16 copy to sample from
     gen_config = gen_config or GenerationConfig(max_new_tokens=32, temperature=1.0, top_p=1.0, top_k=0)

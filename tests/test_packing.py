@@ -3,6 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from rlprims.generation import compute_logprobs_for_tokens, packed_attention, _attend_packed, _register_packed_attention, _attention
+from rlprims.precision import enable_activation_checkpointing
 import rlprims.generation as G
 from test_generation_fast import _tiny
 
@@ -76,8 +77,26 @@ def test_pack_refuses_what_it_cannot_do():
     with pytest.raises(ValueError, match="right-padded"): compute_logprobs_for_tokens(model, pids, pm, c, completion_mask=cm.flip(1), pack=True)
     pm0 = pm.clone(); pm0[2] = 0
     with pytest.raises(ValueError, match="prompt token"): compute_logprobs_for_tokens(model, pids, pm0, c, completion_mask=cm, pack=True)
-    model.gradient_checkpointing_enable(); model.train()
-    with pytest.raises(ValueError, match="checkpointed"): compute_logprobs_for_tokens(model, pids, pm, c, completion_mask=cm, pack=True, requires_grad=True)
+    eager = _tiny("llama"); eager.config._attn_implementation = "eager"
+    enable_activation_checkpointing(eager); eager.train()
+    with pytest.raises(ValueError, match="checkpointed"): compute_logprobs_for_tokens(eager, pids, pm, c, completion_mask=cm, pack=True, requires_grad=True)
+
+@pytest.mark.parametrize("kind", ["llama", "qwen3"])
+def test_packed_with_activation_checkpointing(kind):
+    "Checkpointed layers recompute in the backward, after the call: the packed attention stays on, and the gradients are the padded pass's."
+    batch = _batch()
+    lp0, e0, g0 = _score(_tiny(kind, seed=3).train(), False, batch)
+    model = enable_activation_checkpointing(_tiny(kind, seed=3)).train()
+    lp1, e1, g1 = _score(model, True, batch)
+    cm = batch[3]
+    torch.testing.assert_close(lp1 * cm, lp0 * cm, atol=1e-5, rtol=0)
+    for n in g0: torch.testing.assert_close(g1[n], g0[n], atol=5e-5, rtol=1e-4)
+    assert model.config._attn_implementation == "rlprims_packed"   # kept for later recomputations; sdpa without boundaries:
+    pids, pm, c, _ = batch
+    ids, mask = torch.cat([pids, c], 1), torch.cat([pm, cm], 1).long()
+    ref = _tiny(kind, seed=3).eval()
+    with torch.no_grad(): torch.testing.assert_close(model.eval()(input_ids=ids, attention_mask=mask).logits * mask[..., None],
+                                                     ref(input_ids=ids, attention_mask=mask).logits * mask[..., None], atol=1e-5, rtol=0)
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (varlen flash attention in bf16)")
 def test_packed_equals_padded_bf16_cuda():

@@ -162,7 +162,7 @@ def test_sorting_rule_keeps_groups_for_group_losses():
 
 
 def test_packed_sequences_train_the_same(tok, tmp_path, monkeypatch):
-    "RunConfig(pack_sequences=True) scores and trains on packed rows; with ragged lengths its run's numbers and weights are those of the padded run."
+    "RunConfig(pack_sequences=True) scores and trains on packed rows; with ragged lengths its run's numbers and weights are those of the padded run, with activation checkpointing too."
     import rlprims.generation as G
     calls, packed_pass = [], G._packed_logprobs
     monkeypatch.setattr(G, "_packed_logprobs", lambda *a, **k: calls.append(1) or packed_pass(*a, **k))
@@ -171,6 +171,6 @@ def test_packed_sequences_train_the_same(tok, tmp_path, monkeypatch):
     packed = _ragged_run(tok, tmp_path / "packed", two_epochs, RunConfig(pack_sequences=True))
     assert len(calls) == 2 * (2 + 2 * 2)                           # per step: pi_old's 2 micro-batches, then 2 epochs of 2
     _assert_trained_the_same(plain, packed)
-    with pytest.raises(ValueError, match="pack_sequences"):
-        train(prompts=create_addition_dataset(4), reward_fn=ADDITION_REWARDS, num_steps=1, batch_size=2, num_generations=2, output_dir=tmp_path / "x",
-              model=tiny_test_model(), tokenizer=tok, gen_config=GEN, run=RunConfig(progress=False, pack_sequences=True, activation_checkpointing=True))
+    both = _ragged_run(tok, tmp_path / "both", two_epochs, RunConfig(pack_sequences=True, activation_checkpointing=True))
+    assert len(calls) == 2 * 2 * (2 + 2 * 2)
+    _assert_trained_the_same(plain, both)                          # with activation checkpointing too
