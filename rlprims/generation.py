@@ -276,6 +276,9 @@ def compute_logprobs_for_tokens(
         raise ValueError(f"compute_logprobs_for_tokens: prompt_ids {tuple(prompt_ids.shape)}, prompt_mask {tuple(prompt_mask.shape)} "
                          f"and generated_ids {tuple(generated_ids.shape)} must agree on the batch size (and prompt length)")
     if completion_mask is None: completion_mask = torch.ones_like(generated_ids)
+    if T == 0:                                         # nothing to score: empty results, in the caller's place
+        empty = torch.zeros(B, 0, device=generated_ids.device)
+        return (empty, empty.clone()) if return_entropy else empty
     from transformers import DynamicCache
     dev = next(model.parameters()).device
     recomputes = requires_grad and model.training and any(getattr(m, "gradient_checkpointing", False) for m in model.modules())

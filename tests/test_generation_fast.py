@@ -487,3 +487,10 @@ def test_attention_splits_fill_the_multiprocessors(monkeypatch):
     assert fd.attention_splits(16 * 2, 1088, "cuda") == 8        # ceil(132 / 32) = 5, up to a power of two
     assert fd.attention_splits(1, 1 << 16, "cuda") == 16         # at most 16
     assert fd.attention_splits(1, 300, "cuda") == 2 and fd.attention_splits(1, 100, "cuda") == 1   # spans of at least 128 slots
+
+def test_logprobs_of_empty_completions(setup):
+    "No completion tokens at all (T = 0): empty log-probs and entropies of shape [B, 0], padded or packed, not an error."
+    model, _, pids, pmask = setup
+    for pack in (False, True):
+        lp, ent = compute_logprobs_for_tokens(model, pids, pmask, torch.zeros(len(pids), 0, dtype=torch.long), return_entropy=True, pack=pack)
+        assert lp.shape == ent.shape == (len(pids), 0)
