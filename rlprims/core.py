@@ -149,11 +149,12 @@ def record_fields(record: NamedTuple) -> dict:
 
 # %% ../nbs/00_core.ipynb #a6609d3a
 def rollout_options(run: RunConfig, hooks: Hooks) -> dict:
-    "Keywords for a rollout function (`create_batch_rollouts` or a `Hooks.rollout_fn`): the prompt-format, reward and generator options that are set."
+    "Keywords for a rollout function (`create_batch_rollouts` or a `Hooks.rollout_fn`): the prompt-format, reward, generator and packing options that are set."
     opts = {"generator": hooks.generator, "template_fn": hooks.template_fn, "system_prompt": run.system_prompt,
             "use_chat_template": run.use_chat_template, "reward_weights": run.reward_weights}
     opts = {k: v for k, v in opts.items() if v is not None}
     if run.on_reward_error != "raise": opts["on_reward_error"] = run.on_reward_error
+    if run.pack_sequences: opts["pack_sequences"] = True   # the reference pass packed too
     return opts
 
 # %% ../nbs/00_core.ipynb #86623f32

@@ -54,6 +54,7 @@ def score_rollouts(
     rollouts: Sequence[Rollout], batch: RolloutBatch, reward_fn,
     ref_model=None, kl_coef: float = 0.0, kl_in_reward: bool = True, kl_estimator: Optional[str] = None,
     temperature: float = 1.0, micro_batch_size: int = 8, reward_weights=None, on_reward_error: str = "raise",
+    pack: bool = False,                     # the reference pass on packed rows (`compute_logprobs_for_tokens(pack=True)`)
 ) -> RolloutResult:
     "Add reference log-probs `[N, T]`, KL `[N]` and rewards `[N]` to generated rollouts."
     ref_lp, kl = None, None
@@ -62,7 +63,7 @@ def score_rollouts(
         with reference_mode(ref_model):
             ref_lp = compute_logprobs_for_tokens(ref_model, batch.prompt_ids, batch.prompt_mask, batch.completion_ids,
                                                  completion_mask=batch.completion_mask, temperature=temperature,
-                                                 micro_batch_size=micro_batch_size).cpu() * mask
+                                                 micro_batch_size=micro_batch_size, pack=pack).cpu() * mask
         if batch.logprobs is None: raise ValueError("score_rollouts: the batch has no sampler log-probs; generate with compute_logprobs=True")
         kl_sum = (kl_per_token(batch.logprobs, ref_lp, kl_estimator_for(kl_in_reward, kl_estimator)) * mask).sum(-1)   # [N] sum over the sequence's tokens
         kl = kl_sum / mask.sum(-1).clamp(min=1)                                       # [N] per token, for logging
@@ -88,6 +89,7 @@ def create_batch_rollouts(
     generator: Optional[Callable] = None,   # hook, see rlprims.generation.generate_batch; None = generate_batch_fast (CUDA graphs on a GPU, generate_batch elsewhere)
     micro_batch_size: int = 8,
     reward_weights=None, on_reward_error: str = "raise",
+    pack_sequences: bool = False,           # the reference pass on packed rows of real tokens only
     **kwargs,                        # system_prompt, use_chat_template, template_fn
 ) -> RolloutResult:
     "Sample `num_generations` completions per prompt in one batched call, score them, and return both views."
@@ -101,7 +103,7 @@ def create_batch_rollouts(
     gens = decode_completions(tokenizer, batch, gen_config)
     rollouts = [Rollout(texts[i // G], g, 0.0, metadata={**fields[i // G], "group_id": i // G}) for i, g in enumerate(gens)]
     res = score_rollouts(rollouts, batch, reward_fn, ref_model, kl_coef, kl_in_reward, kl_estimator,
-                         sampling_temperature(gen_config), micro_batch_size, reward_weights, on_reward_error)
+                         sampling_temperature(gen_config), micro_batch_size, reward_weights, on_reward_error, pack_sequences)
     return res._replace(generation_budget=gen_config.max_new_tokens)
 
 # %% ../nbs/04_rollouts.ipynb #33fd168a
@@ -148,6 +150,7 @@ def create_multiturn_rollouts(
     max_total_tokens: Optional[int] = None, # completion budget per episode; None = max_turns * max_new_tokens
     system_prompt: Optional[str] = None,
     micro_batch_size: int = 8, reward_weights=None, on_reward_error: str = "raise",
+    pack_sequences: bool = False,           # the reference pass on packed rows of real tokens only
 ) -> RolloutResult:
     "Run `len(prompts) * num_generations` tool-using episodes in lock-step batches; returns both views with a loss mask."
     executor = tool_executor or default_tool_executor
@@ -208,7 +211,7 @@ def create_multiturn_rollouts(
         rollouts.append(Rollout(texts[i // G] if isinstance(texts[i // G], str) else str(texts[i // G]), gen, 0.0,
                                 conversation=Conversation(tuple(messages[i])), metadata=md))
     res = score_rollouts(rollouts, batch, reward_fn, ref_model, kl_coef, kl_in_reward, kl_estimator,
-                         sampling_temperature(gen_config), micro_batch_size, reward_weights, on_reward_error)
+                         sampling_temperature(gen_config), micro_batch_size, reward_weights, on_reward_error, pack_sequences)
     return res._replace(generation_budget=budget)
 
 # %% ../nbs/04_rollouts.ipynb #3e9bfe70

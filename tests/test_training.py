@@ -133,7 +133,7 @@ def _ragged_run(tok, out, train_overrides, run=RunConfig()):
 def _assert_trained_the_same(a, b):
     "Two `_ragged_run`s: the same metrics, and the same weights up to Adam's rounding."
     assert a.metrics["tokens"].tolist() == [_RAGGED.sum().item()] * 2
-    cols = ["reward", "loss", "grad_norm", "entropy"]
+    cols = ["reward", "loss", "grad_norm", "entropy", "kl_ref"]
     assert a.metrics["grad_norm"].min() > 1e-3
     assert torch.allclose(torch.tensor(a.metrics[cols].values), torch.tensor(b.metrics[cols].values), rtol=1e-4, atol=1e-6)
     d = torch.cat([(p - q).abs().flatten() for p, q in zip(a.model.parameters(), b.model.parameters())])
@@ -162,15 +162,16 @@ def test_sorting_rule_keeps_groups_for_group_losses():
 
 
 def test_packed_sequences_train_the_same(tok, tmp_path, monkeypatch):
-    "RunConfig(pack_sequences=True) scores and trains on packed rows; with ragged lengths its run's numbers and weights are those of the padded run, with activation checkpointing too."
+    "RunConfig(pack_sequences=True) packs the reference's pass and the trainer's; with ragged lengths the run's numbers (its KL too) and weights are those of the padded run, with activation checkpointing too."
     import rlprims.generation as G
     calls, packed_pass = [], G._packed_logprobs
     monkeypatch.setattr(G, "_packed_logprobs", lambda *a, **k: calls.append(1) or packed_pass(*a, **k))
     two_epochs = {"micro_batch_size": 4, "num_inner_epochs": 2}     # two epochs: pi_old scored too
     plain = _ragged_run(tok, tmp_path / "plain", two_epochs); assert not calls
     packed = _ragged_run(tok, tmp_path / "packed", two_epochs, RunConfig(pack_sequences=True))
-    assert len(calls) == 2 * (2 + 2 * 2)                           # per step: pi_old's 2 micro-batches, then 2 epochs of 2
+    assert len(calls) == 2 * (2 + 2 + 2 * 2)                       # per step: the reference's 2 micro-batches, pi_old's 2, then 2 epochs of 2
     _assert_trained_the_same(plain, packed)
     both = _ragged_run(tok, tmp_path / "both", two_epochs, RunConfig(pack_sequences=True, activation_checkpointing=True))
-    assert len(calls) == 2 * 2 * (2 + 2 * 2)
+    assert len(calls) == 2 * 2 * (2 + 2 + 2 * 2)
     _assert_trained_the_same(plain, both)                          # with activation checkpointing too
+
