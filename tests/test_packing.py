@@ -109,3 +109,22 @@ def test_packed_equals_padded_bf16_cuda():
     print("varlen flash attention:", G._varlen_flash() is not None)   # for the record: which path ran
     torch.testing.assert_close(lp1 * cm, lp0 * cm, atol=3e-2, rtol=0)
     for n in g0: torch.testing.assert_close(g1[n], g0[n], atol=2e-2, rtol=5e-2)
+
+def test_multiturn_reference_pass_packed():
+    "A tool episode's completion holds the tool's reply too (trained on or not, it is attended to): packed, the reference's log-probs are the padded pass's."
+    from rlprims.core import GenerationConfig
+    from rlprims.generation import load_tokenizer
+    from rlprims.rollouts import create_multiturn_rollouts, scripted_generator
+    from rlprims.rewards import math_answer_reward
+    tok, model, ref = load_tokenizer(), _tiny("llama", seed=1), _tiny("llama", seed=2)
+    replies = ['<tool_call>{"name": "calculator", "arguments": {"expression": "15 * 23"}}</tool_call>', "The answer is 362."]
+    out = {}
+    for pack in (False, True):
+        res = create_multiturn_rollouts(model, tok, [{"prompt": "Solve: 15 * 23 + 17", "answer": "362"}], GenerationConfig(max_new_tokens=32),
+                                        math_answer_reward(), max_turns=3, generator=scripted_generator(replies), ref_model=ref,
+                                        num_generations=2, pack_sequences=pack)
+        out[pack] = res.batch
+    b = out[False]
+    assert bool((b.loss_mask.sum(-1) < b.completion_mask.sum(-1)).all())   # the tool's reply: attended to, not trained on
+    torch.testing.assert_close(out[True].ref_logprobs, b.ref_logprobs, atol=1e-5, rtol=0)
+    assert b.ref_logprobs.abs().sum() > 0
