@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from .core import *
 from .generation import (generate_batch, sample_next_token, eos_token_ids, position_ids_from_mask, _without_autocast,
-                                _fuse_rms_norms, _unfuse, _RMS_NORMS)
+                                _fuse_rms_norms, _unfuse, _RMS_NORMS, _attention)
 
 # %% auto #0
 __all__ = ['attention_splits', 'decode_attention', 'sample_softmax', 'static_kv_attention', 'rotary_qk', 'add_rms_norm',
@@ -526,13 +526,15 @@ def _decode_step(model, S: SimpleNamespace, L: int, banned: bool):
                          use_cache=False, logits_to_keep=1, rlprims_decode=S).logits[:, -1]
     if S.triton and S.plain: tok, lp = sample_softmax(logits, S.config.temperature, S.seed, S.t, S.eos if banned else None)
     else: tok, lp = sample_next_token(logits, S.config, banned=S.eos if banned else None)
-    t_row = S.t - S.t0                                      # [n] each row's token index
+    refilling = S.slots < S.N
+    t_row = S.t - S.t0 if refilling else S.t                # each row's token index: [n], or [1] shared by all rows
     tok, lp = _force_lengths(S, tok, lp, logits, t_row, S.lengths)
     live = ~S.done
     tok = torch.where(live, tok, S.pad)
     at = (S.rows, torch.where(live, t_row, S.T))            # each live row's output row and column; done rows write into column T
     S.tokens.index_put_(at, tok); S.logprobs.index_put_(at, torch.where(live, lp, 0.0)); S.valid.index_put_(at, live)
-    S.done |= (tok[:, None] == S.eos).any(-1) | (t_row >= S.T - 1)   # EOS, or the budget's last token
+    S.done |= (tok[:, None] == S.eos).any(-1)
+    if refilling: S.done |= t_row >= S.T - 1                # a refilled row's budget ends before the loop does
     S.tok.copy_(tok); S.t += 1; S.pos += 1; S.col += 1
     S.mask.index_fill_(1, S.col, True)                      # the token just sampled is visible from the next step on
 
@@ -557,14 +559,15 @@ def _swap_rotary(model) -> list:
 @contextlib.contextmanager
 def static_decoding(model, S: SimpleNamespace):
     "While inside: `model` in eval mode, its attention `static_kv_attention` (over `S`'s cache), its RMSNorms fused on CUDA, its rotary embedding `rotary_qk` if `S.fused_rotary`. All restored on exit."
-    was_training, attn = model.training, model.config._attn_implementation
+    was_training = model.training
     norms = _fuse_rms_norms(model) if S.dev.type == "cuda" else []   # as the scoring pass does on CUDA
     swapped = _swap_rotary(model) if S.fused_rotary else []
-    model.eval(); model.config._attn_implementation = _register_static_attention()
-    try: yield model
+    model.eval()
+    try:
+        with _attention(model, _register_static_attention()): yield model
     finally:
         for mod, original in swapped: mod.apply_rotary_pos_emb = original
-        _unfuse(norms); model.config._attn_implementation = attn; model.train(was_training)
+        _unfuse(norms); model.train(was_training)
 
 # %% ../nbs/01b_fast_decode.ipynb #d490f5da
 def _prefill_static(model, S: SimpleNamespace, ids: torch.Tensor, mask: torch.Tensor, rows=slice(None), at: int = 0) -> torch.Tensor:
@@ -672,7 +675,7 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
         if static is False: raise ValueError("generate_batch_fast: slots needs the static loop; leave static=None or pass True")
         if 0 < config.min_new_tokens < T and forced_lengths is None and slots < N:
             raise ValueError("generate_batch_fast: slots < rows bans EOS for every row or none; min_new_tokens must be 0 or max_new_tokens (or pass forced_lengths)")
-        static, slots = True if static is None else static, min(slots, N)
+        static, slots = True, min(slots, N)
     if not (dev.type == "cuda" if static is None else static) or not config.use_cache or T < 2:
         return generate_batch(model, tokenizer, prompt_ids, prompt_mask, config, compute_logprobs, eos_ids)
     graphs = dev.type == "cuda" if cuda_graphs is None else cuda_graphs

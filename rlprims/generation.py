@@ -303,13 +303,14 @@ def compute_logprobs_for_tokens(
             Tm = max(int(cm.sum(-1).max()), 1)             # trim the padding every row of this micro-batch has
             Tm = min(-(-(P + Tm) // pad_to_multiple) * pad_to_multiple - P, max(T, 1))   # round the width up (fewer shapes), never past P + T
             c, cm = c[:, :Tm], cm[:, :Tm]
-            mask = torch.cat([pm, cm], 1)
-            W = None                                       # LM head weight when `x` holds hidden states instead of logits
+            pad = (0, T - Tm)                              # negative past T: those columns dropped
             if pack:                                       # real tokens only, in one row: no padding computed
                 lp, ent = _packed_logprobs(model, p, pm, c, cm, temperature, return_entropy, keep=recomputes)
-                lps.append(F.pad(lp, (0, T - Tm)))
-                if return_entropy: ents.append(F.pad(ent, (0, T - Tm)))
+                lps.append(F.pad(lp, pad))
+                if return_entropy: ents.append(F.pad(ent, pad))
                 continue
+            mask = torch.cat([pm, cm], 1)
+            W = None                                       # LM head weight when `x` holds hidden states instead of logits
             if share_prefix:   # distinct prompts once (KV cache shared by their rows), then the completions
                 cache = DynamicCache()
                 first = prefill(model, p, pm, cache)[:, None]
@@ -322,7 +323,6 @@ def compute_logprobs_for_tokens(
             else:
                 x = model(input_ids=torch.cat([p, c], 1), attention_mask=mask, position_ids=position_ids_from_mask(mask),
                           logits_to_keep=Tm + 1, use_cache=False).logits[:, :-1]
-            pad = (0, T - Tm)                              # negative past T: those columns dropped
             lp, ent = token_logprobs(x, c, temperature, return_entropy, head_weight=W)
             lps.append(F.pad(lp, pad))
             if return_entropy: ents.append(F.pad(ent, pad))
