@@ -471,11 +471,9 @@ def _attend_packed(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: torch.
         if "scale" in params: kw["scale"] = scaling
         else: q = q * (scaling * q.shape[-1] ** 0.5)        # the kernel scales by 1/sqrt(D)
         return fn(q, k, v, cu, cu, max_len, max_len, **kw)
-    out = torch.empty_like(q)
-    for a, b in zip(cu[:-1].tolist(), cu[1:].tolist()):    # the fallback (CPU, fp32): one causal attention per sequence
-        out[a:b] = F.scaled_dot_product_attention(q[a:b].transpose(0, 1), k[a:b].transpose(0, 1), v[a:b].transpose(0, 1),
-                                                  is_causal=True, scale=scaling, enable_gqa=True).transpose(0, 1)
-    return out
+    return torch.cat([F.scaled_dot_product_attention(q[a:b].transpose(0, 1), k[a:b].transpose(0, 1), v[a:b].transpose(0, 1),
+                                                     is_causal=True, scale=scaling, enable_gqa=True).transpose(0, 1)
+                      for a, b in zip(cu[:-1].tolist(), cu[1:].tolist())])   # the fallback (CPU, fp32): one causal attention per sequence
 
 def packed_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     "transformers attention over one packed row `[1, H, N, D]` whose sequences' boundaries come in `rlprims_packed`; without them, the usual `sdpa`."
@@ -489,6 +487,9 @@ def packed_attention(module, query, key, value, attention_mask, scaling=None, dr
     info.calls += 1
     scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
     q, k, v = (x[0].transpose(0, 1) for x in (query, key, value))   # [N, heads, D]
+    dev = q.device.type
+    if torch.is_autocast_enabled(dev):                      # as sdpa under autocast: one half dtype (rotary leaves q, k in fp32)
+        q, k, v = (x.to(torch.get_autocast_dtype(dev)) for x in (q, k, v))
     return _attend_packed(q, k, v, info.cu, info.max_len, scaling)[None], None
 
 @functools.cache

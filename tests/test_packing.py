@@ -99,16 +99,31 @@ def test_packed_with_activation_checkpointing(kind):
                                                      ref(input_ids=ids, attention_mask=mask).logits * mask[..., None], atol=1e-5, rtol=0)
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (varlen flash attention in bf16)")
-def test_packed_equals_padded_bf16_cuda():
+def test_packed_equals_padded_bf16_cuda(monkeypatch):
     "On the GPU under bf16 autocast (the training's default precision): the variable-length flash path against the padded pass."
     model = _tiny("qwen2", seed=3).cuda().train()
     batch = tuple(x.cuda() for x in _batch())
     with torch.autocast("cuda", dtype=torch.bfloat16):
         (lp0, e0, g0), (lp1, e1, g1) = _score(model, False, batch), _score(model, True, batch)
     cm = batch[3]
-    print("varlen flash attention:", G._varlen_flash() is not None)   # for the record: which path ran
+    if G._varlen_flash() is not None:                       # this PyTorch has it: the flash path ran, not the per-sequence fallback
+        fn, params = G._varlen_flash(); calls = []
+        monkeypatch.setattr(G, "_varlen_flash", lambda: ((lambda *a, **k: calls.append(1) or fn(*a, **k)), params))
+        with torch.autocast("cuda", dtype=torch.bfloat16): _score(model, True, batch)
+        assert calls, "under bf16 autocast the packed pass fell back to per-sequence attention"
     torch.testing.assert_close(lp1 * cm, lp0 * cm, atol=3e-2, rtol=0)
     for n in g0: torch.testing.assert_close(g1[n], g0[n], atol=2e-2, rtol=5e-2)
+
+def test_packed_attention_under_autocast_gets_one_dtype(monkeypatch):
+    "Under autocast, rotary leaves q and k in fp32 while v is in the half dtype: the packed attention gets all three in the half dtype, as sdpa would (the GPU's flash path needs that)."
+    model, batch = _tiny("qwen2", seed=3).train(), _batch()
+    seen, attend = [], G._attend_packed
+    monkeypatch.setattr(G, "_attend_packed", lambda q, k, v, *a: seen.append({q.dtype, k.dtype, v.dtype}) or attend(q, k, v, *a))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        (lp0, _, g0), (lp1, _, g1) = _score(model, False, batch), _score(model, True, batch)
+    assert seen and all(s == {torch.bfloat16} for s in seen)
+    cm = batch[3]
+    torch.testing.assert_close(lp1 * cm, lp0 * cm, atol=3e-2, rtol=0)   # bf16 attention in both, summed in another order
 
 def test_multiturn_reference_pass_packed():
     "A tool episode's completion holds the tool's reply too (trained on or not, it is attended to): packed, the reference's log-probs are the padded pass's."
