@@ -140,6 +140,16 @@ def reset_peak(dev):
     import torch
     if dev == "cuda": torch.cuda.reset_peak_memory_stats()
 
+class PhasePeaks:
+    "Peak GPU memory of each timed phase (and of the whole run): the peak counter is read and reset around the phase."
+    def __init__(self, dev): self.dev, self.before, self.phases = dev, 0.0, {}
+    def __enter__(self):
+        if self.dev == "cuda": self.before = max(self.before, peak_memory(self.dev)); reset_peak(self.dev)
+    def exit(self, name):
+        if self.dev == "cuda":
+            p = peak_memory(self.dev); self.phases[name] = max(self.phases.get(name, 0.0), p); self.before = max(self.before, p); reset_peak(self.dev)
+    def overall(self): return max(self.before, peak_memory(self.dev))
+
 def emit(d):
     print(RESULT + json.dumps(d), flush=True)
 
@@ -192,11 +202,12 @@ def run_rlprims(s, a):
             return generate_batch_fast(model, tokenizer, pids, pmask, config, compute_logprobs, forced_lengths=row_lengths(len(calls) - 1, len(pids), s["T"], s["lengths"]), **kw)
     runner = create_runner(model, precision=prec, sampler_model=None if sampler is model else sampler, pack=s["pack"])
     rec = {}
+    peaks = PhasePeaks(dev)
     def timed(name, fn):
         def wrapper(*args, **kw):
-            sync(dev); t0 = time.perf_counter()
+            sync(dev); t0 = time.perf_counter(); peaks.__enter__()
             out = fn(*args, **kw)
-            sync(dev); rec[name] = rec.get(name, 0.0) + time.perf_counter() - t0
+            sync(dev); rec[name] = rec.get(name, 0.0) + time.perf_counter() - t0; peaks.exit(name)
             return out
         return wrapper
     R.compute_logprobs_for_tokens = timed("logprobs", R.compute_logprobs_for_tokens)   # reference passes, if any
@@ -215,9 +226,10 @@ def run_rlprims(s, a):
         row["other"] = total - row["generation"] - row["logprobs"] - row["update"]
         steps.append(row)
         print(f"rlprims step {i} {'(warm-up)' if i < s['warmup'] else ''}: " + "  ".join(f"{k} {v:.3f}" for k, v in row.items()), flush=True)
-    peak = peak_memory(dev)
+    peak = peaks.overall()
     if a.profile: profile_step(model, tok, data[:s["prompts"]], gen, cfg, rewards, opt, s, generator, runner)
-    out = dict(lib="rlprims", generator="generate_batch_fast" if s["lengths"] != "forced" else generator.__name__, steps=steps[s["warmup"]:], peak_gib=peak)
+    out = dict(lib="rlprims", generator="generate_batch_fast" if s["lengths"] != "forced" else generator.__name__, steps=steps[s["warmup"]:], peak_gib=peak,
+               phase_peak_gib=peaks.phases)
     del opt; model.zero_grad(set_to_none=True)
     if dev == "cuda": torch.cuda.empty_cache()
     # plain transformers generate at the same batch, and the rlprims generator alone
@@ -398,12 +410,15 @@ def run_trl(s, a):
         model.generate = generate
     peft = dict(peft_config=lora_config()(model)) if s["lora"] else {}
     trainer = GRPOTrainer(model=model, reward_funcs=[answer_reward], args=args, train_dataset=ds, processing_class=tok, callbacks=[Timer()], **peft)
+    peaks = PhasePeaks(dev)
     def timed(name, fn, when=lambda: True):
         def wrapper(*args, **kw):
             if not when(): return fn(*args, **kw)
+            if name == "generation": peaks.__enter__()
             sync(dev); t0 = time.perf_counter()
             out = fn(*args, **kw)
             sync(dev); rec[name] = rec.get(name, 0.0) + time.perf_counter() - t0
+            if name == "generation": peaks.exit(name)
             if name == "generation": rec["tokens"] = rec.get("tokens", 0) + sum(len(c) for c in out[0])
             return out
         return wrapper
@@ -413,7 +428,7 @@ def run_trl(s, a):
                                                        when=lambda: not torch.is_grad_enabled())
     reset_peak(dev)
     trainer.train()
-    emit(dict(lib="trl", version=trl.__version__, steps=steps[s["warmup"]:], peak_gib=peak_memory(dev)))
+    emit(dict(lib="trl", version=trl.__version__, steps=steps[s["warmup"]:], peak_gib=peaks.overall(), phase_peak_gib=peaks.phases))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -444,6 +459,7 @@ def table(s, res) -> str:
               row("generated tokens/s (generation phase)", lambda r: tokens_per_second(r, "generation"), "{:,.0f}"),
               row("generated tokens/s (whole step)", lambda r: tokens_per_second(r, "total"), "{:,.0f}"),
               row("peak " + ("GPU memory allocated" if s["device"] == "cuda" else "RSS") + " (GiB)", lambda r: r["peak_gib"], "{:.2f}"),
+              row("  the generation phase's peak (GiB)", lambda r: r.get("phase_peak_gib", {}).get("generation", float("nan")), "{:.2f}"),
               row("process CPU time per step (s)", lambda r: median(r["steps"], "cpu") if "cpu" in r["steps"][0] else float("nan"))]
     out = "\n".join(lines)
     r = res.get("rlprims", {})
