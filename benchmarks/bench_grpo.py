@@ -250,13 +250,16 @@ def run_rlprims(s, a):
         L = row_lengths(0, len(pids), s["T"], s["lengths"])
         sec_lt, n_lt = gen_time(forced_lengths=L, slots=None)   # all rows at once (also under --slots)
         sec_static, _ = gen_time(forced_lengths=L, slots=None, compact=False)
-        sec_eq, n_eq = gen_time(forced_lengths=torch.full_like(L, round(L.float().mean().item())), slots=None)
+        equal = torch.full_like(L, round(L.float().mean().item()))
+        sec_eq, n_eq = gen_time(forced_lengths=equal, slots=None)
         out["longtail"] = dict(tokens=n_lt, mean_length=L.float().mean().item(), max_length=int(L.max()), at_cap=(L == s["T"]).float().mean().item(),
                                seconds=sec_lt, seconds_no_compaction=sec_static, seconds_equal_lengths=sec_eq, tokens_equal=n_eq,
                                cost_vs_equal=(sec_lt / n_lt) / (sec_eq / n_eq), floor_vs_equal=longtail_floor_ratio(sampler, L, out["prompt_len"]))
         if s["slots"]:                                       # the same lengths through `slots` rows with refills (the generator's setting)
             sec_rf, _ = gen_time(forced_lengths=L)
-            out["longtail"].update(slots=s["slots"], seconds_refill=sec_rf, cost_vs_equal_refill=(sec_rf / n_lt) / (sec_eq / n_eq))
+            sec_eq_rf, n_eq_rf = gen_time(forced_lengths=equal)   # equal lengths through the same slots: the same concurrency
+            out["longtail"].update(slots=s["slots"], seconds_refill=sec_rf, cost_vs_equal_refill=(sec_rf / n_lt) / (sec_eq / n_eq),
+                                   seconds_equal_refill=sec_eq_rf, cost_vs_equal_same_slots=(sec_rf / n_lt) / (sec_eq_rf / n_eq_rf))
     out.update(roofline=roofline(sampler, s, out["prompt_len"], dev), n_rows=len(pids), T=s["T"])
     emit(out)
 
@@ -476,7 +479,9 @@ def table(s, res) -> str:
                 f"{lt['seconds_equal_lengths']:.3f} s for {lt['tokens_equal']:,.0f} tokens at equal lengths: "
                 f"a long-tailed token costs {lt['cost_vs_equal']:.2f}x an equal-length one"
                 + (f" (at the memory roofline: {lt['floor_vs_equal']:.2f}x)" if "floor_vs_equal" in lt else "")
-                + (f"; through {lt['slots']} slots with refills: {lt['seconds_refill']:.3f} s, {lt['cost_vs_equal_refill']:.2f}x" if "slots" in lt else ""))
+                + (f"; through {lt['slots']} slots with refills: {lt['seconds_refill']:.3f} s, {lt['cost_vs_equal_refill']:.2f}x" if "slots" in lt else "")
+                + (f"; equal lengths through the same slots: {lt['seconds_equal_refill']:.3f} s, so {lt['cost_vs_equal_same_slots']:.2f}x at the same concurrency"
+                   if "seconds_equal_refill" in lt else ""))
     elif "roofline" in r and s["lengths"] == "forced":
         f = r["roofline"]
         floor = max(f["t_mem"], f["t_flop"])

@@ -24,18 +24,17 @@ def _decode_attention_kernels():
     import triton, triton.language as tl
 
     @triton.jit
-    def decode_attention_kernel(Q, K, V, M, COL, START, O, PM, PL, scale, sqn, sqh, skn, skh, skl, svn, svh, svl, smn, son, soh, SPLITS,
+    def decode_attention_kernel(Q, K, V, M, COL, O, PM, PL, scale, sqn, sqh, skn, skh, skl, svn, svh, svl, smn, son, soh, scol, SPLITS,
                G: tl.constexpr, D: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr,
                IEEE: tl.constexpr, PARTIAL: tl.constexpr):
         n, h, sp = tl.program_id(0), tl.program_id(1), tl.program_id(2)   # one row, one KV head (its G query heads), one span
         g, d = tl.arange(0, BLOCK_G), tl.arange(0, BLOCK_D)
         gm, dm = g < G, d < D
         q = tl.load(Q + n * sqn + (h * G + g)[:, None] * sqh + d[None, :], mask=gm[:, None] & dm[None, :], other=0.0)
-        first = tl.load(START + n)                          # the row's first slot that may be visible (a refilled row's prompt)
-        length = tl.load(COL) + 1 - first                   # slots first..col, cut into SPLITS spans of whole blocks
+        length = tl.load(COL + n * scol) + 1                # slots 0..col (one col for all rows, scol = 0, or each row's own), cut into SPLITS spans of whole blocks
         chunk = tl.cdiv(tl.cdiv(length, SPLITS), BLOCK_L) * BLOCK_L
-        lo = first + sp * chunk
-        hi = tl.minimum(lo + chunk, first + length)
+        lo = sp * chunk
+        hi = tl.minimum(lo + chunk, length)
         m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
         l_i = tl.zeros([BLOCK_G], tl.float32)
         acc = tl.zeros([BLOCK_G, BLOCK_D], tl.float32)
@@ -90,8 +89,8 @@ def attention_splits(programs: int, Lmax: int, dev) -> int:
     return max(1, min(16, _next_pow2(-(-sms // programs)), _next_pow2(Lmax // 128 + 1) // 2))
 
 def decode_attention(q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, mask: torch.Tensor, col: torch.Tensor, scaling: float,
-                     splits: Optional[int] = None, start: Optional[torch.Tensor] = None) -> torch.Tensor:
-    "One query per row `q` `[N, H, D]` over cache slots `start..col` of `K`, `V` `[N, kv_heads, Lmax, D]` where `mask` `[N, >Lmax]` is True; `[N, H, D]`. Each row's slots are cut into `splits` spans, merged after (None: `attention_splits`). `start` `[N]`: each row's first slot (None: 0)."
+                     splits: Optional[int] = None) -> torch.Tensor:
+    "One query per row `q` `[N, H, D]` over cache slots `0..col` of `K`, `V` `[N, kv_heads, Lmax, D]` where `mask` `[N, >Lmax]` is True; `[N, H, D]`. `col`: `[1]`, one slot for every row, or `[N]`, each row's own. Each row's slots are cut into `splits` spans, merged after (None: `attention_splits`)."
     N, H, D = q.shape
     Hkv, Lmax = K.shape[1], K.shape[2]
     G = H // Hkv
@@ -100,17 +99,18 @@ def decode_attention(q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, mask: to
     if q.stride(-1) != 1: q = q.contiguous()
     out = torch.empty_like(q)
     m = mask.view(torch.uint8)
-    if start is None: start = torch.zeros(N, dtype=torch.long, device=q.device)
+    if col.numel() not in (1, N): raise ValueError(f"decode_attention: col must hold 1 or N={N} slots, got {col.numel()}")
+    scol = 0 if col.numel() == 1 else col.stride(0)
     attend, merge = _decode_attention_kernels()
     blocks = dict(G=G, D=D, BLOCK_G=max(16, _next_pow2(G)), BLOCK_D=max(16, _next_pow2(D)), IEEE=q.dtype == torch.float32)
     strides = (q.stride(0), q.stride(1), K.stride(0), K.stride(1), K.stride(2), V.stride(0), V.stride(1), V.stride(2), m.stride(0))
     if splits == 1:
-        attend[(N, Hkv, 1)](q, K, V, m, col, start, out, out, out, scaling, *strides, out.stride(0), out.stride(1), 1,
+        attend[(N, Hkv, 1)](q, K, V, m, col, out, out, out, scaling, *strides, out.stride(0), out.stride(1), scol, 1,
                             BLOCK_L=64, PARTIAL=False, **blocks)
         return out
     po = torch.empty(N, H, splits, D, dtype=torch.float32, device=q.device)   # each span's unnormalised output, max and sum
     pm, pl = (torch.empty(N, H, splits, dtype=torch.float32, device=q.device) for _ in range(2))
-    attend[(N, Hkv, splits)](q, K, V, m, col, start, po, pm, pl, scaling, *strides, 0, 0, splits, BLOCK_L=32, PARTIAL=True, **blocks)
+    attend[(N, Hkv, splits)](q, K, V, m, col, po, pm, pl, scaling, *strides, 0, 0, scol, splits, BLOCK_L=32, PARTIAL=True, **blocks)
     merge[(N * H,)](po, pm, pl, out, out.stride(0), out.stride(1), H, splits, D=D, BLOCK_S=max(2, _next_pow2(splits)), BLOCK_D=blocks["BLOCK_D"])
     return out
 
@@ -223,14 +223,17 @@ def static_kv_attention(module, query, key, value, attention_mask, scaling=None,
         if layer not in S.keys:                             # first use: this layer's cache [slots, kv_heads, Lmax, D]
             shape = (S.slots, key.shape[1], S.Lmax, D)
             S.keys[layer], S.values[layer] = key.new_zeros(shape), value.new_zeros(shape)
-        rows, at = S.fill                                   # all rows from slot 0; a refill: its rows, from its slot
+        rows, at = S.fill                                   # all rows (a refill: its rows), from slot 0
         S.keys[layer][rows, :, at:at + q_len] = key[S.inv]; S.values[layer][rows, :, at:at + q_len] = value[S.inv]
         S.calls += 1
         out = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, scale=scaling, enable_gqa=True)
         return out.transpose(1, 2), None
     K, V = S.keys[layer], S.values[layer]                   # one new token per row: store it, then attend
-    K.index_copy_(2, S.col, key); V.index_copy_(2, S.col, value)
-    if S.triton: return decode_attention(query[:, :, 0], K, V, S.mask, S.col, scaling, start=S.start)[:, None], None
+    if S.col.numel() == 1: K.index_copy_(2, S.col, key); V.index_copy_(2, S.col, value)
+    else:                                                   # refilling: each row's own slot
+        at = S.col[:, None, None, None].expand(N, K.shape[1], 1, D)
+        K.scatter_(2, at, key); V.scatter_(2, at, value)
+    if S.triton: return decode_attention(query[:, :, 0], K, V, S.mask, S.col, scaling)[:, None], None
     L, Hkv = attention_mask.shape[-1], K.shape[1]           # the first L slots, as two matrix products
     q = query.view(N, Hkv, H // Hkv, D)                     # the query heads that share a KV head, side by side
     scores = torch.matmul(q, K[:, :, :L].transpose(-1, -2)).float() * scaling     # [N, kv_heads, H/kv_heads, L]
@@ -365,14 +368,14 @@ def _qkv_rotary_store_kernel():
     import triton, triton.language as tl
 
     @triton.jit
-    def qkv_rotary_store_kernel(QKV, COS, SIN, QN, KN, K, V, COL, QO, sx, sc, ss, skn, skh, skl, svn, svh, svl, sqn, sqh, eps,
+    def qkv_rotary_store_kernel(QKV, COS, SIN, QN, KN, K, V, COL, QO, sx, sc, ss, skn, skh, skl, svn, svh, svl, sqn, sqh, scol, eps,
                H: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr, HALF: tl.constexpr, BLOCK: tl.constexpr, HAS_NORM: tl.constexpr):
         n, h = tl.program_id(0), tl.program_id(1)           # one row; a query head (h < H), a key head, or a value head
         d = tl.arange(0, BLOCK)
         m = d < HALF
         x1 = tl.load(QKV + n * sx + h * D + d, mask=m, other=0.0)
         x2 = tl.load(QKV + n * sx + h * D + HALF + d, mask=m, other=0.0)
-        col = tl.load(COL)                                  # the cache slot of this step's token
+        col = tl.load(COL + n * scol)                       # the cache slot of this row's token (scol = 0: one for all rows)
         if h >= H + HKV:                                    # a value head: into the cache as it is
             dst = V + n * svn + (h - H - HKV) * svh + col * svl
             tl.store(dst + d, x1, mask=m)
@@ -400,7 +403,7 @@ def _qkv_rotary_store_kernel():
 
 def qkv_rotary_store(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, K: torch.Tensor, V: torch.Tensor, col: torch.Tensor, H: int,
                      q_norm: Optional[torch.nn.Module] = None, k_norm: Optional[torch.nn.Module] = None) -> torch.Tensor:
-    "One decode step's `qkv` `[N, (H + 2 Hkv) D]` split into heads, q and k RMSNormed per head where `q_norm`/`k_norm` are given, rotated (`cos`, `sin` `[N, D]`); k and v written into the caches `K`, `V` `[N, Hkv, Lmax, D]` at slot `col` `[1]`. Returns q `[N, H, D]`; one Triton kernel."
+    "One decode step's `qkv` `[N, (H + 2 Hkv) D]` split into heads, q and k RMSNormed per head where `q_norm`/`k_norm` are given, rotated (`cos`, `sin` `[N, D]`); k and v written into the caches `K`, `V` `[N, Hkv, Lmax, D]` at slot `col` (`[1]`, or `[N]`: each row's own). Returns q `[N, H, D]`; one Triton kernel."
     N, Hkv, D = qkv.shape[0], K.shape[1], K.shape[-1]
     if qkv.shape[1] != (H + 2 * Hkv) * D: raise ValueError(f"qkv_rotary_store: qkv has {qkv.shape[1]} columns, not (H + 2 Hkv) D = {(H + 2 * Hkv) * D}")
     if qkv.stride(-1) != 1: qkv = qkv.contiguous()
@@ -409,7 +412,7 @@ def qkv_rotary_store(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, K:
     qn, kn, eps = (q_norm.weight, k_norm.weight, q_norm.variance_epsilon) if has_norm else (qkv, qkv, 0.0)
     _qkv_rotary_store_kernel()[(N, H + 2 * Hkv)](
         qkv, cos, sin, qn, kn, K, V, col, q, qkv.stride(0), cos.stride(0), sin.stride(0), K.stride(0), K.stride(1), K.stride(2),
-        V.stride(0), V.stride(1), V.stride(2), q.stride(0), q.stride(1), eps, H=H, HKV=Hkv, D=D, HALF=D // 2, BLOCK=_next_pow2(D // 2),
+        V.stride(0), V.stride(1), V.stride(2), q.stride(0), q.stride(1), 0 if col.numel() == 1 else col.stride(0), eps, H=H, HKV=Hkv, D=D, HALF=D // 2, BLOCK=_next_pow2(D // 2),
         HAS_NORM=has_norm)
     return q
 
@@ -481,7 +484,7 @@ def _fused_forward(S: SimpleNamespace) -> torch.Tensor:
         K, V = S.keys[L.idx], S.values[L.idx]
         x, stream = add_rms_norm(h, stream, L.ln1.weight, L.ln1.variance_epsilon)
         q = qkv_rotary_store(F.linear(x, L.qkv_w, L.qkv_b), cos, sin, K, V, S.col, L.H, L.q_norm, L.k_norm)
-        attn = decode_attention(q, K, V, S.mask, S.col, L.scaling, start=S.start).flatten(1)
+        attn = decode_attention(q, K, V, S.mask, S.col, L.scaling).flatten(1)
         x, stream = add_rms_norm(F.linear(attn, L.o_w, L.o_b), stream, L.ln2.weight, L.ln2.variance_epsilon)
         h = F.linear(silu_mul(F.linear(x, L.gate_up_w)), L.down_w, L.down_b)
     return F.linear(add_rms_norm(h, stream, Z.norm.weight, Z.norm.variance_epsilon)[0], Z.head_w, Z.head_b)
@@ -489,11 +492,11 @@ def _fused_forward(S: SimpleNamespace) -> torch.Tensor:
 
 # %% ../nbs/01b_fast_decode.ipynb #da921c3b
 def _new_decode_state(N: int, P: int, T: int, config: GenerationConfig, eos: torch.Tensor, pad: int, dev,
-                      slots: Optional[int] = None, horizon: int = 0) -> SimpleNamespace:
-    "Preallocated buffers of one static decode: `N` rows, prompts padded to `P`, `T` new tokens, decoded `slots` rows at a time (None: all), each row starting within `horizon` steps of the first."
+                      slots: Optional[int] = None) -> SimpleNamespace:
+    "Preallocated buffers of one static decode: `N` rows, prompts padded to `P`, `T` new tokens, decoded `slots` rows at a time (None: all)."
     n = slots or N
     z = lambda *shape, dtype=torch.long: torch.zeros(*shape, dtype=dtype, device=dev)
-    W = P + T + horizon                                      # cache slots (the last one never written)
+    W = P + T                                                # cache slots of a row (the last one never written)
     return SimpleNamespace(
         N=N, P=P, T=T, slots=n, Lmax=W - 1, config=config, eos=eos, pad=pad, dev=torch.device(dev), keys={}, values={}, inv=None, calls=0, triton=False,
         fill=(slice(None), 0),                               # where the prefill writes: every row from slot 0; a refill: its rows, from its slot
@@ -502,9 +505,10 @@ def _new_decode_state(N: int, P: int, T: int, config: GenerationConfig, eos: tor
         fused_rotary=False,                                  # decode steps apply the rotary embedding with `rotary_qk`
         fused=None,                                          # `_fused_decoder`'s weights: decode steps run `_fused_forward`, else the model's forward
         mask=z(n, W, dtype=torch.bool),                      # [n, W] cache slots each row attends to
-        start=z(n), t0=z(n),                                 # [n] each row's first cache slot, and the step it started at (refills start later)
+        t0=z(n),                                             # [n] the step each row started at (refills start later)
         tok=z(n), pos=z(n),                                  # [n] the token fed next and its position id
-        t=z(1), col=z(1),                                    # index of the step's token (the row's is t - t0); cache slot of the fed token
+        t=z(1),                                              # index of the step's token (a row's is t - t0)
+        col=z(n if n < N else 1),                            # cache slot of the fed token: one for all rows, or each row's own when refilling
         done=z(n, dtype=torch.bool),
         tokens=torch.full((N, T + 1), pad, dtype=torch.long, device=dev),   # [N, T+1] outputs, row S.rows[i] for decoding row i; column T takes done rows' writes
         logprobs=z(N, T + 1, dtype=torch.float32), valid=z(N, T + 1, dtype=torch.bool))
@@ -535,17 +539,19 @@ def _decode_step(model, S: SimpleNamespace, L: int, banned: bool):
     S.tokens.index_put_(at, tok); S.logprobs.index_put_(at, torch.where(live, lp, 0.0)); S.valid.index_put_(at, live)
     S.done |= (tok[:, None] == S.eos).any(-1)
     if refilling: S.done |= t_row >= S.T - 1                # a refilled row's budget ends before the loop does
-    S.tok.copy_(tok); S.t += 1; S.pos += 1; S.col += 1
-    S.mask.index_fill_(1, S.col, True)                      # the token just sampled is visible from the next step on
+    S.tok.copy_(tok); S.t += 1; S.pos += 1
+    if refilling:                                           # each row's own slot; a done row stays on the cache's last one until refilled
+        S.col.add_(1).clamp_(max=S.Lmax - 1); S.mask.scatter_(1, S.col[:, None], True)   # (a live row's slots end at P + T - 2)
+    else: S.col += 1; S.mask.index_fill_(1, S.col, True)    # the token just sampled is visible from the next step on
 
-_PER_ROW = ("rows", "mask", "start", "t0", "tok", "pos", "done")   # the state's tensors with one entry per decoding row
+_PER_ROW = ("rows", "mask", "t0", "tok", "pos", "done")   # the state's tensors with one entry per decoding row (and col when refilling)
 
 def _compact(S: SimpleNamespace, n: int) -> None:
     "Keep `n` decoding rows, the live ones first (then done ones as filler): every per-row tensor and cache is gathered."
     keep = torch.argsort(S.done.to(torch.int8), stable=True)[:n]
     for cache in (S.keys, S.values):
         for layer in cache: cache[layer] = cache[layer][keep]
-    for name in _PER_ROW + (("lengths",) if S.lengths is not None else ()):
+    for name in _PER_ROW + (("lengths",) if S.lengths is not None else ()) + (("col",) if S.col.numel() > 1 else ()):
         setattr(S, name, getattr(S, name)[keep])
 
 def _swap_rotary(model) -> list:
@@ -601,26 +607,27 @@ def _first_tokens(S: SimpleNamespace, logits: torch.Tensor, rows) -> None:
     S.done[rows] = (tok[:, None] == S.eos).any(-1); S.tok[rows] = tok
 
 def _refill(model, S: SimpleNamespace) -> None:
-    "Start queued rows in the decoding rows that are done: each prompt into slots col-P..col-1 of its row, its first token sampled."
+    "Start queued rows in the decoding rows that are done: each prompt into slots 0..P-1 of its row, its first token sampled."
     free = S.done.nonzero()[:, 0][:len(S.queue)]
     take, S.queue = S.queue[:len(free)].to(S.dev), S.queue[len(free):]
-    col, P = int(S.col), S.P
+    P = S.P
     S.rows[free] = take
     if S.lengths is not None: S.lengths[free] = S.all_lengths[take]
     ids, pm = S.prompt_ids[take], S.prompt_mask[take]
-    S.mask[free] = False; S.mask[free, col - P:col] = pm.bool(); S.mask[free, col] = True   # its prompt, then the slot its first token goes to
-    S.start[free], S.t0[free], S.pos[free] = col - P, S.t - 1, pm.sum(1)   # its token 0 came from the prefill: the next step's is 1
-    _first_tokens(S, _prefill_static(model, S, ids, pm, rows=free, at=col - P), free)
+    S.mask[free] = False; S.mask[free, :P] = pm.bool(); S.mask[free, P] = True   # its prompt, then the slot its first token goes to
+    S.col[free], S.t0[free], S.pos[free] = P, S.t - 1, pm.sum(1)   # its token 0 came from the prefill: the next step's is 1
+    _first_tokens(S, _prefill_static(model, S, ids, pm, rows=free), free)
 
 def _decode_loop(model, S: SimpleNamespace, logits: torch.Tensor, mask: torch.Tensor, graphs: bool, check_every: int, compact: bool = True):
     "Sample the first token from the prefill's `logits`, then the rest one step at a time: each step a CUDA graph (captured once per key), or eager. Done rows take queued rows (`S.queue`) while there are any."
-    config, P, T = S.config, S.P, S.T
+    config, P, T, refilling = S.config, S.P, S.T, S.slots < S.N
     _first_tokens(S, logits, slice(None))
     S.t.fill_(1); S.col.fill_(P); S.pos.copy_(mask.sum(1)); S.mask[:, P] = True
-    span = lambda t: S.Lmax if S.triton else min(-(-(P + t) // 64) * 64, S.Lmax) if graphs else P + t   # slots attended
+    span = lambda t: S.Lmax if S.triton or refilling else min(-(-(P + t) // 64) * 64, S.Lmax) if graphs else P + t   # slots attended
     ban = lambda t: t < config.min_new_tokens or (S.slots < S.N and config.min_new_tokens > 0)   # refilling: banned throughout (forced lengths end the rows)
     captured, pool = {}, None
-    for t in range(1, S.Lmax - P + 1):
+    steps = (T + check_every) * -(-S.N // S.slots) if refilling else T - 1   # a row lasts at most T steps, its place waits at most check_every
+    for t in range(1, steps + 1):
         key = (span(t), ban(t))
         if not graphs: _decode_step(model, S, *key)
         elif key in captured: captured[key].replay()
@@ -639,8 +646,7 @@ def _decode_loop(model, S: SimpleNamespace, logits: torch.Tensor, mask: torch.Te
             pool = g.pool(); g.replay()
         if t % check_every == 0:                        # the host looks: refill done rows, stop when all are done, drop done rows when few are live
             done = int(S.done.sum())
-            if len(S.queue) and done and P + t + T <= S.Lmax + 1:   # room for a whole completion after the prompt
-                _refill(model, S); done = int(S.done.sum())
+            if len(S.queue) and done: _refill(model, S); done = int(S.done.sum())
             live = len(S.rows) - done
             if live == 0 and not len(S.queue): break
             if compact and not len(S.queue) and _next_pow2(live) <= len(S.rows) // 2:
@@ -683,8 +689,7 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else int(eos[0])
     ids, mask = prompt_ids.to(dev), prompt_mask.to(dev).long()
     n = slots or N
-    waves = -(-N // n)                                      # each wave of `n` rows starts within T + check_every steps of the one before
-    S = _new_decode_state(N, P, T, config, eos, pad, dev, slots=n, horizon=(T + check_every) * (waves - 1))
+    S = _new_decode_state(N, P, T, config, eos, pad, dev, slots=n)   # refilling: a cache of `n` rows, each restarting at slot 0
     S.queue, S.prompt_ids, S.prompt_mask = torch.arange(n, N), ids, mask       # rows waiting for a place
     S.triton = graphs and dev.type == "cuda" and _has_triton()
     S.plain, S.seed = _plain_sampling(config), torch.randint(0, 2**31 - 1, (1,)).to(dev)   # Triton sampling: its seed from torch's RNG
@@ -700,7 +705,7 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
         S.fused = None                                      # free the fused weights' copies before the plain loop
         if forced_lengths is not None: raise NotImplementedError("generate_batch_fast: forced_lengths needs a model whose attention goes through transformers' AttentionInterface")
         return generate_batch(model, tokenizer, prompt_ids, prompt_mask, config, compute_logprobs, eos_ids)
-    if len(S.queue): raise RuntimeError(f"generate_batch_fast: {len(S.queue)} rows never got a decoding row (a bug: the cache was sized for every wave)")
+    if len(S.queue): raise RuntimeError(f"generate_batch_fast: {len(S.queue)} rows never got a decoding row (a bug: the loop's bound on steps was too small)")
     W = int(S.valid.sum(1).max())                           # as generate_batch: as wide as the longest completion
     return RolloutBatch(prompt_ids=prompt_ids, prompt_mask=prompt_mask.float(), completion_ids=S.tokens[:, :W].cpu(),
                         completion_mask=S.valid[:, :W].float().cpu(), logprobs=S.logprobs[:, :W].cpu() if compute_logprobs else None)

@@ -124,8 +124,20 @@ def test_slots_refill_changes_no_token(setup, monkeypatch, slots):
     fresh = compute_logprobs_for_tokens(model, b.prompt_ids, b.prompt_mask, b.completion_ids, completion_mask=b.completion_mask)
     torch.testing.assert_close(fresh * b.completion_mask, b.logprobs, atol=1e-4, rtol=0)
 
+def test_slots_refill_cache_holds_slots_rows(setup, monkeypatch):
+    "Refilling decodes 12 rows in a KV cache of 2 rows of P + T - 1 slots each: a refilled row starts again at slot 0 of its row."
+    model, tok, pids, pmask = setup
+    pids, pmask = pids.repeat(2, 1), pmask.repeat(2, 1)
+    import rlprims.fast_decode as fd
+    states, new_state = [], fd._new_decode_state
+    monkeypatch.setattr(fd, "_new_decode_state", lambda *a, **k: states.append(new_state(*a, **k)) or states[-1])
+    cfg = GenerationConfig(max_new_tokens=5, min_new_tokens=5, do_sample=False)
+    generate_batch_fast(model, tok, pids, pmask, cfg, static=True, check_every=1, slots=2)
+    K = states[0].keys[0]
+    assert K.shape[0] == 2 and K.shape[2] == pids.shape[1] + 5 - 1 and states[0].col.shape == (2,)
+
 def test_slots_refill_worst_case_fits(setup):
-    "Every row at the whole budget and the host looking less often than a row lasts: every wave of rows still finds room in the cache."
+    "Every row at the whole budget and the host looking less often than a row lasts: every row still gets its place and its whole budget."
     model, tok, pids, pmask = setup
     pids, pmask = pids.repeat(2, 1), pmask.repeat(2, 1)          # 12 rows through 2 slots: 6 waves
     cfg = GenerationConfig(max_new_tokens=5, min_new_tokens=5, do_sample=False)
@@ -389,7 +401,7 @@ def test_gpu_fused_layers_bf16(setup, monkeypatch, kind):
 
 @needs_triton
 def test_fused_layers_with_refills_change_no_token(setup, monkeypatch):
-    "slots < rows through the fused forward (the Triton attention reads each refilled row from its first slot): the tokens and log-probs of decoding all rows at once."
+    "slots < rows through the fused forward (the Triton kernels read and write each row's own slot): the tokens and log-probs of decoding all rows at once."
     _, tok, pids, pmask = setup
     model, kw = _triton_device(monkeypatch, _tiny("qwen2"))
     lengths = torch.tensor([2, 6, 1, 5, 3, 6])
@@ -462,8 +474,8 @@ def test_decode_attention_spans_match_softmax_attention(monkeypatch, dtype):
 
 @needs_triton
 @pytest.mark.parametrize("splits", [1, 3])
-def test_decode_attention_skips_slots_before_start(monkeypatch, splits):
-    "decode_attention(start=): each row reads only slots start..col; NaN keys and values before them change nothing."
+def test_decode_attention_reads_each_rows_own_slots(monkeypatch, splits):
+    "decode_attention with col [N] (refilling): row n reads slots 0..col[n] only; NaN keys and values after them change nothing."
     from rlprims.fast_decode import decode_attention
     if not torch.cuda.is_available(): _numpy2_interpreter(monkeypatch)
     dev = "cuda" if torch.cuda.is_available() else "cpu"
@@ -471,12 +483,14 @@ def test_decode_attention_skips_slots_before_start(monkeypatch, splits):
     N, H, Hkv, D, L = 3, 4, 2, 16, 90
     q = torch.randn(N, H, D, device=dev)
     K, V = (torch.randn(N, Hkv, L, D, device=dev) for _ in range(2))
-    start = torch.tensor([0, 37, 70], device=dev)           # a row from the first slot, and two refilled rows
-    mask = torch.arange(L + 1, device=dev)[None] >= start[:, None]
-    want = decode_attention(q, K, V, mask, torch.tensor([L - 1], device=dev), D ** -0.5, splits=splits)
-    for n, s0 in enumerate(start.tolist()): K[n, :, :s0] = V[n, :, :s0] = float("nan")
-    got = decode_attention(q, K, V, mask, torch.tensor([L - 1], device=dev), D ** -0.5, splits=splits, start=start)
+    col = torch.tensor([89, 37, 5], device=dev)             # a row at the cache's end, and two refilled rows
+    mask = torch.ones(N, L + 1, dtype=torch.bool, device=dev); mask[1, :3] = False   # row 1's prompt left-padded
+    want = torch.stack([decode_attention(q[n:n + 1], K[n:n + 1], V[n:n + 1], mask[n:n + 1], col[n:n + 1], D ** -0.5, splits=splits)[0]
+                        for n in range(N)])                 # one row at a time, the shared-slot path
+    for n, c in enumerate(col.tolist()): K[n, :, c + 1:] = V[n, :, c + 1:] = float("nan")
+    got = decode_attention(q, K, V, mask, col, D ** -0.5, splits=splits)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="col must hold"): decode_attention(q, K, V, mask, col[:2], D ** -0.5)
 
 def test_attention_splits_fill_the_multiprocessors(monkeypatch):
     "attention_splits: one span while rows x KV heads fill the GPU; else a power of two up to 16, each span at least 128 slots."
