@@ -499,7 +499,7 @@ def _new_decode_state(N: int, P: int, T: int, config: GenerationConfig, eos: tor
     W = P + T                                                # cache slots of a row (the last one never written)
     return SimpleNamespace(
         N=N, P=P, T=T, slots=n, Lmax=W - 1, config=config, eos=eos, pad=pad, dev=torch.device(dev), keys={}, values={}, inv=None, calls=0, triton=False,
-        fill=(slice(None), 0),                               # where the prefill writes: every row from slot 0; a refill: its rows, from its slot
+        fill=(slice(None), 0),                               # where the prefill writes: every row (a refill: its rows), from slot 0
         rows=torch.arange(n, device=dev),                    # [n] the batch row each decoding row is; n shrinks as compaction drops done rows
         lengths=None,                                        # [n] forced completion lengths (benchmarks, tests), or None
         fused_rotary=False,                                  # decode steps apply the rotary embedding with `rotary_qk`
@@ -624,7 +624,7 @@ def _decode_loop(model, S: SimpleNamespace, logits: torch.Tensor, mask: torch.Te
     _first_tokens(S, logits, slice(None))
     S.t.fill_(1); S.col.fill_(P); S.pos.copy_(mask.sum(1)); S.mask[:, P] = True
     span = lambda t: S.Lmax if S.triton or refilling else min(-(-(P + t) // 64) * 64, S.Lmax) if graphs else P + t   # slots attended
-    ban = lambda t: t < config.min_new_tokens or (S.slots < S.N and config.min_new_tokens > 0)   # refilling: banned throughout (forced lengths end the rows)
+    ban = lambda t: t < config.min_new_tokens or (refilling and config.min_new_tokens > 0)   # refilling: banned throughout (forced lengths end the rows)
     captured, pool = {}, None
     steps = (T + check_every) * -(-S.N // S.slots) if refilling else T - 1   # a row lasts at most T steps, its place waits at most check_every
     for t in range(1, steps + 1):

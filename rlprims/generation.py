@@ -473,7 +473,7 @@ def _attend_packed(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: torch.
         return fn(q, k, v, cu, cu, max_len, max_len, **kw)
     return torch.cat([F.scaled_dot_product_attention(q[a:b].transpose(0, 1), k[a:b].transpose(0, 1), v[a:b].transpose(0, 1),
                                                      is_causal=True, scale=scaling, enable_gqa=True).transpose(0, 1)
-                      for a, b in zip(cu[:-1].tolist(), cu[1:].tolist())])   # the fallback (CPU, fp32): one causal attention per sequence
+                      for a, b in zip(cu[:-1].tolist(), cu[1:].tolist())])   # the fallback (CPU, or no varlen kernel): one causal attention per sequence
 
 def packed_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     "transformers attention over one packed row `[1, H, N, D]` whose sequences' boundaries come in `rlprims_packed`; without them, the usual `sdpa`."
