@@ -99,7 +99,7 @@ def main(argv=None):
         def fits(n):
             free()
             pids, pmask = tokenize_prompts(tok, prompt, n=n)
-            try: generate_batch_fast(sampler, tok, pids, pmask, cfg, forced_lengths=torch.full((n,), 2)); return peak()
+            try: generate_batch_fast(sampler, tok, pids, pmask, cfg, forced_lengths=torch.full((n,), 2), slots=None); return peak()   # all n rows at once
             except Exception as e:
                 if not is_oom(e): raise
                 return None

@@ -6,16 +6,16 @@
 from __future__ import annotations
 import contextlib, functools, warnings
 from types import SimpleNamespace
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 from .core import *
 from .generation import (generate_batch, sample_next_token, eos_token_ids, position_ids_from_mask, _without_autocast,
-                                _fuse_rms_norms, _unfuse, _RMS_NORMS, _attention)
+                                _fuse_rms_norms, _unfuse, _RMS_NORMS, _attention, _config)
 
 # %% auto #0
 __all__ = ['attention_splits', 'decode_attention', 'sample_softmax', 'static_kv_attention', 'rotary_qk', 'add_rms_norm',
-           'silu_mul', 'qkv_rotary_store', 'static_decoding', 'generate_batch_fast']
+           'silu_mul', 'qkv_rotary_store', 'static_decoding', 'auto_slots', 'generate_batch_fast']
 
 # %% ../nbs/01b_fast_decode.ipynb #ff3207c6
 @functools.cache
@@ -588,6 +588,33 @@ def _prefill_static(model, S: SimpleNamespace, ids: torch.Tensor, mask: torch.Te
                 use_cache=False, logits_to_keep=1, rlprims_decode=S)
     return out.logits[:, -1][S.inv]
 
+# %% ../nbs/01b_fast_decode.ipynb #9075f5ce
+def _kv_bytes_per_row(model, slots: int) -> int:
+    "Bytes of one decoding row's keys and values over `slots` cache slots, every layer, in the model's dtype."
+    cfg = _config(model)
+    cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+    kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    return 2 * cfg.num_hidden_layers * kv_heads * head_dim * slots * next(model.parameters()).element_size()
+
+def _available_bytes(device) -> float:
+    "Memory a new tensor can take on a CUDA `device`: free memory plus the allocator's unused blocks, within the process' memory fraction if one is set; unlimited elsewhere."
+    if torch.device(device).type != "cuda": return float("inf")
+    allocated = torch.cuda.memory_allocated(device)
+    free = torch.cuda.mem_get_info(device)[0] + torch.cuda.memory_reserved(device) - allocated
+    fraction = getattr(torch.cuda, "get_per_process_memory_fraction", lambda d: 1.0)(device)   # set_per_process_memory_fraction's cap
+    return min(free, fraction * torch.cuda.get_device_properties(device).total_memory - allocated)
+
+def auto_slots(model, rows: int, prompt_len: int, max_new_tokens: int, share: float = 0.7) -> Optional[int]:
+    "Rows `generate_batch_fast` decodes at once: None (all `rows`) where all their KV caches fit in `share` of the available memory, else as many as fit."
+    per_row = _kv_bytes_per_row(model, prompt_len + max_new_tokens - 1)
+    room = share * _available_bytes(next(model.parameters()).device)
+    if room >= rows * per_row: return None
+    if room < per_row:
+        raise MemoryError(f"generate_batch_fast: one row's KV cache ({per_row / 2**30:.2f} GiB for {prompt_len} prompt + {max_new_tokens} new tokens) "
+                          f"does not fit in {share:.0%} of the free GPU memory ({room / share / 2**30:.2f} GiB); shorten the prompts or max_new_tokens, or free memory")
+    return int(room // per_row)
+
 # %% ../nbs/01b_fast_decode.ipynb #56f2a3c3
 def _has_triton() -> bool:
     try: import triton; return True
@@ -662,7 +689,7 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
                         check_every: int = 16,               # decode steps between the host's looks at the done flags
                         compact: bool = True,                # at a look, keep only the live rows when they fit in half the batch
                         forced_lengths: Optional[torch.Tensor] = None,   # [N]: row i ends with EOS as its forced_lengths[i]-th token
-                        slots: Optional[int] = None,         # rows decoded at once (None: all); a done row's place goes to the next waiting row
+                        slots: Union[int, str, None] = "auto",   # rows decoded at once: "auto" (`auto_slots`), None (all) or a number; a done row's place goes to the next waiting row
                         fused_rotary: Optional[bool] = None,   # decode steps rotate q and k with `rotary_qk` (None: where the steps use Triton, i.e. CUDA graphs on CUDA)
                         fused_layers: Optional[bool] = None) -> RolloutBatch:   # decode steps run `_fused_forward` where the model's layers are of a known kind (None: as fused_rotary)
     "Drop-in `generate_batch` (same arguments and result) with a preallocated KV cache and each decode step one CUDA graph."
@@ -676,6 +703,11 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
         static = True                                       # the forcing lives in the static loop, which also runs on a CPU
         if T < 2 or not config.use_cache: raise ValueError("generate_batch_fast: forced_lengths needs max_new_tokens >= 2 and use_cache")
     N, P = prompt_ids.shape
+    if slots == "auto":
+        if not (dev.type == "cuda" if static is None else static) or not config.use_cache or T < 2: slots = None   # not the static loop
+        elif (slots := auto_slots(model, N, P, T)) is not None and 0 < config.min_new_tokens < T and forced_lengths is None:
+            raise ValueError(f"generate_batch_fast: the KV cache of {N} rows does not fit in GPU memory (room for {slots}), and refilling "
+                             "bans EOS for every row or none; set min_new_tokens to 0 or max_new_tokens, or generate fewer rows at a time")
     if slots is not None:
         if slots < 1: raise ValueError(f"generate_batch_fast: slots must be a positive number of rows, got {slots}")
         if static is False: raise ValueError("generate_batch_fast: slots needs the static loop; leave static=None or pass True")

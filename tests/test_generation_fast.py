@@ -132,9 +132,29 @@ def test_slots_refill_cache_holds_slots_rows(setup, monkeypatch):
     states, new_state = [], fd._new_decode_state
     monkeypatch.setattr(fd, "_new_decode_state", lambda *a, **k: states.append(new_state(*a, **k)) or states[-1])
     cfg = GenerationConfig(max_new_tokens=5, min_new_tokens=5, do_sample=False)
-    generate_batch_fast(model, tok, pids, pmask, cfg, static=True, check_every=1, slots=2)
+    generate_batch_fast(model, tok, pids, pmask, cfg, static=True, check_every=1, slots=2, compact=False)
     K = states[0].keys[0]
     assert K.shape[0] == 2 and K.shape[2] == pids.shape[1] + 5 - 1 and states[0].col.shape == (2,)
+
+def test_auto_slots_refill_when_the_cache_does_not_fit(setup, monkeypatch):
+    "slots='auto' (the default): all rows where their KV cache fits, else as many as fit, refilling; one row too many for memory is a clear error."
+    model, tok, pids, pmask = setup
+    import rlprims.fast_decode as fd
+    states, new_state = [], fd._new_decode_state
+    monkeypatch.setattr(fd, "_new_decode_state", lambda *a, **k: states.append(new_state(*a, **k)) or states[-1])
+    cfg = GenerationConfig(max_new_tokens=6, min_new_tokens=6, do_sample=False)
+    lengths = torch.tensor([2, 6, 1, 5, 3, 6])
+    a = generate_batch_fast(model, tok, pids, pmask, cfg, forced_lengths=lengths, check_every=1)   # CPU: memory not counted
+    per_row = fd._kv_bytes_per_row(model, pids.shape[1] + 6 - 1)
+    monkeypatch.setattr(fd, "_available_bytes", lambda dev: 2.5 * per_row / 0.7)   # room for 2 rows
+    b = generate_batch_fast(model, tok, pids, pmask, cfg, forced_lengths=lengths, check_every=1, compact=False)   # (so the cache keeps its size)
+    assert [S.slots for S in states] == [6, 2] and states[1].keys[0].shape[0] == 2
+    assert torch.equal(a.completion_ids, b.completion_ids) and torch.equal(a.completion_mask, b.completion_mask)
+    torch.testing.assert_close(a.logprobs, b.logprobs, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="does not fit in GPU memory"):   # refilling can't keep EOS banned for only some steps
+        generate_batch_fast(model, tok, pids, pmask, cfg._replace(min_new_tokens=3), static=True)
+    monkeypatch.setattr(fd, "_available_bytes", lambda dev: 0.5 * per_row / 0.7)
+    with pytest.raises(MemoryError, match="one row's KV cache"): generate_batch_fast(model, tok, pids, pmask, cfg, static=True)
 
 def test_slots_refill_worst_case_fits(setup):
     "Every row at the whole budget and the host looking less often than a row lasts: every row still gets its place and its whole budget."
