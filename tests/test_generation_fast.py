@@ -92,6 +92,13 @@ def _record_compactions(monkeypatch):
     monkeypatch.setattr(fd, "_compact", lambda S, n: (sizes.append((len(S.rows), n)), compact(S, n)))
     return sizes
 
+def _record_states(monkeypatch):
+    "The decode states generate_batch_fast builds, one per call."
+    import rlprims.fast_decode as fd
+    states, new_state = [], fd._new_decode_state
+    monkeypatch.setattr(fd, "_new_decode_state", lambda *a, **k: states.append(new_state(*a, **k)) or states[-1])
+    return states
+
 def test_compaction_changes_no_token(setup, monkeypatch):
     model, tok, pids, pmask = setup
     pids, pmask = pids.repeat(2, 1), pmask.repeat(2, 1)          # 12 rows
@@ -128,9 +135,7 @@ def test_slots_refill_cache_holds_slots_rows(setup, monkeypatch):
     "Refilling decodes 12 rows in a KV cache of 2 rows of P + T - 1 slots each: a refilled row starts again at slot 0 of its row."
     model, tok, pids, pmask = setup
     pids, pmask = pids.repeat(2, 1), pmask.repeat(2, 1)
-    import rlprims.fast_decode as fd
-    states, new_state = [], fd._new_decode_state
-    monkeypatch.setattr(fd, "_new_decode_state", lambda *a, **k: states.append(new_state(*a, **k)) or states[-1])
+    states = _record_states(monkeypatch)
     cfg = GenerationConfig(max_new_tokens=5, min_new_tokens=5, do_sample=False)
     generate_batch_fast(model, tok, pids, pmask, cfg, static=True, check_every=1, slots=2, compact=False)
     K = states[0].keys[0]
@@ -140,8 +145,7 @@ def test_auto_slots_refill_when_the_cache_does_not_fit(setup, monkeypatch):
     "slots='auto' (the default): all rows where their KV cache fits, else as many as fit, refilling; one row too many for memory is a clear error."
     model, tok, pids, pmask = setup
     import rlprims.fast_decode as fd
-    states, new_state = [], fd._new_decode_state
-    monkeypatch.setattr(fd, "_new_decode_state", lambda *a, **k: states.append(new_state(*a, **k)) or states[-1])
+    states = _record_states(monkeypatch)
     cfg = GenerationConfig(max_new_tokens=6, min_new_tokens=6, do_sample=False)
     lengths = torch.tensor([2, 6, 1, 5, 3, 6])
     a = generate_batch_fast(model, tok, pids, pmask, cfg, forced_lengths=lengths, check_every=1)   # CPU: memory not counted
