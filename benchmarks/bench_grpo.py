@@ -195,6 +195,11 @@ def run_rlprims(s, a):
         if generate_batch_fast is None or a.eager: sys.exit("bench_grpo: --slots needs generate_batch_fast, not --eager")
         generate_batch_fast = functools.update_wrapper(functools.partial(generate_batch_fast, slots=s["slots"]), generate_batch_fast)
     generator = generate_batch_fast if (generate_batch_fast is not None and not a.eager) else generate_batch
+    decodes = set()                                           # (rows, rows decoded at once) of every static decode: slots="auto" may refill
+    if generate_batch_fast is not None:
+        import rlprims.fast_decode as FD
+        new_state = FD._new_decode_state
+        FD._new_decode_state = lambda N, *args, slots=None, **kw: decodes.add((N, slots or N)) or new_state(N, *args, slots=slots, **kw)
     if s["lengths"] != "forced":
         calls = []
         def generator(model, tokenizer, pids, pmask, config, compute_logprobs=True, **kw):   # this step's row lengths
@@ -229,7 +234,7 @@ def run_rlprims(s, a):
     peak = peaks.overall()
     if a.profile: profile_step(model, tok, data[:s["prompts"]], gen, cfg, rewards, opt, s, generator, runner)
     out = dict(lib="rlprims", generator="generate_batch_fast" if s["lengths"] != "forced" else generator.__name__, steps=steps[s["warmup"]:], peak_gib=peak,
-               phase_peak_gib=peaks.phases)
+               phase_peak_gib=peaks.phases, decodes=sorted(decodes))
     del opt; model.zero_grad(set_to_none=True)
     if dev == "cuda": torch.cuda.empty_cache()
     # plain transformers generate at the same batch, and the rlprims generator alone
@@ -472,6 +477,8 @@ def table(s, res) -> str:
         if "generate_tps" in r:
             out += (f"\nplain model.generate at batch {N} x {T} forced tokens: {r['generate_tps']:,.0f} tokens/s; "
                     f"the generator alone is {r['generator_tps'] / r['generate_tps']:.2f}x that")
+    refilled = [(n, k) for n, k in r.get("decodes", []) if k < n]
+    if refilled: out += "\nrows decoded at once, fewer than all (by --slots, or the KV cache of all did not fit; done rows' places refilled): " + ", ".join(f"{k} of {n}" for n, k in refilled)
     if "longtail" in r:
         lt = r["longtail"]
         out += (f"\nlong-tailed lengths (mean {lt['mean_length']:.0f}, max {lt['max_length']}, {lt['at_cap']:.0%} at the cap of {T}): "
