@@ -589,13 +589,15 @@ def _prefill_static(model, S: SimpleNamespace, ids: torch.Tensor, mask: torch.Te
     return out.logits[:, -1][S.inv]
 
 # %% ../nbs/01b_fast_decode.ipynb #9075f5ce
-def _kv_bytes_per_row(model, slots: int) -> int:
-    "Bytes of one decoding row's keys and values over `slots` cache slots, every layer, in the model's dtype."
+def _kv_bytes_per_row(model, slots: int) -> Optional[int]:
+    "Bytes of one decoding row's keys and values over `slots` cache slots, every layer, in the model's dtype; None where the config doesn't say."
     cfg = _config(model)
     cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
-    kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
-    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-    return 2 * cfg.num_hidden_layers * kv_heads * head_dim * slots * next(model.parameters()).element_size()
+    heads, layers = getattr(cfg, "num_attention_heads", None), getattr(cfg, "num_hidden_layers", None)
+    if not heads or not layers: return None
+    kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
+    return 2 * layers * kv_heads * head_dim * slots * next(model.parameters()).element_size()
 
 def _available_bytes(device) -> float:
     "Memory a new tensor can take on a CUDA `device`: free memory plus the allocator's unused blocks, within the process' memory fraction if one is set; unlimited elsewhere."
@@ -609,7 +611,7 @@ def auto_slots(model, rows: int, prompt_len: int, max_new_tokens: int, share: fl
     "Rows `generate_batch_fast` decodes at once: None (all `rows`) where all their KV caches fit in `share` of the available memory, else as many as fit."
     per_row = _kv_bytes_per_row(model, prompt_len + max_new_tokens - 1)
     room = share * _available_bytes(next(model.parameters()).device)
-    if room >= rows * per_row: return None
+    if per_row is None or room >= rows * per_row: return None   # (a config without the sizes: all rows, as before)
     if room < per_row:
         raise MemoryError(f"generate_batch_fast: one row's KV cache ({per_row / 2**30:.2f} GiB for {prompt_len} prompt + {max_new_tokens} new tokens) "
                           f"does not fit in {share:.0%} of the free GPU memory ({room / share / 2**30:.2f} GiB); shorten the prompts or max_new_tokens, or free memory")
