@@ -160,6 +160,19 @@ def test_auto_slots_refill_when_the_cache_does_not_fit(setup, monkeypatch):
     monkeypatch.setattr(fd, "_available_bytes", lambda dev: 0.5 * per_row / 0.7)
     with pytest.raises(MemoryError, match="one row's KV cache"): generate_batch_fast(model, tok, pids, pmask, cfg, static=True)
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_available_bytes_follow_a_memory_fraction():
+    "On a GPU: the memory auto_slots counts is within the device's, and within a cap set by set_per_process_memory_fraction."
+    import rlprims.fast_decode as fd
+    total = torch.cuda.get_device_properties(0).total_memory
+    free = fd._available_bytes("cuda")
+    assert 0 < free <= total
+    try:
+        torch.cuda.set_per_process_memory_fraction(0.25, 0)
+        capped = fd._available_bytes("cuda")
+        assert capped <= 0.25 * total - torch.cuda.memory_allocated(0) + 1 and capped <= free
+    finally: torch.cuda.set_per_process_memory_fraction(1.0, 0)
+
 def test_slots_refill_worst_case_fits(setup):
     "Every row at the whole budget and the host looking less often than a row lasts: every row still gets its place and its whole budget."
     model, tok, pids, pmask = setup
