@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from .core import *
 from .generation import (generate_batch, sample_next_token, eos_token_ids, position_ids_from_mask, _without_autocast,
-                                _fuse_rms_norms, _unfuse, _RMS_NORMS, _attention, _config)
+                                _fuse_rms_norms, _unfuse, _RMS_NORMS, _attention, _text_config)
 
 # %% auto #0
 __all__ = ['attention_splits', 'decode_attention', 'sample_softmax', 'static_kv_attention', 'rotary_qk', 'add_rms_norm',
@@ -223,8 +223,8 @@ def static_kv_attention(module, query, key, value, attention_mask, scaling=None,
         if layer not in S.keys:                             # first use: this layer's cache [slots, kv_heads, Lmax, D]
             shape = (S.slots, key.shape[1], S.Lmax, D)
             S.keys[layer], S.values[layer] = key.new_zeros(shape), value.new_zeros(shape)
-        rows, at = S.fill                                   # all rows (a refill: its rows), from slot 0
-        S.keys[layer][rows, :, at:at + q_len] = key[S.inv]; S.values[layer][rows, :, at:at + q_len] = value[S.inv]
+        rows = S.fill                                       # all rows, or a refill's, from slot 0
+        S.keys[layer][rows, :, :q_len] = key[S.inv]; S.values[layer][rows, :, :q_len] = value[S.inv]
         S.calls += 1
         out = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, scale=scaling, enable_gqa=True)
         return out.transpose(1, 2), None
@@ -499,7 +499,7 @@ def _new_decode_state(N: int, P: int, T: int, config: GenerationConfig, eos: tor
     W = P + T                                                # cache slots of a row (the last one never written)
     return SimpleNamespace(
         N=N, P=P, T=T, slots=n, Lmax=W - 1, config=config, eos=eos, pad=pad, dev=torch.device(dev), keys={}, values={}, inv=None, calls=0, triton=False,
-        fill=(slice(None), 0),                               # where the prefill writes: every row (a refill: its rows), from slot 0
+        fill=slice(None),                                    # the decoding rows the prefill writes: all, or a refill's
         rows=torch.arange(n, device=dev),                    # [n] the batch row each decoding row is; n shrinks as compaction drops done rows
         lengths=None,                                        # [n] forced completion lengths (benchmarks, tests), or None
         fused_rotary=False,                                  # decode steps apply the rotary embedding with `rotary_qk`
@@ -576,10 +576,10 @@ def static_decoding(model, S: SimpleNamespace):
         _unfuse(norms); model.train(was_training)
 
 # %% ../nbs/01b_fast_decode.ipynb #d490f5da
-def _prefill_static(model, S: SimpleNamespace, ids: torch.Tensor, mask: torch.Tensor, rows=slice(None), at: int = 0) -> torch.Tensor:
-    "Run the distinct prompts of `ids` `[n, P]` once into the static cache (decoding rows `rows`, slots `at..at+P-1`); returns the first token's logits `[n, V]`."
+def _prefill_static(model, S: SimpleNamespace, ids: torch.Tensor, mask: torch.Tensor, rows=slice(None)) -> torch.Tensor:
+    "Run the distinct prompts of `ids` `[n, P]` once into the static cache (decoding rows `rows`, slots 0..P-1); returns the first token's logits `[n, V]`."
     P, dev = ids.shape[1], ids.device
-    S.fill = (rows, at)
+    S.fill = rows
     uniq, S.inv = torch.unique(torch.cat([ids, mask], 1), dim=0, return_inverse=True)
     u_ids, u_mask = uniq[:, :P], uniq[:, P:]
     causal = torch.ones(P, P, dtype=torch.bool, device=dev).tril()
@@ -591,8 +591,7 @@ def _prefill_static(model, S: SimpleNamespace, ids: torch.Tensor, mask: torch.Te
 # %% ../nbs/01b_fast_decode.ipynb #9075f5ce
 def _kv_bytes_per_row(model, slots: int) -> Optional[int]:
     "Bytes of one decoding row's keys and values over `slots` cache slots, every layer, in the model's dtype; None where the config doesn't say."
-    cfg = _config(model)
-    cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+    cfg = _text_config(model)
     heads, layers = getattr(cfg, "num_attention_heads", None), getattr(cfg, "num_hidden_layers", None)
     if not heads or not layers: return None
     kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
@@ -705,8 +704,9 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
         static = True                                       # the forcing lives in the static loop, which also runs on a CPU
         if T < 2 or not config.use_cache: raise ValueError("generate_batch_fast: forced_lengths needs max_new_tokens >= 2 and use_cache")
     N, P = prompt_ids.shape
+    runs_static = lambda: (dev.type == "cuda" if static is None else static) and config.use_cache and T >= 2   # else generate_batch
     if slots == "auto":
-        if not (dev.type == "cuda" if static is None else static) or not config.use_cache or T < 2: slots = None   # not the static loop
+        if not runs_static(): slots = None
         elif (slots := auto_slots(model, N, P, T)) is not None and 0 < config.min_new_tokens < T and forced_lengths is None:
             raise ValueError(f"generate_batch_fast: the KV cache of {N} rows does not fit in GPU memory (room for {slots}), and refilling "
                              "bans EOS for every row or none; set min_new_tokens to 0 or max_new_tokens, or generate fewer rows at a time")
@@ -716,8 +716,7 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
         if 0 < config.min_new_tokens < T and forced_lengths is None and slots < N:
             raise ValueError("generate_batch_fast: slots < rows bans EOS for every row or none; min_new_tokens must be 0 or max_new_tokens (or pass forced_lengths)")
         static, slots = True, min(slots, N)
-    if not (dev.type == "cuda" if static is None else static) or not config.use_cache or T < 2:
-        return generate_batch(model, tokenizer, prompt_ids, prompt_mask, config, compute_logprobs, eos_ids)
+    if not runs_static(): return generate_batch(model, tokenizer, prompt_ids, prompt_mask, config, compute_logprobs, eos_ids)
     graphs = dev.type == "cuda" if cuda_graphs is None else cuda_graphs
     eos = torch.tensor(eos_ids if eos_ids is not None else eos_token_ids(tokenizer, model), device=dev)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else int(eos[0])

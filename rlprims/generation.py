@@ -204,12 +204,20 @@ def token_logprobs(x: torch.Tensor, targets: torch.Tensor, temperature: float = 
     lp, ent = _TokenLogprobs.apply(x.reshape(B * T, x.shape[-1]), head_weight, targets.reshape(-1), temperature, chunk_tokens, fused)
     return lp.view(B, T), (ent.view(B, T) if return_entropy else None)
 
+def _config(model):
+    "`model`'s config (through a DDP-style wrapper, its `.module`'s)."
+    return (model if hasattr(model, "config") else model.module).config
+
+def _text_config(model):
+    "The language model's part of `model`'s config (a multimodal config's text config; else the config itself)."
+    cfg = _config(model)
+    return cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+
 def _plain_head(model) -> Optional[torch.Tensor]:
     "The LM head's weight when logits are exactly `decoder(...) @ W.T` and the decoder may be called alone; else None."
     if not hasattr(model, "get_decoder") or type(model).__name__.startswith("FSDP"): return None   # FSDP hooks live on the root
     if getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False): return None
-    head, cfg = model.get_output_embeddings(), model.config
-    cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+    head, cfg = model.get_output_embeddings(), _text_config(model)
     scaled = any(getattr(cfg, k, None) not in (None, 1.0) for k in ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier", "lm_head_multiplier"))
     return head.weight if isinstance(head, torch.nn.Linear) and head.bias is None and not scaled else None
 
@@ -500,10 +508,6 @@ def _register_packed_attention() -> str:
     AttentionInterface.register("rlprims_packed", packed_attention)
     AttentionMaskInterface.register("rlprims_packed", sdpa_mask)
     return "rlprims_packed"
-
-def _config(model):
-    "`model`'s config (through a DDP-style wrapper, its `.module`'s)."
-    return (model if hasattr(model, "config") else model.module).config
 
 @contextlib.contextmanager
 def _attention(model, name: str, keep: bool = False):
