@@ -600,7 +600,9 @@ def _kv_bytes_per_row(model, slots: int) -> Optional[int]:
 
 def _available_bytes(device) -> float:
     "Memory a new tensor can take on a CUDA `device`: free memory plus the allocator's unused blocks, within the process' memory fraction if one is set; unlimited elsewhere."
-    if torch.device(device).type != "cuda": return float("inf")
+    device = torch.device(device)
+    if device.type != "cuda": return float("inf")
+    if device.index is None: device = torch.device("cuda", torch.cuda.current_device())   # the memory-fraction query needs an index
     allocated = torch.cuda.memory_allocated(device)
     free = torch.cuda.mem_get_info(device)[0] + torch.cuda.memory_reserved(device) - allocated
     fraction = getattr(torch.cuda, "get_per_process_memory_fraction", lambda d: 1.0)(device)   # set_per_process_memory_fraction's cap

@@ -273,7 +273,7 @@ def compute_logprobs_for_tokens(
     requires_grad: bool = False,           # True: keep the graph (call per micro-batch when training)
     return_entropy: bool = False,
     share_prefix: Optional[bool] = None,   # run identical prompts once (see `prefill`); None = on CPU only (slower on a GPU, see below)
-    fuse_norms: Optional[bool] = None,     # run RMSNorm layers as one `F.rms_norm` (less activation memory); None = on CUDA only
+    fuse_norms: Optional[bool] = None,     # run RMSNorm layers as one `F.rms_norm` (less activation memory); None = on CUDA, without activation checkpointing
     sort_by_length: Optional[bool] = None, # micro-batches of rows of similar length (less padding); None = when prompts aren't shared
     pad_to_multiple: Optional[int] = None, # round each micro-batch's width (prompt + completion) up to a multiple of this, at most P + T; None = 64 on CUDA, else 1
     pack: bool = False,                    # each micro-batch as one row of real tokens only, attention within each sequence (see `packed_attention`)
@@ -294,7 +294,9 @@ def compute_logprobs_for_tokens(
     if share_prefix is None: share_prefix = dev.type == "cpu" and not recomputes and not pack   # checkpointed layers write no KV cache
     elif share_prefix and recomputes: raise ValueError("compute_logprobs_for_tokens: share_prefix=True needs a KV cache, which "
                                                        "activation-checkpointed layers don't write in training; leave share_prefix=None")
-    if fuse_norms is None: fuse_norms = dev.type == "cuda"
+    if fuse_norms is None: fuse_norms = dev.type == "cuda" and not recomputes
+    elif fuse_norms and recomputes: raise ValueError("compute_logprobs_for_tokens: fuse_norms=True with activation-checkpointed layers: their recomputation "
+                                                     "in the backward runs after the fused norms are undone, so it would not match; leave fuse_norms=None")
     if pad_to_multiple is None: pad_to_multiple = 64 if dev.type == "cuda" else 1   # measured: see the note under the examples
     if pad_to_multiple < 1: raise ValueError(f"compute_logprobs_for_tokens: pad_to_multiple must be >= 1, got {pad_to_multiple}")
     order = None                                       # sorting would split the groups whose prompt a shared pass runs once

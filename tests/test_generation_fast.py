@@ -248,6 +248,25 @@ def test_scoring_under_activation_checkpointing(setup):
     torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="share_prefix"):
         compute_logprobs_for_tokens(ckpt, pids, pmask, c, requires_grad=True, share_prefix=True)
+    with pytest.raises(ValueError, match="fuse_norms"):       # the recomputation would run the unfused norms: a CheckpointError in the backward
+        compute_logprobs_for_tokens(ckpt, pids, pmask, c, requires_grad=True, fuse_norms=True)
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU (fused norms are the default there)")
+def test_gpu_checkpointed_scoring_backward(setup):
+    "On a GPU, bf16-mixed: a checkpointed model's scoring pass with default options runs its backward, with the plain model's log-probs and gradients."
+    from rlprims.precision import enable_activation_checkpointing, create_precision, autocast
+    _, tok, pids, pmask = setup
+    prec = create_precision("bf16-mixed", "cuda")
+    plain, ckpt = (tiny_test_model(seed=1).cuda().train() for _ in range(2))
+    enable_activation_checkpointing(ckpt)
+    c = torch.randint(0, 1000, (6, 5), generator=torch.Generator().manual_seed(0))
+    out = []
+    for m, fuse in ((plain, False), (ckpt, None)):            # None: the default, which must not fuse a checkpointed model's norms
+        with autocast(prec): lp = compute_logprobs_for_tokens(m, pids, pmask, c, requires_grad=True, fuse_norms=fuse)
+        lp.sum().backward()
+        out.append((lp.detach(), torch.cat([q.grad.flatten() for q in m.parameters()])))
+    torch.testing.assert_close(out[0][0], out[1][0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(out[0][1], out[1][1], atol=1e-3, rtol=1e-3)
 
 @pytest.mark.parametrize("share_prefix", [False, True])
 def test_pad_to_multiple_changes_no_logprob(setup, share_prefix):
