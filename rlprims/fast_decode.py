@@ -433,9 +433,15 @@ def _linear_weights(m: torch.nn.Module) -> Optional[tuple]:
     for a in active: w = w + m.get_delta_weight(a).to(w.dtype)
     return w, base.bias
 
-def _free_bytes(device) -> float:
-    "Free memory on a CUDA `device`; unlimited elsewhere."
-    return torch.cuda.mem_get_info(device)[0] if torch.device(device).type == "cuda" else float("inf")
+def _available_bytes(device) -> float:
+    "Memory a new tensor can take on a CUDA `device`: free memory plus the allocator's unused blocks, within the process' memory fraction if one is set; unlimited elsewhere."
+    device = torch.device(device)
+    if device.type != "cuda": return float("inf")
+    if device.index is None: device = torch.device("cuda", torch.cuda.current_device())   # the memory-fraction query needs an index
+    allocated = torch.cuda.memory_allocated(device)
+    free = torch.cuda.mem_get_info(device)[0] + torch.cuda.memory_reserved(device) - allocated
+    fraction = getattr(torch.cuda, "get_per_process_memory_fraction", lambda d: 1.0)(device)   # set_per_process_memory_fraction's cap
+    return min(free, fraction * torch.cuda.get_device_properties(device).total_memory - allocated)
 
 def _fused_decoder(model, rows: int = 0, slots: int = 0) -> Optional[SimpleNamespace]:
     "`model`'s decode-step weights laid out for `_fused_forward`, or None where any part of it is not of a known kind, or its copies would take over half the GPU memory left free by a KV cache of `rows` x `slots`."
@@ -451,7 +457,7 @@ def _fused_decoder(model, rows: int = 0, slots: int = 0) -> Optional[SimpleNames
     own = {id(p) for p in base.parameters()}                # a weight not among them is a copy made here
     size = lambda ws: sum(w.numel() * w.element_size() for w in ws if w is not None and id(w) not in own)
     kv = sum(2 * rows * slots * l.self_attn.k_proj.out_features * inner.embed_tokens.weight.element_size() for l in inner.layers)
-    budget = (_free_bytes(inner.embed_tokens.weight.device) - kv) / 2   # the KV cache first, then at most half of what is left
+    budget = (_available_bytes(inner.embed_tokens.weight.device) - kv) / 2   # the KV cache first, then at most half of what is left
     layers, copied = [], size(head)                         # bytes of concatenated or merged weights
     for layer in inner.layers:
         at, mlp = layer.self_attn, layer.mlp
@@ -597,16 +603,6 @@ def _kv_bytes_per_row(model, slots: int) -> Optional[int]:
     kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
     return 2 * layers * kv_heads * head_dim * slots * next(model.parameters()).element_size()
-
-def _available_bytes(device) -> float:
-    "Memory a new tensor can take on a CUDA `device`: free memory plus the allocator's unused blocks, within the process' memory fraction if one is set; unlimited elsewhere."
-    device = torch.device(device)
-    if device.type != "cuda": return float("inf")
-    if device.index is None: device = torch.device("cuda", torch.cuda.current_device())   # the memory-fraction query needs an index
-    allocated = torch.cuda.memory_allocated(device)
-    free = torch.cuda.mem_get_info(device)[0] + torch.cuda.memory_reserved(device) - allocated
-    fraction = getattr(torch.cuda, "get_per_process_memory_fraction", lambda d: 1.0)(device)   # set_per_process_memory_fraction's cap
-    return min(free, fraction * torch.cuda.get_device_properties(device).total_memory - allocated)
 
 def auto_slots(model, rows: int, prompt_len: int, max_new_tokens: int, share: float = 0.7) -> Optional[int]:
     "Rows `generate_batch_fast` decodes at once: None (all `rows`) where all their KV caches fit in `share` of the available memory, else as many as fit."

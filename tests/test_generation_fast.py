@@ -382,9 +382,9 @@ def test_fused_decoder_leaves_memory_to_the_kv_cache(monkeypatch):
     copies = sum(l.self_attn.q_proj.weight.numel() + 2 * l.self_attn.k_proj.weight.numel() + 2 * l.mlp.up_proj.weight.numel()
                  for l in m.model.layers) * 4                                  # fp32 bytes
     kv = 2 * 2 * 6 * 100 * m.model.layers[0].self_attn.k_proj.out_features * 4    # 2 layers x (K, V) x 6 rows x 100 slots
-    monkeypatch.setattr(fd, "_free_bytes", lambda device: kv + 2 * copies + 8)
+    monkeypatch.setattr(fd, "_available_bytes", lambda device: kv + 2 * copies + 8)
     assert fd._fused_decoder(m, rows=6, slots=100) is not None
-    monkeypatch.setattr(fd, "_free_bytes", lambda device: kv + 2 * copies - 8)
+    monkeypatch.setattr(fd, "_available_bytes", lambda device: kv + 2 * copies - 8)
     assert fd._fused_decoder(m, rows=6, slots=100) is None
     assert fd._fused_decoder(m) is not None                                      # no KV cache to leave room for
 
