@@ -265,8 +265,22 @@ def run_rlprims(s, a):
             sec_eq_rf, n_eq_rf = gen_time(forced_lengths=equal)   # equal lengths through the same slots: the same concurrency
             out["longtail"].update(slots=s["slots"], seconds_refill=sec_rf, cost_vs_equal_refill=(sec_rf / n_lt) / (sec_eq / n_eq),
                                    seconds_equal_refill=sec_eq_rf, cost_vs_equal_same_slots=(sec_rf / n_lt) / (sec_eq_rf / n_eq_rf))
+            out["longtail"].update(refill_parts(FD, lambda: generate_batch_fast(sampler, tok, pids, pmask, gen, forced_lengths=L), dev),
+                                   steps_equal_refill=refill_parts(FD, lambda: generate_batch_fast(sampler, tok, pids, pmask, gen, forced_lengths=equal), dev)["steps"])
     out.update(roofline=roofline(sampler, s, out["prompt_len"], dev), n_rows=len(pids), T=s["T"])
     emit(out)
+
+def refill_parts(FD, decode, dev) -> dict:
+    "Run `decode()` once more, timing its refills (each between two syncs): seconds in `_refill`, how many, and the decode loop's steps."
+    import time
+    spent, states, refill, new_state = [], [], FD._refill, FD._new_decode_state
+    def timed(model, S):
+        sync(dev); t0 = time.perf_counter(); refill(model, S); sync(dev); spent.append(time.perf_counter() - t0)
+    FD._refill = timed
+    FD._new_decode_state = lambda *args, **kw: states.append(new_state(*args, **kw)) or states[-1]
+    try: decode()
+    finally: FD._refill, FD._new_decode_state = refill, new_state
+    return dict(refill_seconds=sum(spent), refills=len(spent), steps=int(states[-1].t) - 1)
 
 def plain_generate_tps(model, tok, pids, pmask, s, reps):
     "Tokens/s of `model.generate` (sampling, forced length) at the benchmark's batch."
@@ -488,7 +502,9 @@ def table(s, res) -> str:
                 + (f" (at the memory roofline: {lt['floor_vs_equal']:.2f}x)" if "floor_vs_equal" in lt else "")
                 + (f"; through {lt['slots']} slots with refills: {lt['seconds_refill']:.3f} s, {lt['cost_vs_equal_refill']:.2f}x" if "slots" in lt else "")
                 + (f"; equal lengths through the same slots: {lt['seconds_equal_refill']:.3f} s, so {lt['cost_vs_equal_same_slots']:.2f}x at the same concurrency"
-                   if "seconds_equal_refill" in lt else ""))
+                   if "seconds_equal_refill" in lt else "")
+                + (f"; {lt['refills']} refills took {lt['refill_seconds']:.3f} s (synced), {lt['steps']} decode steps against {lt['steps_equal_refill']} at equal lengths"
+                   if "refills" in lt else ""))
     elif "roofline" in r and s["lengths"] == "forced":
         f = r["roofline"]
         floor = max(f["t_mem"], f["t_flop"])

@@ -9,9 +9,11 @@ checkpointing on or off, the largest training micro-batch and the largest genera
 A training step processes its rows one micro-batch at a time, so what a budget limits is (a) the rows of one
 forward+backward (`micro`, at P+T tokens each) next to the weights, gradients and AdamW state, and (b) the rows decoded
 at once (`rows`: the static KV cache holds all of them). Each budget is emulated on the one GPU with
-`torch.cuda.set_per_process_memory_fraction`; sizes double until one runs out of memory, then a bisection finds the
-largest that runs. Generation probes allocate the whole cache of the budget and stop every row after 2 tokens.
-bf16-mixed: fp32 trained weights and AdamW state, bf16 compute and a bf16 sampling copy (LoRA: bf16 base, fp32 adapters).
+`torch.cuda.set_per_process_memory_fraction`; sizes double from 1 until one runs out of memory, then a bisection finds
+the largest that runs, to within 1/8 (an entry equal to `--max-rows` means at least that many). Generation probes
+allocate the whole cache of the budget and stop every row after 2 tokens. bf16-mixed: fp32 trained weights and AdamW
+state, bf16 compute and a bf16 sampling copy (LoRA: bf16 base, fp32 adapters). Not counted: a reference model (a KL
+term's), which adds its bf16 weights. With `--out`, the JSON is rewritten after each row, so a run cut short keeps its rows.
 """
 from __future__ import annotations
 import argparse, gc, json, sys, time
@@ -25,6 +27,12 @@ from bench_grpo import SHAPES, shape_dir, lora_config
 def free():
     gc.collect()
     if torch.cuda.is_available(): torch.cuda.empty_cache(); torch.cuda.reset_peak_memory_stats()
+
+def commit() -> str:
+    "The checkout's commit, or '' outside a git checkout."
+    import subprocess
+    try: return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True).stdout.strip()
+    except OSError: return ""
 
 def largest(fits, start: int, limit: int) -> tuple[int, float]:
     "Largest n in [start, limit] (doubling, then bisection) with `fits(n)` returning a peak in GiB (None: out of memory); (0, nan) if none."
@@ -105,6 +113,14 @@ def main(argv=None):
                 return None
         return fits
 
+    out = Path(a.out) if a.out else None
+    name = f"memory-{a.shape}{'-lora' if a.lora else ''}"
+    card = torch.cuda.get_device_name() if dev == "cuda" else "cpu"
+    def save(rows):
+        if out is None: return
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{name}.json").write_text(json.dumps(dict(date=str(date.today()), card=card, commit=commit(), args=vars(a), rows=rows), indent=1))
+
     # one AdamW step first, so its state (and the gradients' memory) exists in every probe
     train_fits(8)(1)
     rows = []
@@ -117,10 +133,11 @@ def main(argv=None):
                 if dev == "cuda": torch.cuda.set_per_process_memory_fraction(min(budget / total, 1.0))
                 t0 = time.time()
                 micro, train_peak = largest(train_fits(T), 1, a.max_rows)
-                gen_rows, gen_peak = largest(generate_fits(T), 8, a.max_rows) if not ckpt else (None, None)   # generation is the same either way
+                gen_rows, gen_peak = largest(generate_fits(T), 1, a.max_rows) if not ckpt else (None, None)   # generation is the same either way
                 row = dict(shape=a.shape, lora=a.lora, ckpt=ckpt, T=T, budget_gib=budget, micro=micro, train_peak_gib=train_peak,
                            gen_rows=gen_rows, gen_peak_gib=gen_peak, seconds=time.time() - t0)
                 rows.append(row); print(json.dumps(row), flush=True)
+                save(rows)                                   # after each row: a run cut short keeps what it measured
     if dev == "cuda": torch.cuda.set_per_process_memory_fraction(1.0)
     head = ("| shape | training | activation checkpointing | completion budget (tokens) | GPU memory | largest micro-batch (rows of P+T tokens) | its peak | largest generation batch (rows) | its peak |\n"
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -129,12 +146,7 @@ def main(argv=None):
              f"| {r['micro']} | {fmt(r['train_peak_gib'], '{:.1f} GiB')} | {fmt(r['gen_rows'], '{}')} | {fmt(r['gen_peak_gib'], '{:.1f} GiB')} |" for r in rows]
     table = head + "\n" + "\n".join(lines)
     print("\n" + table)
-    if a.out:
-        out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
-        name = f"memory-{a.shape}{'-lora' if a.lora else ''}"
-        card = torch.cuda.get_device_name() if dev == "cuda" else "cpu"
-        (out / f"{name}.json").write_text(json.dumps(dict(date=str(date.today()), card=card, args=vars(a), rows=rows), indent=1))
-        (out / f"{name}.md").write_text(table + "\n")
+    if out is not None: (out / f"{name}.md").write_text(table + "\n")
 
 if __name__ == "__main__":
     main()

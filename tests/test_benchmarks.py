@@ -77,3 +77,21 @@ def test_refill_estimate_by_hand():
     assert refill_ms([3, 1, 2], 2, lambda n: 1.0) == 3.0 and refill_ms([3, 1, 2], 2, lambda n: float(n)) == 6.0
     assert refill_ms([2, 2, 2], 2, lambda n: float(n)) == 2 * 2 + 2 * 1    # no refill mid-way: the third row runs alone
     assert refill_ms([5], 4, lambda n: 1.0) == 5.0
+
+def test_refill_parts_counts_refills_and_steps():
+    "bench_grpo.refill_parts: 6 rows of forced lengths through 2 slots, the host looking every 2 steps: refills happen, are timed, and the loop's steps are counted."
+    import torch
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from bench_grpo import refill_parts
+    import rlprims.fast_decode as FD
+    from rlprims.core import GenerationConfig
+    from rlprims.training import tiny_test_model
+    model = tiny_test_model(seed=0).eval()
+    ids, mask = torch.randint(3, 1000, (6, 4), generator=torch.Generator().manual_seed(0)), torch.ones(6, 4, dtype=torch.long)
+    tok = type("Tok", (), dict(pad_token_id=2, eos_token_id=2))()
+    cfg = GenerationConfig(max_new_tokens=6, min_new_tokens=6, do_sample=False)
+    lengths = torch.tensor([2, 6, 3, 1, 4, 2])
+    parts = refill_parts(FD, lambda: FD.generate_batch_fast(model, tok, ids, mask, cfg, eos_ids=[2], forced_lengths=lengths, slots=2, check_every=2), "cpu")
+    assert parts["refills"] >= 2 and parts["refill_seconds"] > 0               # 4 queued rows need at least 2 refills of up to 2 rows
+    assert (sum(lengths.tolist()) - 6) / 2 <= parts["steps"] <= (6 + 2) * 3     # at least the decoded tokens (first ones come from prefills) over 2 slots; at most the loop's bound
+    assert FD._refill.__name__ == "_refill"                                     # the spy is gone afterwards
