@@ -644,15 +644,16 @@ def _refill(model, S: SimpleNamespace) -> None:
     S.col[free], S.t0[free], S.pos[free] = P, S.t - 1, pm.sum(1)   # its token 0 came from the prefill: the next step's is 1
     _first_tokens(S, _prefill_static(model, S, ids, pm, rows=free), free)
 
-def _decode_loop(model, S: SimpleNamespace, logits: torch.Tensor, mask: torch.Tensor, graphs: bool, check_every: int, compact: bool = True):
-    "Sample the first token from the prefill's `logits`, then the rest one step at a time: each step a CUDA graph (captured once per key), or eager. Done rows take queued rows (`S.queue`) while there are any."
+def _decode_loop(model, S: SimpleNamespace, logits: torch.Tensor, mask: torch.Tensor, graphs: bool, check_every: int, compact: bool = True,
+                 refill_min: int = 1):
+    "Sample the first token from the prefill's `logits`, then the rest one step at a time: each step a CUDA graph (captured once per key), or eager. Done rows take queued rows (`S.queue`) while there are any, once `refill_min` of them are done (or the whole queue fits)."
     config, P, T, refilling = S.config, S.P, S.T, S.slots < S.N
     _first_tokens(S, logits, slice(None))
     S.t.fill_(1); S.col.fill_(P); S.pos.copy_(mask.sum(1)); S.mask[:, P] = True
     span = lambda t: S.Lmax if S.triton or refilling else min(-(-(P + t) // 64) * 64, S.Lmax) if graphs else P + t   # slots attended
     ban = lambda t: t < config.min_new_tokens or (refilling and config.min_new_tokens > 0)   # refilling: banned throughout (forced lengths end the rows)
     captured, pool = {}, None
-    steps = (T + check_every) * -(-S.N // S.slots) if refilling else T - 1   # a row lasts at most T steps, its place waits at most check_every
+    steps = (T + check_every) * (-(-(S.N - S.slots) // refill_min) + 1) if refilling else T - 1   # refills come at most T + check_every steps apart (by then every row is done), each taking >= refill_min rows or the rest
     for t in range(1, steps + 1):
         key = (span(t), ban(t))
         if not graphs: _decode_step(model, S, *key)
@@ -672,7 +673,7 @@ def _decode_loop(model, S: SimpleNamespace, logits: torch.Tensor, mask: torch.Te
             pool = g.pool(); g.replay()
         if t % check_every == 0:                        # the host looks: refill done rows, stop when all are done, drop done rows when few are live
             done = int(S.done.sum())
-            if len(S.queue) and done: _refill(model, S); done = int(S.done.sum())
+            if len(S.queue) and done >= min(refill_min, len(S.queue)): _refill(model, S); done = int(S.done.sum())   # a refill's prompt pass costs many decode steps' time: several rows each
             live = len(S.rows) - done
             if live == 0 and not len(S.queue): break
             if compact and not len(S.queue) and _next_pow2(live) <= len(S.rows) // 2:
@@ -689,6 +690,7 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
                         compact: bool = True,                # at a look, keep only the live rows when they fit in half the batch
                         forced_lengths: Optional[torch.Tensor] = None,   # [N]: row i ends with EOS as its forced_lengths[i]-th token
                         slots: Union[int, str, None] = "auto",   # rows decoded at once: "auto" (`auto_slots`), None (all) or a number; a done row's place goes to the next waiting row
+                        refill_min: Optional[int] = None,    # with refills: a look of the host refills once this many rows are done, or the whole queue fits (None: an eighth of the slots)
                         fused_rotary: Optional[bool] = None,   # decode steps rotate q and k with `rotary_qk` (None: where the steps use Triton, i.e. CUDA graphs on CUDA)
                         fused_layers: Optional[bool] = None) -> RolloutBatch:   # decode steps run `_fused_forward` where the model's layers are of a known kind (None: as fused_rotary)
     "Drop-in `generate_batch` (same arguments and result) with a preallocated KV cache and each decode step one CUDA graph."
@@ -714,6 +716,7 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
         if 0 < config.min_new_tokens < T and forced_lengths is None and slots < N:
             raise ValueError("generate_batch_fast: slots < rows bans EOS for every row or none; min_new_tokens must be 0 or max_new_tokens (or pass forced_lengths)")
         static, slots = True, min(slots, N)
+    if refill_min is not None and refill_min < 1: raise ValueError(f"generate_batch_fast: refill_min must be a positive number of rows, got {refill_min}")
     if not runs_static(): return generate_batch(model, tokenizer, prompt_ids, prompt_mask, config, compute_logprobs, eos_ids)
     graphs = dev.type == "cuda" if cuda_graphs is None else cuda_graphs
     eos = torch.tensor(eos_ids if eos_ids is not None else eos_token_ids(tokenizer, model), device=dev)
@@ -731,7 +734,7 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
     with static_decoding(model, S):
         try: logits = _prefill_static(model, S, ids[:n], mask[:n])
         except NotImplementedError: S.calls = 0
-        if S.calls > 0: _decode_loop(model, S, logits, mask[:n], graphs, check_every, compact)
+        if S.calls > 0: _decode_loop(model, S, logits, mask[:n], graphs, check_every, compact, refill_min or max(1, n // 8))
     if S.calls == 0:                                        # attention does not go through transformers' interface here
         S.fused = None                                      # free the fused weights' copies before the plain loop
         if forced_lengths is not None: raise NotImplementedError("generate_batch_fast: forced_lengths needs a model whose attention goes through transformers' AttentionInterface")

@@ -8,6 +8,13 @@ step (its prompt pass is not counted). Equal lengths: every row the mean length,
 benchmark's long-tailed draw (log-normal, median a quarter of the budget, 10% at the cap).
 
     python benchmarks/tools/refill_estimate.py --curve 128:2.329 64:2.082 32:1.953 16:1.904 8:1.868 4:1.804 --rows 128 256 512 1024
+
+With `--check-every K` it follows `generate_batch_fast`'s loop instead: the host looks every K steps; a done row keeps
+costing its place until a look refills it (only when at least `--min-free` places are free, or the whole queue fits),
+or until compaction drops it once the queue is empty (live rows fitting in half the batch, rounded to a power of 2);
+each refill costs `--refill-ms` (its prompt pass and host syncs). Equal lengths go through the same loop.
+
+    python benchmarks/tools/refill_estimate.py --curve ... --rows 512 --one-draw --check-every 16 --refill-ms 28 --min-free 1 8 16
 """
 import argparse, heapq, sys
 from pathlib import Path
@@ -26,19 +33,48 @@ def refill_ms(lengths, slots: int, step_ms) -> float:
             if queue: heapq.heappush(ends, t + queue.pop(0))
     return total
 
+def loop_ms(lengths, slots: int, step_ms, check_every: int, refill_ms: float = 0.0, min_free: int = 1) -> tuple[float, int, int]:
+    "`(ms, decode steps, refills)` of `generate_batch_fast`'s refilling loop over rows of `lengths` (see the module's note)."
+    pow2 = lambda n: 1 << (max(n, 1) - 1).bit_length()
+    queue, left = list(lengths[slots:]), [l - 1 for l in lengths[:slots]]   # decode steps a row still needs (its first token came from its prompt pass)
+    n, t, total, refills = len(left), 0, 0.0, 0
+    while True:
+        t += 1; total += step_ms(n)                               # done rows still in the batch cost their place
+        left = [x - 1 for x in left]
+        if t % check_every: continue
+        free = [i for i, x in enumerate(left) if x <= 0]
+        if queue and free and len(free) >= min(min_free, len(queue)):
+            refills += 1; total += refill_ms
+            for i in free[:len(queue)]: left[i] = queue.pop(0) - 1
+        live = [x for x in left if x > 0]
+        if not live and not queue: return total, t, refills
+        if not queue and pow2(len(live)) <= n // 2: n = pow2(len(live)); left = live + [0] * (n - len(live))
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--curve", nargs="+", required=True, help="rows:ms pairs, a decode step's time at that many live rows")
     ap.add_argument("--slots", type=int, default=128); ap.add_argument("--T", type=int, default=1024)
     ap.add_argument("--rows", type=int, nargs="+", default=[128, 256, 512, 1024])
+    ap.add_argument("--one-draw", action="store_true", help="the lengths of bench_grpo.py --slots: one draw of all rows (default: one draw per `slots` rows)")
+    ap.add_argument("--check-every", type=int, default=0, help="follow generate_batch_fast's loop, the host looking every K steps (0: ideal refills)")
+    ap.add_argument("--refill-ms", type=float, default=0.0, help="with --check-every: the cost of one refill")
+    ap.add_argument("--min-free", type=int, nargs="+", default=[1], help="with --check-every: a refill waits for this many free places")
     a = ap.parse_args()
     pts = sorted((int(r), float(ms)) for r, ms in (x.split(":") for x in a.curve))
     step_ms = lambda n: float(np.interp(n, [p[0] for p in pts], [p[1] for p in pts])) if n > 0 else 0.0
     print(f"slots {a.slots}, budget {a.T}; step cost (ms) at " + ", ".join(f"{r} rows {ms}" for r, ms in pts))
     for n in a.rows:
-        L = [int(x) for x in np.concatenate([row_lengths(s, a.slots, a.T, "longtail").numpy() for s in range(-(-n // a.slots))])[:n]]
-        tail = refill_ms(L, a.slots, step_ms)
+        draws = [row_lengths(0, n, a.T, "longtail").numpy()] if a.one_draw else [row_lengths(s, a.slots, a.T, "longtail").numpy() for s in range(-(-n // a.slots))]
+        L = [int(x) for x in np.concatenate(draws)[:n]]
         mean = round(sum(L) / n)
+        if a.check_every:
+            eq, eq_steps, _ = loop_ms([mean] * n, a.slots, step_ms, a.check_every, a.refill_ms)
+            for m in a.min_free:
+                ms, steps, refills = loop_ms(L, a.slots, step_ms, a.check_every, a.refill_ms, m)
+                print(f"{n:5d} rows, mean length {sum(L) / n:.0f}, a refill at >= {m} free places: {ms / 1e3:.3f} s, {steps} steps, {refills} refills; "
+                      f"equal lengths {eq / 1e3:.3f} s, {eq_steps} steps: a long-tailed token costs {(ms / sum(L)) / (eq / (mean * n)):.2f}x")
+            continue
+        tail = refill_ms(L, a.slots, step_ms)
         equal = refill_ms([mean] * n, a.slots, step_ms)
         print(f"{n:5d} rows, mean length {sum(L) / n:.0f}: refilled {tail / 1e3:.3f} s, equal lengths {equal / 1e3:.3f} s: "
               f"a long-tailed token costs {(tail / sum(L)) / (equal / (mean * n)):.2f}x an equal-length one")
