@@ -734,7 +734,7 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
     with static_decoding(model, S):
         try: logits = _prefill_static(model, S, ids[:n], mask[:n])
         except NotImplementedError: S.calls = 0
-        if S.calls > 0: _decode_loop(model, S, logits, mask[:n], graphs, check_every, compact, refill_min or max(1, n // 8))
+        if S.calls > 0: _decode_loop(model, S, logits, mask[:n], graphs, check_every, compact, min(refill_min or max(1, n // 8), n))   # (more than n would never come)
     if S.calls == 0:                                        # attention does not go through transformers' interface here
         S.fused = None                                      # free the fused weights' copies before the plain loop
         if forced_lengths is not None: raise NotImplementedError("generate_batch_fast: forced_lengths needs a model whose attention goes through transformers' AttentionInterface")

@@ -78,6 +78,15 @@ def test_refill_estimate_by_hand():
     assert refill_ms([2, 2, 2], 2, lambda n: float(n)) == 2 * 2 + 2 * 1    # no refill mid-way: the third row runs alone
     assert refill_ms([5], 4, lambda n: 1.0) == 5.0
 
+def test_refill_loop_model_by_hand():
+    "refill_estimate.loop_ms, worked by hand: 2 slots, the host looking every step, a step costing its batch's rows."
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks" / "tools"))
+    from refill_estimate import loop_ms
+    assert loop_ms([3, 1, 2], 2, lambda n: 1.0, 1) == (2.0, 2, 1)        # the 1-token row's place refilled after step 1; both end at step 2
+    assert loop_ms([3, 1, 2, 2], 2, float, 1) == (5.0, 3, 2)              # refills of 1 row each; the last step runs 1 row after compaction
+    assert loop_ms([3, 1, 2, 2], 2, float, 1, min_free=2) == (6.0, 3, 1)  # one refill of both rows once both places are free
+    assert loop_ms([3, 1, 2, 2], 2, float, 1, refill_ms=10.0) == (25.0, 3, 2)
+
 def test_refill_parts_counts_refills_and_steps():
     "bench_grpo.refill_parts: 6 rows of forced lengths through 2 slots, the host looking every 2 steps: refills happen, are timed, and the loop's steps are counted."
     import torch

@@ -131,9 +131,9 @@ def test_slots_refill_changes_no_token(setup, monkeypatch, slots):
     fresh = compute_logprobs_for_tokens(model, b.prompt_ids, b.prompt_mask, b.completion_ids, completion_mask=b.completion_mask)
     torch.testing.assert_close(fresh * b.completion_mask, b.logprobs, atol=1e-4, rtol=0)
 
-@pytest.mark.parametrize("refill_min", [3, 5])
+@pytest.mark.parametrize("refill_min", [3, 5, 100])
 def test_slots_refill_min_waits_for_done_rows(setup, monkeypatch, refill_min):
-    "refill_min=m: a refill comes once m rows are done (or the whole queue fits), so each prompt pass serves several rows; tokens, forced EOS and log-probs stay those of all rows at once (m = slots: every row done)."
+    "refill_min=m: a refill comes once m rows are done (or the whole queue fits), so each prompt pass serves several rows; tokens, forced EOS and log-probs stay those of all rows at once (m >= slots: every row done)."
     model, tok, pids, pmask = setup
     pids, pmask = pids.repeat(2, 1), pmask.repeat(2, 1)          # 12 rows through 5 slots
     lengths = torch.tensor([2, 16, 3, 1, 5, 9, 4, 2, 12, 6, 3, 7])
@@ -143,7 +143,7 @@ def test_slots_refill_min_waits_for_done_rows(setup, monkeypatch, refill_min):
     monkeypatch.setattr(fd, "_refill", lambda m, S: (refills.append((len(S.queue), int(S.done.sum()))), refill(m, S)))
     a = generate_batch_fast(model, tok, pids, pmask, cfg, forced_lengths=lengths, check_every=1)
     b = generate_batch_fast(model, tok, pids, pmask, cfg, forced_lengths=lengths, check_every=1, slots=5, refill_min=refill_min)
-    assert refills and all(done >= min(refill_min, queue) for queue, done in refills)   # (refill_min=1 here refills 2, 1, 1, 2, 1 rows)
+    assert refills and all(done >= min(refill_min, 5, queue) for queue, done in refills)   # (refill_min=1 here refills 2, 1, 1, 2, 1 rows; more than the slots: all of them)
     assert torch.equal(a.completion_ids, b.completion_ids) and torch.equal(a.completion_mask, b.completion_mask)
     torch.testing.assert_close(a.logprobs, b.logprobs, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="refill_min"):
