@@ -135,6 +135,7 @@ class Hooks(NamedTuple):
     ref_update_fn: Optional[Callable] = None   # (ref_model, policy, step=, kl=) -> None, after each step
     checkpoint_fn: Optional[Callable] = None   # replaces how checkpoints are written (rlprims.checkpoints)
     log_fn: Optional[Callable] = None       # called with each metrics row (rank 0 only): a step's, or a held-out evaluation's
+    optimizer_fn: Optional[Callable] = None # (params, lr=, weight_decay=) -> torch.optim.Optimizer; None = torch.optim.AdamW
 
 # %% ../nbs/00_core.ipynb #d709220b
 def record_fields(record: NamedTuple) -> dict:

@@ -390,13 +390,15 @@ def _check_train_args(prompts, reward_fn, num_steps, batch_size, num_generations
     if not (isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate) and learning_rate > 0):
         raise ValueError(f"train: learning_rate={learning_rate!r}; expected a positive finite number")
 
-def _optimizer(model, critic: Optional[Critic], prec: Precision, learning_rate: float, run: RunConfig):
-    "AdamW over the policy's trainable weights and the critic's (kept in the master precision), and its warm-up schedule."
+def _optimizer(model, critic: Optional[Critic], prec: Precision, learning_rate: float, run: RunConfig, optimizer_fn: Optional[Callable] = None):
+    "The optimizer (`optimizer_fn`, None: AdamW) over the policy's trainable weights and the critic's (kept in the master precision), and its warm-up schedule."
     critic_params = critic_parameters(critic) if critic is not None else []
     for p in critic_params: p.data = p.data.to(prec.param_dtype)          # trained: master precision, like the policy
     own = {id(p) for p in critic_params}
     params = [p for p in model.parameters() if p.requires_grad and id(p) not in own] + critic_params
-    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=run.weight_decay)
+    optimizer = (optimizer_fn or torch.optim.AdamW)(params, lr=learning_rate, weight_decay=run.weight_decay)
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"train: Hooks.optimizer_fn returned a {type(optimizer).__name__}; expected a torch.optim.Optimizer built from (params, lr=, weight_decay=)")
     w = run.warmup_steps
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / w) if w else 1.0)
 
@@ -471,7 +473,7 @@ def train(
     if world > 1 and cfg0.advantage == "gae" and run.use_lora and not cfg0.shared_critic:
         raise ValueError("train: PPO with a LoRA critic adapter runs on one process; under DDP pass train_overrides={'shared_critic': True}")
     critic = create_critic(model, shared=cfg0.shared_critic) if cfg0.advantage == "gae" else None
-    optimizer, scheduler = _optimizer(model, critic, prec, learning_rate, run)
+    optimizer, scheduler = _optimizer(model, critic, prec, learning_rate, run, hooks.optimizer_fn)
     needs_ref = use_ref_model or cfg0.kl_coef > 0 or cfg0.loss_type == "online_dpo"
     ref_model = create_reference_model(model) if needs_ref else None
     ref_keep = ref_model if hooks.ref_update_fn is not None else None   # a reference that moves is part of the state

@@ -116,6 +116,23 @@ def test_activation_checkpointing_trains_the_same(tok, tmp_path):
     assert json.loads((tmp_path / "ckpt" / "config.json").read_text())["run"]["activation_checkpointing"] is True
 
 
+def test_optimizer_fn_replaces_adamw(tok, tmp_path):
+    "Hooks(optimizer_fn=...) builds the run's optimizer from (params, lr=, weight_decay=); one that returns something else is refused by name."
+    made = []
+    def sgd(params, lr, weight_decay):
+        made.append(torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)); return made[-1]
+    vowels = lambda r: sum(ch in "aeiou" for ch in r.generation.text) / 10
+    model = tiny_test_model(); before = model.lm_head.weight.detach().clone()
+    kw = dict(prompts=create_addition_dataset(16), reward_fn={"vowels": vowels}, num_steps=2, batch_size=2, num_generations=4, learning_rate=1e-3,
+              model=model, tokenizer=tok, gen_config=GEN, run=RunConfig(progress=False, seed=7, save_final=False))
+    res = train(output_dir=tmp_path / "sgd", hooks=Hooks(optimizer_fn=sgd), **kw)
+    assert len(made) == 1 and made[0].param_groups[0]["lr"] == 1e-3 and not made[0].state   # plain SGD keeps no state (AdamW would)
+    assert not torch.equal(before, res.model.lm_head.weight)                                  # and it trained
+    assert json.loads((tmp_path / "sgd" / "config.json").read_text())["hooks"]["optimizer_fn"].endswith("sgd")
+    with pytest.raises(TypeError, match="optimizer_fn returned a list"):
+        train(output_dir=tmp_path / "bad", hooks=Hooks(optimizer_fn=lambda params, lr, weight_decay: list(params)), **{**kw, "model": tiny_test_model()})
+
+
 _RAGGED = torch.tensor([5, 1, 3, 2, 5, 1, 4, 2])              # 2 prompts x 4 samples, long and short rows mixed
 
 
