@@ -14,7 +14,7 @@ from .distributed import unwrap_model, is_fsdp, full_state_dicts
 
 # %% auto #0
 __all__ = ['save_checkpoint', 'latest_checkpoint', 'resolve_checkpoint', 'DamagedCheckpoint', 'check_checkpoint_compatible',
-           'load_checkpoint', 'load_latest_checkpoint']
+           'check_optimizer_kind', 'load_checkpoint', 'load_latest_checkpoint']
 
 # %% ../nbs/06b_checkpoints.ipynb #85bad732
 def _fsync_dir(path: Path):
@@ -87,7 +87,8 @@ def save_checkpoint(model, tokenizer, step: int, output_dir: Union[str, Path], c
             ref_sd = _reference_state(base, ref_model)
             if ref_sd is not None: save_file(ref_sd, tmp / "reference.safetensors")
             time.sleep(float(os.environ.get("RLPRIMS_CHECKPOINT_PAUSE", 0) or 0))   # fault-injection tests kill the run here
-            torch.save({"optimizer": optim_sd, "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            torch.save({"optimizer": optim_sd, "optimizer_class": _optimizer_class(optimizer),
+                        "scheduler": scheduler.state_dict() if scheduler is not None else None,
                         "rng": _rng_state(data_rng or random.Random(0)),
                         "scaler": scaler.state_dict() if scaler is not None else None}, tmp / "trainer_state.pt")
             (tmp / "state.json").write_text(json.dumps({"step": step, **(state or {})}, default=str))
@@ -170,6 +171,17 @@ def check_checkpoint_compatible(path: Union[str, Path], model, critic: Optional[
                          f"(algorithm {saved.get('algorithm', '?')!r}), but this run {'needs one' if critic is not None else 'has none'}; "
                          "resume with the algorithm it was trained with")
 
+def _optimizer_class(optimizer) -> Optional[str]:
+    "The class name of `optimizer` (under accelerate's wrapper), or None."
+    return None if optimizer is None else type(getattr(optimizer, "optimizer", optimizer)).__name__
+
+def check_optimizer_kind(optimizer, trainer_state: dict, path) -> None:
+    "Refuse, naming both, to load an optimizer state that another kind of optimizer wrote (its settings and moments would not fit); checkpoints written before this record pass."
+    saved, now = trainer_state.get("optimizer_class"), _optimizer_class(optimizer)
+    if saved is not None and trainer_state.get("optimizer") is not None and saved != now:
+        raise ValueError(f"resume_from: checkpoint '{path}' holds the state of a {saved} optimizer and this run's optimizer is a {now}; "
+                         "resume with the optimizer it was written with (Hooks.optimizer_fn), or start a new run from its model weights")
+
 def load_checkpoint(path: Union[str, Path], model, optimizer=None, scheduler=None, data_rng: Optional[random.Random] = None,
                     critic: Optional[Critic] = None, ref_model=None, scaler=None) -> dict:
     "Restore model weights, optimizer, scheduler, RNG states (PPO's critic, fp16 loss scaler) from `path`; returns the saved state dict. Reads every file before changing anything."
@@ -179,6 +191,7 @@ def load_checkpoint(path: Union[str, Path], model, optimizer=None, scheduler=Non
     lora = hasattr(model, "peft_config")
     state = _read(path / "state.json", lambda f: json.loads(f.read_text()))
     ts = _read(path / "trainer_state.pt", lambda f: torch.load(f, weights_only=True))
+    if optimizer is not None: check_optimizer_kind(optimizer, ts, path)
     sd = _read(path / "model" / ("adapter_model.safetensors" if lora else "model.safetensors"), load_file)
     critic_sd = _read(path / "critic.safetensors", load_file) if critic is not None else None
     ref_sd = _read(path / "reference.safetensors", load_file) if ref_model is not None and (path / "reference.safetensors").exists() else None

@@ -24,7 +24,7 @@ from .precision import (PRECISIONS, Precision, create_precision, prepare_for_tra
 from .metrics import (_reward_metrics, _mismatch_sums, _mismatch_metrics, _average_logs, update_ema_metrics,
                              plot_curves, evaluate, append_metrics_csv, create_loggers, tracker_names)
 from .tasks import create_addition_dataset, correct, answer_format, ADDITION_REWARDS
-from .checkpoints import save_checkpoint, latest_checkpoint, load_checkpoint, load_latest_checkpoint, _seed_by_rank
+from .checkpoints import save_checkpoint, latest_checkpoint, load_checkpoint, load_latest_checkpoint, check_optimizer_kind, _seed_by_rank
 from .distributed import (create_accelerator, is_fsdp, unwrap_model, prepare_model, shard_prompts, gathered_params,
                                  full_state_dicts, load_full_optimizer_state, _rank_world, _row_ranges, _all_gather, _pad_id, _average_grads)
 
@@ -409,6 +409,8 @@ def _warn_config_changes(saved: Mapping[str, Any], now: Mapping[str, Any], ckpt:
     pairs = [(k, saved.get(k), now.get(k)) for k in keys]
     for rec in ("train_config", "gen_config"):
         pairs += [(f"{rec}.{k}", v, now[rec].get(k)) for k, v in saved.get(rec, {}).items()]
+    optimizer = lambda cfg: (cfg.get("hooks") or {}).get("optimizer_fn") or "AdamW"   # whose state the checkpoint holds (None: AdamW)
+    if "hooks" in saved: pairs.append(("hooks.optimizer_fn", optimizer(saved), optimizer(now)))
     diff = [f"{k}: {a!r} -> {b!r}" for k, a, b in pairs if a is not None and a != b]
     if diff: warnings.warn(f"train: resuming from {ckpt.name} with settings that differ from the ones it was written with: " + "; ".join(diff))
 
@@ -500,6 +502,7 @@ def train(
         model, optimizer = prepare_model(acc, model, optimizer)
         if fsdp and resume_from is not None:
             ts = torch.load(ckpt / "trainer_state.pt", weights_only=True)
+            check_optimizer_kind(optimizer, ts, ckpt)
             if ts["optimizer"] is not None: load_full_optimizer_state(model, optimizer, ts["optimizer"])
     runner = create_runner(model, acc, prec, sampler if sampler is not model else None, pack=run.pack_sequences)
     interactive = "ipykernel" in sys.modules and not os.environ.get("IN_TEST")

@@ -143,6 +143,25 @@ def test_damaged_or_partial_checkpoints(tok, tmp_path):
     assert latest_checkpoint(tmp_path).name == "checkpoint-2"
 
 
+def test_resume_with_another_optimizer(tok, tmp_path):
+    "A checkpoint holds its optimizer's state: another kind of optimizer is refused by name before anything changes; another Hooks.optimizer_fn of the same kind warns."
+    import warnings
+    _train(tok, tmp_path, 1)
+    model = tiny_test_model(); before = [p.detach().clone() for p in model.parameters()]
+    sgd = lambda params, lr, weight_decay: torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
+    with pytest.raises(ValueError, match="holds the state of a AdamW optimizer and this run's optimizer is a SGD"):
+        _train(tok, tmp_path, 2, model=model, resume_from=tmp_path, hooks=Hooks(optimizer_fn=sgd))
+    assert all(torch.equal(p, q) for p, q in zip(before, model.parameters()))        # refused before loading anything
+    adamw = lambda params, lr, weight_decay: torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    with pytest.warns(UserWarning, match=r"hooks.optimizer_fn: 'AdamW' -> '.*<lambda>'"):
+        res = _train(tok, tmp_path, 2, resume_from=tmp_path, hooks=Hooks(optimizer_fn=adamw))
+    assert res.metrics["step"].tolist() == [0, 1]
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        _train(tok, tmp_path / "again", 1); _train(tok, tmp_path / "again", 2, resume_from=tmp_path / "again")   # the same optimizer: no warning
+    assert not [w for w in seen if "optimizer_fn" in str(w.message)]
+
+
 def test_resume_under_another_kind_of_run_is_refused_first(tok, tmp_path):
     _train(tok, tmp_path, 1)
     model = tiny_test_model()
