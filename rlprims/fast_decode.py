@@ -443,6 +443,15 @@ def _available_bytes(device) -> float:
     fraction = getattr(torch.cuda, "get_per_process_memory_fraction", lambda d: 1.0)(device)   # set_per_process_memory_fraction's cap
     return min(free, fraction * torch.cuda.get_device_properties(device).total_memory - allocated)
 
+def _kv_bytes_per_row(model, slots: int) -> Optional[int]:
+    "Bytes of one decoding row's keys and values over `slots` cache slots, every layer, in the model's dtype; None where the config doesn't say."
+    cfg = _text_config(model)
+    heads, layers = getattr(cfg, "num_attention_heads", None), getattr(cfg, "num_hidden_layers", None)
+    if not heads or not layers: return None
+    kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
+    return 2 * layers * kv_heads * head_dim * slots * next(model.parameters()).element_size()
+
 def _fused_decoder(model, rows: int = 0, slots: int = 0) -> Optional[SimpleNamespace]:
     "`model`'s decode-step weights laid out for `_fused_forward`, or None where any part of it is not of a known kind, or its copies would take over half the GPU memory left free by a KV cache of `rows` x `slots`."
     base = model.get_base_model() if hasattr(model, "get_base_model") else model     # under a PEFT wrapper
@@ -456,7 +465,7 @@ def _fused_decoder(model, rows: int = 0, slots: int = 0) -> Optional[SimpleNames
     if head is None: return None
     own = {id(p) for p in base.parameters()}                # a weight not among them is a copy made here
     size = lambda ws: sum(w.numel() * w.element_size() for w in ws if w is not None and id(w) not in own)
-    kv = sum(2 * rows * slots * l.self_attn.k_proj.out_features * inner.embed_tokens.weight.element_size() for l in inner.layers)
+    kv = rows * (_kv_bytes_per_row(model, slots) or 0)
     budget = (_available_bytes(inner.embed_tokens.weight.device) - kv) / 2   # the KV cache first, then at most half of what is left
     layers, copied = [], size(head)                         # bytes of concatenated or merged weights
     for layer in inner.layers:
@@ -595,15 +604,6 @@ def _prefill_static(model, S: SimpleNamespace, ids: torch.Tensor, mask: torch.Te
     return out.logits[:, -1][S.inv]
 
 # %% ../nbs/01b_fast_decode.ipynb #9075f5ce
-def _kv_bytes_per_row(model, slots: int) -> Optional[int]:
-    "Bytes of one decoding row's keys and values over `slots` cache slots, every layer, in the model's dtype; None where the config doesn't say."
-    cfg = _text_config(model)
-    heads, layers = getattr(cfg, "num_attention_heads", None), getattr(cfg, "num_hidden_layers", None)
-    if not heads or not layers: return None
-    kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
-    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
-    return 2 * layers * kv_heads * head_dim * slots * next(model.parameters()).element_size()
-
 def auto_slots(model, rows: int, prompt_len: int, max_new_tokens: int, share: float = 0.7) -> Optional[int]:
     "Rows `generate_batch_fast` decodes at once: None (all `rows`) where all their KV caches fit in `share` of the available memory, else as many as fit."
     per_row = _kv_bytes_per_row(model, prompt_len + max_new_tokens - 1)
@@ -705,16 +705,15 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
         if T < 2 or not config.use_cache: raise ValueError("generate_batch_fast: forced_lengths needs max_new_tokens >= 2 and use_cache")
     N, P = prompt_ids.shape
     runs_static = lambda: (dev.type == "cuda" if static is None else static) and config.use_cache and T >= 2   # else generate_batch
-    if slots == "auto":
-        if not runs_static(): slots = None
-        elif (slots := auto_slots(model, N, P, T)) is not None and 0 < config.min_new_tokens < T and forced_lengths is None:
-            raise ValueError(f"generate_batch_fast: the KV cache of {N} rows does not fit in GPU memory (room for {slots}), and refilling "
-                             "bans EOS for every row or none; set min_new_tokens to 0 or max_new_tokens, or generate fewer rows at a time")
+    auto = slots == "auto"
+    if auto: slots = auto_slots(model, N, P, T) if runs_static() else None
     if slots is not None:
         if slots < 1: raise ValueError(f"generate_batch_fast: slots must be a positive number of rows, got {slots}")
         if static is False: raise ValueError("generate_batch_fast: slots needs the static loop; leave static=None or pass True")
-        if 0 < config.min_new_tokens < T and forced_lengths is None and slots < N:
-            raise ValueError("generate_batch_fast: slots < rows bans EOS for every row or none; min_new_tokens must be 0 or max_new_tokens (or pass forced_lengths)")
+        if 0 < config.min_new_tokens < T and forced_lengths is None and slots < N:   # refilling bans EOS for the whole loop or not at all
+            raise ValueError((f"generate_batch_fast: the KV cache of {N} rows does not fit in GPU memory (room for {slots}), so rows are refilled, and refilling"
+                              if auto else "generate_batch_fast: slots < rows means refilling, and refilling")
+                             + " bans EOS for every row or none; set min_new_tokens to 0 or max_new_tokens" + (", or generate fewer rows at a time" if auto else " (or pass forced_lengths)"))
         static, slots = True, min(slots, N)
     if refill_min is not None and refill_min < 1: raise ValueError(f"generate_batch_fast: refill_min must be a positive number of rows, got {refill_min}")
     if not runs_static(): return generate_batch(model, tokenizer, prompt_ids, prompt_mask, config, compute_logprobs, eos_ids)
