@@ -213,13 +213,26 @@ def _text_config(model):
     cfg = _config(model)
     return cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
 
-def _plain_head(model) -> Optional[torch.Tensor]:
-    "The LM head's weight when logits are exactly `decoder(...) @ W.T` and the decoder may be called alone; else None."
-    if not hasattr(model, "get_decoder") or type(model).__name__.startswith("FSDP"): return None   # FSDP hooks live on the root
+def _plain_head(model) -> Optional[torch.nn.Linear]:
+    "The LM head when logits are exactly `hidden @ W.T` and its weight may be used outside the model's forward; else None."
+    if isinstance(model, torch.nn.parallel.DistributedDataParallel):   # its forward prepares the gradient reduction: W's gradient
+        if model.find_unused_parameters: return None                   # arrives after it, which only an all-parameters reducer allows
+        model = model.module
+    if not hasattr(model, "get_output_embeddings") or type(model).__name__.startswith("FSDP"): return None   # FSDP unshards W only inside the root's forward
     if getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False): return None
     head, cfg = model.get_output_embeddings(), _text_config(model)
     scaled = any(getattr(cfg, k, None) not in (None, 1.0) for k in ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier", "lm_head_multiplier"))
-    return head.weight if isinstance(head, torch.nn.Linear) and head.bias is None and not scaled else None
+    return head if isinstance(head, torch.nn.Linear) and head.bias is None and not scaled else None
+
+@contextlib.contextmanager
+def _head_left_out(model):
+    "Yields the LM head's weight `W` `[V, H]` where `_plain_head` allows it; while inside, `model(...).logits` are then the final hidden states `[..., H]` (the head is an identity). Else yields None and changes nothing."
+    head = _plain_head(model)
+    if head is None: yield None; return
+    parent, name = next((m, n) for m in model.modules() for n, c in m.named_children() if c is head)
+    setattr(parent, name, torch.nn.Identity())
+    try: yield head.weight
+    finally: setattr(parent, name, head)
 
 # %% ../nbs/01_generation.ipynb #56b826ef
 def prefill(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, cache, share_prefix: bool = True) -> torch.Tensor:
@@ -327,12 +340,10 @@ def compute_logprobs_for_tokens(
                 rest = model(input_ids=c[:, :-1], attention_mask=mask[:, :-1], position_ids=position_ids_from_mask(mask)[:, P:-1],
                              past_key_values=cache, use_cache=True).logits if Tm > 1 else first[:, :0]
                 x = torch.cat([first, rest], 1)
-            elif (W := _plain_head(model)) is not None:    # the backbone alone; the LM head runs inside token_logprobs, in chunks
-                x = model.get_decoder()(input_ids=torch.cat([p, c], 1)[:, :-1], attention_mask=mask[:, :-1],
-                                        position_ids=position_ids_from_mask(mask)[:, :-1], use_cache=False).last_hidden_state[:, -Tm:]
             else:
-                x = model(input_ids=torch.cat([p, c], 1), attention_mask=mask, position_ids=position_ids_from_mask(mask),
-                          logits_to_keep=Tm + 1, use_cache=False).logits[:, :-1]
+                with _head_left_out(model) as W:           # a plain LM head runs inside token_logprobs, in chunks: x is hidden states
+                    x = model(input_ids=torch.cat([p, c], 1)[:, :-1], attention_mask=mask[:, :-1],
+                              position_ids=position_ids_from_mask(mask)[:, :-1], logits_to_keep=Tm, use_cache=False).logits
             lp, ent = token_logprobs(x, c, temperature, return_entropy, head_weight=W)
             lps.append(F.pad(lp, pad))
             if return_entropy: ents.append(F.pad(ent, pad))
@@ -542,11 +553,7 @@ def _packed_logprobs(model, p: torch.Tensor, pm: torch.Tensor, c: torch.Tensor, 
     before = targets - 1                                    # the position that predicts each of them
     dummy = torch.ones(1, 1, 1, 1, dtype=torch.bool, device=ids.device)   # a 4D mask is used as given: no [N, N] mask is built
     with _attention(model, _register_packed_attention(), keep):
-        W = _plain_head(model)
-        if W is not None:
-            x = model.get_decoder()(input_ids=ids, attention_mask=dummy, position_ids=pos, use_cache=False,
-                                    rlprims_packed=info).last_hidden_state[:, before]
-        else:
+        with _head_left_out(model) as W:                    # W: x is hidden states, the LM head runs in token_logprobs
             x = model(input_ids=ids, attention_mask=dummy, position_ids=pos, use_cache=False, logits_to_keep=before,
                       rlprims_packed=info).logits
     if info.calls == 0: raise NotImplementedError("compute_logprobs_for_tokens: pack=True needs a model whose attention goes through transformers' AttentionInterface")

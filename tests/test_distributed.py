@@ -155,6 +155,39 @@ def test_create_accelerator_arguments(monkeypatch):
         with pytest.raises(ValueError, match="FSDP needs CUDA"): create_accelerator("fsdp")
 
 
+@pytest.mark.parametrize("find_unused", [False, True])
+def test_ddp_scoring_leaves_the_lm_head_out(tmp_path, find_unused):
+    "Through a DDP wrapper the LM head runs in chunks inside token_logprobs, so no [rows, T, V] logits exist (with find_unused_parameters it runs in the forward: its reducer would count it unused); log-probs and gradients equal the plain model's, over two steps."
+    import copy
+    from torch.nn.parallel import DistributedDataParallel
+    from rlprims.generation import compute_logprobs_for_tokens
+    from test_generation_fast import _tiny
+    from test_packing import _batch
+    pids, pm, c, cm = _batch()
+    plain = _tiny("qwen2", seed=3).train()
+    inner = copy.deepcopy(plain)
+    head_outputs = []
+    inner.lm_head.register_forward_hook(lambda m, i, o: head_outputs.append(o.shape[-1]))
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path}/pg", rank=0, world_size=1)
+    try:
+        ddp = DistributedDataParallel(inner, find_unused_parameters=find_unused)
+        for step in range(2):                          # a reduction left unfinished would raise in the second step's forward
+            grads = []
+            for model in (plain, ddp):
+                model.zero_grad(set_to_none=True)
+                lp = compute_logprobs_for_tokens(model, pids, pm, c, completion_mask=cm, micro_batch_size=8, requires_grad=True, share_prefix=False)
+                (lp * cm).sum().backward()
+                grads.append((lp.detach(), {n.removeprefix("module."): p.grad.clone() for n, p in model.named_parameters()}))
+            (lp0, g0), (lp1, g1) = grads
+            torch.testing.assert_close(lp1, lp0, atol=1e-5, rtol=0)
+            assert g0.keys() == g1.keys()
+            for n in g0: torch.testing.assert_close(g1[n], g0[n], atol=1e-5, rtol=1e-4)
+    finally:
+        torch.distributed.destroy_process_group()
+    assert head_outputs == ([plain.config.vocab_size] * 2 if find_unused else [])   # the head's forward ran only with find_unused_parameters
+    assert isinstance(inner.lm_head, torch.nn.Linear)  # put back
+
+
 def test_concat_rollout_results_rejects_mixed_fields():
     from rlprims.core import RolloutBatch
     from rlprims.rollouts import RolloutResult
