@@ -60,16 +60,23 @@ def run(out, steps: int = 2, resume_from=None, tokenizer=None, lora: bool = Fals
         from peft import LoraConfig, get_peft_model
         model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0))
     if torch.cuda.device_count() >= 2: model = model.to(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
+    last_grads = []                                  # the last optimizer step's gradients (reduced over processes), in the optimizer's order
+
+    def adamw_recording(params, lr, weight_decay):  # train's default optimizer, and a look at what it steps with
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        record = lambda o, args, kwargs: last_grads.__setitem__(slice(None), [_full(p.grad).double().norm().item() for g in o.param_groups for p in g["params"]])
+        opt.register_step_pre_hook(record)
+        return opt
     res = train(prompts=create_addition_dataset(16), reward_fn={"len3": len3, "correct": correct}, num_steps=steps, batch_size=4,
                 num_generations=G, learning_rate=1e-3, output_dir=out, model=model, tokenizer=tok,
                 gen_config=GenerationConfig(max_new_tokens=6, temperature=1.0, top_k=0, top_p=1.0), resume_from=resume_from,
                 run=RunConfig(progress=False, seed=0, checkpoint_every=1, distributed=distributed, accuracy_key=kw.pop("accuracy_key", "correct")),
-                hooks=Hooks(generator=row_seeded_generator(G)),
+                hooks=Hooks(generator=row_seeded_generator(G), optimizer_fn=adamw_recording),
                 **{"train_overrides": {"micro_batch_size": 2}, **kw})
     named = [(n, p) for n, p in res.model.named_parameters() if p.requires_grad]
     result = {"metrics": res.metrics[[c for c in COLS if c in res.metrics]].to_dict("list"),
               "params": {n: _full(p.detach()).double().sum().item() for n, p in named},
-              "grads": {n: _full(p.grad).double().norm().item() for n, p in named if p.grad is not None},   # last step's reduced gradient
+              "grads": dict(zip([n for n, _ in named], last_grads, strict=True)),   # the optimizer holds the trainable weights in this order
               "world": int(os.environ.get("WORLD_SIZE", 1))}
     if int(os.environ.get("RANK", 0)) == 0: (Path(out) / "result.json").write_text(json.dumps(result))
     return result
@@ -85,7 +92,7 @@ def assert_same(r1: dict, r2: dict, steps=None, rel=1e-4):
         for s in (steps if steps is not None else range(len(v1))):
             assert close(v1[s], v2[s], rel), (c, s, v1[s], v2[s])
     for key in ("params", "grads"):
-        assert r1[key].keys() == r2[key].keys(), key
+        assert r1[key].keys() == r2[key].keys() and len(r1[key]) > 0, key
         # a sum over thousands of weights carries float noise of ~1e-5 after several Adam steps (the DAPO variant takes 6)
         for n in r1[key]: assert close(r1[key][n], r2[key][n], rel, 1e-4), (key, n, r1[key][n], r2[key][n])
 
