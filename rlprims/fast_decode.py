@@ -711,9 +711,9 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
         if slots < 1: raise ValueError(f"generate_batch_fast: slots must be a positive number of rows, got {slots}")
         if static is False: raise ValueError("generate_batch_fast: slots needs the static loop; leave static=None or pass True")
         if 0 < config.min_new_tokens < T and forced_lengths is None and slots < N:   # refilling bans EOS for the whole loop or not at all
-            raise ValueError((f"generate_batch_fast: the KV cache of {N} rows does not fit in GPU memory (room for {slots}), so rows are refilled, and refilling"
-                              if auto else "generate_batch_fast: slots < rows means refilling, and refilling")
-                             + " bans EOS for every row or none; set min_new_tokens to 0 or max_new_tokens" + (", or generate fewer rows at a time" if auto else " (or pass forced_lengths)"))
+            why, other = ((f"the KV cache of {N} rows does not fit in GPU memory (room for {slots}), so rows are refilled", "generate fewer rows at a time")
+                          if auto else ("slots < rows means refilling", "pass forced_lengths"))
+            raise ValueError(f"generate_batch_fast: {why}, and refilling bans EOS for every row or none; set min_new_tokens to 0 or max_new_tokens, or {other}")
         static, slots = True, min(slots, N)
     if refill_min is not None and refill_min < 1: raise ValueError(f"generate_batch_fast: refill_min must be a positive number of rows, got {refill_min}")
     if not runs_static(): return generate_batch(model, tokenizer, prompt_ids, prompt_mask, config, compute_logprobs, eos_ids)

@@ -164,7 +164,7 @@ def test_create_accelerator_arguments(monkeypatch):
 
 @pytest.mark.parametrize("find_unused", [False, True])
 def test_ddp_scoring_leaves_the_lm_head_out(tmp_path, find_unused):
-    "Through a DDP wrapper the LM head runs in chunks inside token_logprobs, so no [rows, T, V] logits exist (with find_unused_parameters it runs in the forward: its reducer would count it unused); log-probs and gradients equal the plain model's, over two steps."
+    "As for a plain model, through a DDP wrapper the LM head runs in chunks inside token_logprobs, so no [rows, T, V] logits exist (with find_unused_parameters it runs in the forward: its reducer would count it unused); log-probs and gradients equal the plain model's, over two steps."
     import copy
     from torch.nn.parallel import DistributedDataParallel
     from rlprims.generation import compute_logprobs_for_tokens
@@ -175,6 +175,8 @@ def test_ddp_scoring_leaves_the_lm_head_out(tmp_path, find_unused):
     inner = copy.deepcopy(plain)
     head_outputs = []
     inner.lm_head.register_forward_hook(lambda m, i, o: head_outputs.append(o.shape[-1]))
+    plain_head_outputs = []
+    plain.lm_head.register_forward_hook(lambda m, i, o: plain_head_outputs.append(o.shape[-1]))
     torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path}/pg", rank=0, world_size=1)
     try:
         ddp = DistributedDataParallel(inner, find_unused_parameters=find_unused)
@@ -192,6 +194,7 @@ def test_ddp_scoring_leaves_the_lm_head_out(tmp_path, find_unused):
     finally:
         torch.distributed.destroy_process_group()
     assert head_outputs == ([plain.config.vocab_size] * 2 if find_unused else [])   # the head's forward ran only with find_unused_parameters
+    assert plain_head_outputs == []                                                 # and never for the plain model
     assert isinstance(inner.lm_head, torch.nn.Linear)  # put back
 
 

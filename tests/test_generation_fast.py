@@ -200,7 +200,7 @@ def test_slots_refill_worst_case_fits(setup):
     a = generate_batch(model, tok, pids, pmask, cfg)
     assert bool((b.completion_mask == 1).all()) and torch.equal(a.completion_ids, b.completion_ids)
 
-def test_slots_refill_sampled_lengths_and_budget(setup):
+def test_slots_refill_sampled_lengths_and_budget(setup, monkeypatch):
     "Sampled with refills: every row ends at its EOS or at the budget, none longer, and the log-probs are the model's."
     model, tok, pids, pmask = setup
     pids, pmask = pids.repeat(2, 1), pmask.repeat(2, 1)
@@ -217,8 +217,12 @@ def test_slots_refill_sampled_lengths_and_budget(setup):
     fresh = compute_logprobs_for_tokens(model, b.prompt_ids, b.prompt_mask, b.completion_ids, completion_mask=b.completion_mask)
     torch.testing.assert_close(fresh * b.completion_mask, b.logprobs, atol=1e-4, rtol=0)
     with pytest.raises(ValueError, match="slots"): generate_batch_fast(model, tok, pids, pmask, cfg, slots=0)
-    with pytest.raises(ValueError, match="min_new_tokens"):
+    with pytest.raises(ValueError, match="slots < rows means refilling.*min_new_tokens.*pass forced_lengths"):
         generate_batch_fast(model, tok, pids, pmask, cfg._replace(min_new_tokens=3), slots=4)
+    import rlprims.fast_decode as fd
+    monkeypatch.setattr(fd, "auto_slots", lambda *args: 4)          # the default slots="auto", when the cache of all rows does not fit
+    with pytest.raises(ValueError, match=r"cache of 12 rows does not fit in GPU memory \(room for 4\).*generate fewer rows at a time"):
+        generate_batch_fast(model, tok, pids, pmask, cfg._replace(min_new_tokens=3), static=True)
 
 def test_forced_lengths_long_tail(setup, monkeypatch):
     model, tok, pids, pmask = setup
