@@ -420,6 +420,10 @@ def qkv_rotary_store(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, K:
 # %% ../nbs/01b_fast_decode.ipynb #9dd2a74f
 _FUSABLE_LAYERS = ("LlamaDecoderLayer", "Qwen2DecoderLayer", "Qwen3DecoderLayer", "MistralDecoderLayer")   # pre-norm, SiLU-gated MLP, full rotary
 
+def _class_name(m: torch.nn.Module) -> str:
+    "`m`'s class name; under FSDP2, which makes `m` an instance of `FSDP<Name>` (a subclass of FSDPModule and the original), the original's."
+    return next(c.__name__ for c in type(m).__mro__ if not c.__name__.startswith("FSDP"))
+
 def _linear_weights(m: torch.nn.Module) -> Optional[tuple]:
     "`(weight, bias)` that `m` applies: a plain Linear's own, or a LoRA-wrapped Linear's with its active adapters merged in (a copy); None for anything else."
     if type(m) is torch.nn.Linear: return m.weight, m.bias
@@ -471,8 +475,9 @@ def _fused_decoder(model, rows: int = 0, slots: int = 0) -> Optional[SimpleNames
     for layer in inner.layers:
         at, mlp = layer.self_attn, layer.mlp
         norms = [layer.input_layernorm, layer.post_attention_layernorm] + [getattr(at, n) for n in ("q_norm", "k_norm") if hasattr(at, n)]
-        window = getattr(at, "sliding_window", None) or (type(layer).__name__ == "MistralDecoderLayer" and getattr(cfg, "sliding_window", None))
-        if type(layer).__name__ not in _FUSABLE_LAYERS or window or any(type(m).__name__ not in _RMS_NORMS for m in norms):
+        kind = _class_name(layer)
+        window = getattr(at, "sliding_window", None) or (kind == "MistralDecoderLayer" and getattr(cfg, "sliding_window", None))
+        if kind not in _FUSABLE_LAYERS or window or any(type(m).__name__ not in _RMS_NORMS for m in norms):
             return None
         lin = {n: _linear_weights(m) for n, m in (("q", at.q_proj), ("k", at.k_proj), ("v", at.v_proj), ("o", at.o_proj),
                                                   ("gate", mlp.gate_proj), ("up", mlp.up_proj), ("down", mlp.down_proj))}

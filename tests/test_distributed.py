@@ -198,6 +198,30 @@ def test_ddp_scoring_leaves_the_lm_head_out(tmp_path, find_unused):
     assert isinstance(inner.lm_head, torch.nn.Linear)  # put back
 
 
+def test_fused_decoder_takes_fsdp2_layers(tmp_path):
+    "Under FSDP2 (one gloo process; each layer and the root sharded) the decoder layers are `FSDP<Name>` classes. Inside gathered_params the fused decoder takes them, with the plain model's weights: it had refused them by name, so FSDP sampled through another path than one process and DDP, and its rollouts differed on the GPUs."
+    import copy
+    from torch.distributed.fsdp import fully_shard
+    from rlprims.distributed import gathered_params
+    from rlprims.fast_decode import _fused_decoder
+    from test_generation_fast import _tiny
+    plain = _tiny("qwen2", seed=3)
+    sharded, Z0 = copy.deepcopy(plain), _fused_decoder(plain)
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path}/pg", rank=0, world_size=1)
+    try:
+        for layer in sharded.model.layers: fully_shard(layer)
+        fully_shard(sharded)
+        assert type(sharded.model.layers[0]).__name__ == "FSDPQwen2DecoderLayer"
+        with gathered_params(sharded):
+            Z1 = _fused_decoder(sharded)
+            assert Z1 is not None and len(Z1.layers) == len(Z0.layers)
+            for a, b in zip(Z0.layers, Z1.layers):
+                for k in ("qkv_w", "qkv_b", "o_w", "gate_up_w", "down_w"): torch.testing.assert_close(getattr(b, k), getattr(a, k))
+            torch.testing.assert_close(Z1.head_w, Z0.head_w)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
 def test_concat_rollout_results_rejects_mixed_fields():
     from rlprims.core import RolloutBatch
     from rlprims.rollouts import RolloutResult
