@@ -524,6 +524,7 @@ def _new_decode_state(N: int, P: int, T: int, config: GenerationConfig, eos: tor
         lengths=None,                                        # [n] forced completion lengths (benchmarks, tests), or None
         fused_rotary=False,                                  # decode steps apply the rotary embedding with `rotary_qk`
         fused=None,                                          # `_fused_decoder`'s weights: decode steps run `_fused_forward`, else the model's forward
+        prompts=None,                                        # `_prompt_cache`: every distinct prompt's keys, values and logits, which rows start from; None: each start runs its prompts
         mask=z(n, W, dtype=torch.bool),                      # [n, W] cache slots each row attends to
         t0=z(n),                                             # [n] the step each row started at (refills start later)
         tok=z(n), pos=z(n),                                  # [n] the token fed next and its position id
@@ -637,6 +638,23 @@ def _first_tokens(S: SimpleNamespace, logits: torch.Tensor, rows) -> None:
     S.tokens[out, 0], S.logprobs[out, 0], S.valid[out, 0] = tok, lp, True
     S.done[rows] = (tok[:, None] == S.eos).any(-1); S.tok[rows] = tok
 
+def _prompt_cache(model, uniq: torch.Tensor, of_row: torch.Tensor, P: int, chunk: int) -> SimpleNamespace:
+    "Run the distinct prompts `uniq` `[U, 2P]` (ids, then mask) once, `chunk` a pass: their keys and values `[U, kv_heads, P, D]` per layer and last position's logits `[U, V]`; `of_row` `[N]` is each row's prompt."
+    C = SimpleNamespace(keys={}, values={}, slots=len(uniq), Lmax=P, calls=0, of_row=of_row)   # the fields static_kv_attention's prefill writes
+    C.logits = torch.cat([_prefill_static(model, C, uniq[i:i + chunk, :P], uniq[i:i + chunk, P:], rows=slice(i, i + chunk))
+                          for i in range(0, len(uniq), chunk)])
+    return C
+
+def _start_rows(model, S: SimpleNamespace, rows: torch.Tensor, take: torch.Tensor) -> torch.Tensor:
+    "Put the prompts of batch rows `take` into decoding rows `rows` (slots 0..P-1): copied from `S.prompts` where there is one, else run. Returns their first token's logits `[k, V]`."
+    if S.prompts is None: return _prefill_static(model, S, S.prompt_ids[take], S.prompt_mask[take], rows=rows)
+    u = S.prompts.of_row[take]
+    for cache, source in ((S.keys, S.prompts.keys), (S.values, S.prompts.values)):
+        for layer, kv in source.items():
+            if layer not in cache: cache[layer] = kv.new_zeros(S.slots, kv.shape[1], S.Lmax, kv.shape[3])
+            cache[layer][:, :, :S.P].index_copy_(0, rows, kv[u])   # two kernels a layer: far fewer than a prompt pass launches
+    return S.prompts.logits[u]
+
 def _refill(model, S: SimpleNamespace) -> None:
     "Start queued rows in the decoding rows that are done: each prompt into slots 0..P-1 of its row, its first token sampled."
     free = S.done.nonzero()[:, 0][:len(S.queue)]
@@ -644,10 +662,10 @@ def _refill(model, S: SimpleNamespace) -> None:
     P = S.P
     S.rows[free] = take
     if S.lengths is not None: S.lengths[free] = S.all_lengths[take]
-    ids, pm = S.prompt_ids[take], S.prompt_mask[take]
+    pm = S.prompt_mask[take]
     S.mask[free] = False; S.mask[free, :P] = pm.bool(); S.mask[free, P] = True   # its prompt, then the slot its first token goes to
     S.col[free], S.t0[free], S.pos[free] = P, S.t - 1, pm.sum(1)   # its token 0 came from the prefill: the next step's is 1
-    _first_tokens(S, _prefill_static(model, S, ids, pm, rows=free), free)
+    _first_tokens(S, _start_rows(model, S, free, take), free)
 
 def _decode_loop(model, S: SimpleNamespace, logits: torch.Tensor, mask: torch.Tensor, graphs: bool, check_every: int, compact: bool = True,
                  refill_min: int = 1):
@@ -696,6 +714,7 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
                         forced_lengths: Optional[torch.Tensor] = None,   # [N]: row i ends with EOS as its forced_lengths[i]-th token
                         slots: Union[int, str, None] = "auto",   # rows decoded at once: "auto" (`auto_slots`), None (all) or a number; a done row's place goes to the next waiting row
                         refill_min: Optional[int] = None,    # with refills: a look of the host refills once this many rows are done, or the whole queue fits (None: an eighth of the slots)
+                        prompt_cache: Optional[bool] = None,   # with refills: each distinct prompt runs once, up front, and refilled rows copy its keys and values (None: where they fit in a quarter of the memory the KV cache leaves)
                         fused_rotary: Optional[bool] = None,   # decode steps rotate q and k with `rotary_qk` (None: where the steps use Triton, i.e. CUDA graphs on CUDA)
                         fused_layers: Optional[bool] = None) -> RolloutBatch:   # decode steps run `_fused_forward` where the model's layers are of a known kind (None: as fused_rotary)
     "Drop-in `generate_batch` (same arguments and result) with a preallocated KV cache and each decode step one CUDA graph."
@@ -736,7 +755,15 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
     S.fused = _fused_decoder(model, n, S.Lmax) if _triton_option(fused_layers, dev, S.triton) else None   # by default where the steps use Triton already
     S.fused_rotary = S.fused is None and _triton_option(fused_rotary, dev, S.triton)
     with static_decoding(model, S):
-        try: logits = _prefill_static(model, S, ids[:n], mask[:n])
+        try:
+            if n < N and prompt_cache is not False:          # refilling: the prompts' pass once, where its results fit
+                uniq, of_row = torch.unique(torch.cat([ids, mask], 1), dim=0, return_inverse=True)
+                kv = _kv_bytes_per_row(model, P)             # a prompt's keys and values, then its logits (in the model's dtype)
+                need = kv and len(uniq) * (kv + _text_config(model).vocab_size * next(model.parameters()).element_size())
+                room = (_available_bytes(dev) - n * (_kv_bytes_per_row(model, S.Lmax) or 0)) / 4
+                if prompt_cache or (need and need <= room):
+                    S.prompts = _prompt_cache(model, uniq, of_row, P, chunk=n); S.calls = S.prompts.calls
+            logits = _start_rows(model, S, torch.arange(n, device=dev), torch.arange(n, device=dev))
         except NotImplementedError: S.calls = 0
         if S.calls > 0: _decode_loop(model, S, logits, mask[:n], graphs, check_every, compact, min(refill_min or max(1, n // 8), n))   # (more than n would never come)
     if S.calls == 0:                                        # attention does not go through transformers' interface here

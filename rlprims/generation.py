@@ -218,7 +218,7 @@ def _plain_head(model) -> Optional[torch.nn.Linear]:
     if isinstance(model, torch.nn.parallel.DistributedDataParallel):   # its forward prepares the gradient reduction: W's gradient
         if model.find_unused_parameters: return None                   # arrives after it, which only an all-parameters reducer allows
         model = model.module
-    if not hasattr(model, "get_output_embeddings") or type(model).__name__.startswith("FSDP"): return None   # FSDP unshards W only inside the root's forward
+    if not hasattr(model, "get_output_embeddings") or type(model).__name__ == "FullyShardedDataParallel": return None   # FSDP1's flat parameters
     if getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False): return None
     head, cfg = model.get_output_embeddings(), _text_config(model)
     scaled = any(getattr(cfg, k, None) not in (None, 1.0) for k in ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier", "lm_head_multiplier"))
@@ -226,12 +226,14 @@ def _plain_head(model) -> Optional[torch.nn.Linear]:
 
 @contextlib.contextmanager
 def _head_left_out(model):
-    "Yields the LM head's weight `W` `[V, H]` where `_plain_head` allows it; while inside, `model(...).logits` are then the final hidden states `[..., H]` (the head is an identity). Else yields None and changes nothing."
+    "Yields the LM head where `_plain_head` allows it; while inside, `model(...).logits` are the final hidden states `[..., H]` (the head is an identity). Read its weight `[V, H]` after the forward: under FSDP2 it is whole from then on. Else yields None and changes nothing."
     head = _plain_head(model)
     if head is None: yield None; return
+    if hasattr(model, "set_reshard_after_forward"):         # an FSDP2 root: it keeps W gathered from its forward to its backward (the root's default)
+        model.set_reshard_after_forward(False, recurse=False)
     parent, name = next((m, n) for m in model.modules() for n, c in m.named_children() if c is head)
     setattr(parent, name, torch.nn.Identity())
-    try: yield head.weight
+    try: yield head
     finally: setattr(parent, name, head)
 
 # %% ../nbs/01_generation.ipynb #56b826ef
@@ -341,9 +343,10 @@ def compute_logprobs_for_tokens(
                              past_key_values=cache, use_cache=True).logits if Tm > 1 else first[:, :0]
                 x = torch.cat([first, rest], 1)
             else:
-                with _head_left_out(model) as W:           # a plain LM head runs inside token_logprobs, in chunks: x is hidden states
+                with _head_left_out(model) as head:        # a plain LM head runs inside token_logprobs, in chunks: x is hidden states
                     x = model(input_ids=torch.cat([p, c], 1)[:, :-1], attention_mask=mask[:, :-1],
                               position_ids=position_ids_from_mask(mask)[:, :-1], logits_to_keep=Tm, use_cache=False).logits
+                    W = head.weight if head is not None else None
             lp, ent = token_logprobs(x, c, temperature, return_entropy, head_weight=W)
             lps.append(F.pad(lp, pad))
             if return_entropy: ents.append(F.pad(ent, pad))
@@ -553,9 +556,10 @@ def _packed_logprobs(model, p: torch.Tensor, pm: torch.Tensor, c: torch.Tensor, 
     before = targets - 1                                    # the position that predicts each of them
     dummy = torch.ones(1, 1, 1, 1, dtype=torch.bool, device=ids.device)   # a 4D mask is used as given: no [N, N] mask is built
     with _attention(model, _register_packed_attention(), keep):
-        with _head_left_out(model) as W:                    # W: x is hidden states, the LM head runs in token_logprobs
+        with _head_left_out(model) as head:                 # x is hidden states, the LM head runs in token_logprobs
             x = model(input_ids=ids, attention_mask=dummy, position_ids=pos, use_cache=False, logits_to_keep=before,
                       rlprims_packed=info).logits
+            W = head.weight if head is not None else None
     if info.calls == 0: raise NotImplementedError("compute_logprobs_for_tokens: pack=True needs a model whose attention goes through transformers' AttentionInterface")
     lp, ent = token_logprobs(x, ids[:, targets], temperature, return_entropy, head_weight=W)   # [1, Nc]
     grid = lambda y: torch.zeros(cm.shape, dtype=y.dtype, device=y.device).masked_scatter(cm.bool(), y[0])

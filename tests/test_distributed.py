@@ -198,6 +198,42 @@ def test_ddp_scoring_leaves_the_lm_head_out(tmp_path, find_unused):
     assert isinstance(inner.lm_head, torch.nn.Linear)  # put back
 
 
+@pytest.mark.parametrize("micro", [8, 4])
+def test_fsdp2_scoring_leaves_the_lm_head_out(tmp_path, micro):
+    "Under FSDP2 (one gloo process; each layer and the root sharded) the LM head runs in chunks inside token_logprobs too, its weight read after the root's forward, which keeps it gathered until the backward: log-probs and every gradient equal the plain model's over two steps (in one or two micro-batches), and the head's forward never runs."
+    import copy
+    from torch.distributed.fsdp import fully_shard
+    from rlprims.generation import compute_logprobs_for_tokens
+    from test_generation_fast import _tiny
+    from test_packing import _batch
+    pids, pm, c, cm = _batch()
+    plain = _tiny("qwen2", seed=3).train()
+    sharded, head_outputs = copy.deepcopy(plain), []
+    sharded.lm_head.register_forward_hook(lambda m, i, o: head_outputs.append(o.shape[-1]))
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path}/pg", rank=0, world_size=1)
+    try:
+        for layer in sharded.model.layers: fully_shard(layer)
+        fully_shard(sharded, reshard_after_forward=True)       # as an explicit setting would: the root re-shards after its forward
+        params = {m: dict(m.named_parameters()) for m in (plain, sharded)}   # FSDP2's sharded ones, as an optimizer holds them
+        full = lambda g: g.full_tensor() if hasattr(g, "full_tensor") else g
+        for step in range(2):
+            grads = []
+            for model in (plain, sharded):
+                for p in params[model].values(): p.grad = None   # (model.zero_grad would reach the gathered root, not the shards' grads)
+                lp = compute_logprobs_for_tokens(model, pids, pm, c, completion_mask=cm, micro_batch_size=micro, requires_grad=True, share_prefix=False)
+                (lp * cm).sum().backward()
+                grads.append((lp.detach(), {n: full(p.grad).clone() for n, p in params[model].items()}))
+            (lp0, g0), (lp1, g1) = grads
+            torch.testing.assert_close(lp1, lp0, atol=1e-5, rtol=0)
+            assert g0.keys() == g1.keys()
+            for n in g0: torch.testing.assert_close(g1[n], g0[n], atol=1e-5, rtol=1e-4)
+            with torch.no_grad():                                # a scoring pass without gradients (old and reference log-probs)
+                torch.testing.assert_close(compute_logprobs_for_tokens(sharded, pids, pm, c, completion_mask=cm, micro_batch_size=micro, share_prefix=False), lp0, atol=1e-5, rtol=0)
+    finally:
+        torch.distributed.destroy_process_group()
+    assert head_outputs == [] and isinstance(sharded.lm_head, torch.nn.Linear)   # never ran its forward; put back
+
+
 def test_fused_decoder_takes_fsdp2_layers(tmp_path):
     "Under FSDP2 (one gloo process; each layer and the root sharded) the decoder layers are `FSDP<Name>` classes. Inside gathered_params the fused decoder takes them, with the plain model's weights: it had refused them by name, so FSDP sampled through another path than one process and DDP, and its rollouts differed on the GPUs."
     import copy

@@ -113,23 +113,50 @@ def test_compaction_changes_no_token(setup, monkeypatch):
     for i, n in enumerate(lengths.tolist()): assert torch.equal(b.completion_ids[i, :n - 1], a.completion_ids[i, :n - 1])
     torch.testing.assert_close(b.logprobs, c.logprobs, atol=1e-5, rtol=0)
 
-@pytest.mark.parametrize("slots", [5, 3, 1])
-def test_slots_refill_changes_no_token(setup, monkeypatch, slots):
-    "generate_batch_fast(slots=k): k rows at a time, a done row's place going to the next waiting row; greedy tokens, forced EOS and log-probs as decoding all rows at once."
+@pytest.mark.parametrize("slots,prompt_cache", [(5, None), (3, None), (1, None), (5, False), (3, False)])
+def test_slots_refill_changes_no_token(setup, monkeypatch, slots, prompt_cache):
+    "generate_batch_fast(slots=k): k rows at a time, a done row's place going to the next waiting row; greedy tokens, forced EOS and log-probs as decoding all rows at once. With the prompt cache (the default where it fits) the 3 distinct prompts run once, in ceil(3 / k) passes, and refills run none; without it, every refill runs its prompts."
     model, tok, pids, pmask = setup
-    pids, pmask = pids.repeat(2, 1), pmask.repeat(2, 1)          # 12 rows
+    pids, pmask = pids.repeat(2, 1), pmask.repeat(2, 1)          # 12 rows, 3 distinct prompts
     lengths = torch.tensor([2, 16, 3, 1, 5, 9, 4, 2, 12, 6, 3, 7])
     cfg = GenerationConfig(max_new_tokens=16, min_new_tokens=16, do_sample=False)
     import rlprims.fast_decode as fd
-    refills, refill = [], fd._refill
+    refills, refill, passes, prefill = [], fd._refill, [], fd._prefill_static
     monkeypatch.setattr(fd, "_refill", lambda m, S: (refills.append(len(S.queue)), refill(m, S)))
+    monkeypatch.setattr(fd, "_prefill_static", lambda m, S, ids, *a, **k: (passes.append((len(refills), ids.shape[0])), prefill(m, S, ids, *a, **k))[1])
+    states = _record_states(monkeypatch)
     a = generate_batch_fast(model, tok, pids, pmask, cfg, forced_lengths=lengths, check_every=1)
-    b = generate_batch_fast(model, tok, pids, pmask, cfg, forced_lengths=lengths, check_every=1, slots=slots)
+    passes.clear()
+    b = generate_batch_fast(model, tok, pids, pmask, cfg, forced_lengths=lengths, check_every=1, slots=slots, prompt_cache=prompt_cache)
     assert len(refills) >= -(-(12 - slots) // slots) and refills[0] == 12 - slots   # every waiting row got a place
+    if prompt_cache is None:                                     # up front, before any refill: the distinct prompts, `slots` a pass
+        assert passes == [(0, min(slots, 3 - i)) for i in range(0, 3, slots)] and states[-1].prompts.logits.shape[0] == 3
+    else: assert states[-1].prompts is None and len(passes) == 1 + len(refills)   # the first rows' pass, then one a refill
     assert torch.equal(a.completion_ids, b.completion_ids) and torch.equal(a.completion_mask, b.completion_mask)
     torch.testing.assert_close(a.logprobs, b.logprobs, atol=1e-5, rtol=0)
     fresh = compute_logprobs_for_tokens(model, b.prompt_ids, b.prompt_mask, b.completion_ids, completion_mask=b.completion_mask)
     torch.testing.assert_close(fresh * b.completion_mask, b.logprobs, atol=1e-4, rtol=0)
+
+def test_prompt_cache_where_it_fits(setup, monkeypatch):
+    "prompt_cache=None: refills copy from the prompt cache where its keys, values and logits fit in a quarter of the memory the KV cache leaves; else each refill runs its prompts. True takes it regardless; the tokens are the same either way."
+    model, tok, pids, pmask = setup
+    pids, pmask = pids.repeat(2, 1), pmask.repeat(2, 1)          # 12 rows, 3 distinct prompts
+    cfg = GenerationConfig(max_new_tokens=6, min_new_tokens=6, do_sample=False)
+    lengths = torch.tensor([2, 6, 1, 5, 3, 6] * 2)
+    import rlprims.fast_decode as fd
+    states = _record_states(monkeypatch)
+    P = pids.shape[1]
+    need = 3 * (fd._kv_bytes_per_row(model, P) + model.config.vocab_size * 4)   # fp32 keys, values and logits of 3 prompts
+    kv = 4 * fd._kv_bytes_per_row(model, P + 6 - 1)                             # the KV cache of 4 slots
+    out = {}
+    for room, flag in ((need * 1.01, None), (need * 0.99, None), (need * 0.99, True)):
+        monkeypatch.setattr(fd, "_available_bytes", lambda dev, room=room: kv + 4 * room)
+        b = generate_batch_fast(model, tok, pids, pmask, cfg, forced_lengths=lengths, check_every=1, slots=4, prompt_cache=flag)
+        out[room, flag] = (states[-1].prompts is not None, b.completion_ids)
+    assert [used for used, _ in out.values()] == [True, False, True]
+    ids = [c for _, c in out.values()]
+    assert torch.equal(ids[0], ids[1]) and torch.equal(ids[0], ids[2])
+
 
 @pytest.mark.parametrize("refill_min", [3, 5, 100])
 def test_slots_refill_min_waits_for_done_rows(setup, monkeypatch, refill_min):
