@@ -754,6 +754,8 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
     if forced_lengths is not None: S.all_lengths = forced_lengths.to(dev).long(); S.lengths = S.all_lengths[:n].clone()
     S.fused = _fused_decoder(model, n, S.Lmax) if _triton_option(fused_layers, dev, S.triton) else None   # by default where the steps use Triton already
     S.fused_rotary = S.fused is None and _triton_option(fused_rotary, dev, S.triton)
+    if graphs and S.fused is None and any(c.__name__ == "FSDPModule" for c in type(model).__mro__):   # FSDP2's hooks run in each module's forward,
+        graphs = S.triton = S.fused_rotary = False          # which a CUDA graph cannot hold: eager steps (the fused ones call no module's forward)
     with static_decoding(model, S):
         try:
             if n < N and prompt_cache is not False:          # refilling: the prompts' pass once, where its results fit

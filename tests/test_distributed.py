@@ -258,6 +258,31 @@ def test_fused_decoder_takes_fsdp2_layers(tmp_path):
         torch.distributed.destroy_process_group()
 
 
+def test_fsdp2_generation_is_the_fast_generators(tmp_path):
+    "Under FSDP2, inside gathered_params, generate_batch_fast gives the plain model's tokens and log-probs. Where no fused decoder runs the steps, it runs them eagerly, even when CUDA graphs are asked for (FSDP's hooks run in every module's forward; here on a CPU, a graph would fail)."
+    import copy
+    from torch.distributed.fsdp import fully_shard
+    from rlprims.core import GenerationConfig
+    from rlprims.distributed import gathered_params
+    from rlprims.fast_decode import generate_batch_fast
+    from rlprims.generation import load_tokenizer, tokenize_prompts
+    from test_generation_fast import _tiny
+    plain = _tiny("qwen2", seed=3)
+    sharded, tok = copy.deepcopy(plain), load_tokenizer()
+    pids, pmask = tokenize_prompts(tok, ["What is 1 + 2?", "Hi"], n=2)
+    cfg = GenerationConfig(max_new_tokens=6, min_new_tokens=6, do_sample=False)
+    a = generate_batch_fast(plain, tok, pids, pmask, cfg, static=True)
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path}/pg", rank=0, world_size=1)
+    try:
+        for layer in sharded.model.layers: fully_shard(layer)
+        fully_shard(sharded)
+        with gathered_params(sharded): b = generate_batch_fast(sharded, tok, pids, pmask, cfg, static=True, cuda_graphs=True)
+    finally:
+        torch.distributed.destroy_process_group()
+    assert torch.equal(a.completion_ids, b.completion_ids)
+    torch.testing.assert_close(a.logprobs, b.logprobs, atol=1e-5, rtol=0)
+
+
 def test_concat_rollout_results_rejects_mixed_fields():
     from rlprims.core import RolloutBatch
     from rlprims.rollouts import RolloutResult

@@ -77,7 +77,7 @@ def main():
     pids, pmask = tokenize_prompts(tok, texts, n=a.G)
     L = row_lengths(0, len(pids), a.T, "longtail")
     gen = GenerationConfig(max_new_tokens=a.T, min_new_tokens=a.T, temperature=1.0, top_p=1.0, top_k=0)
-    variants = [dict(ast.literal_eval(f"dict({v})") if v else {}) for v in (a.variant or [""])]
+    variants = [{k: ast.literal_eval(x) for k, x in (kv.split("=", 1) for kv in v.split(",") if kv)} for v in (a.variant or [""])]
     for kw in variants:
         decode = lambda: FD.generate_batch_fast(model, tok, pids, pmask, gen, forced_lengths=L, slots=a.slots, static=True, **kw)
         decode(); secs = []
