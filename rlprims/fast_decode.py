@@ -420,13 +420,13 @@ def qkv_rotary_store(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, K:
 # %% ../nbs/01b_fast_decode.ipynb #9dd2a74f
 _FUSABLE_LAYERS = ("LlamaDecoderLayer", "Qwen2DecoderLayer", "Qwen3DecoderLayer", "MistralDecoderLayer")   # pre-norm, SiLU-gated MLP, full rotary
 
-def _class_name(m: torch.nn.Module) -> str:
-    "`m`'s class name; under FSDP2, which makes `m` an instance of `FSDP<Name>` (a subclass of FSDPModule and the original), the original's."
-    return next(c.__name__ for c in type(m).__mro__ if not c.__name__.startswith("FSDP"))
+def _own_class(m: torch.nn.Module) -> type:
+    "`m`'s class; under FSDP2, which makes `m` an instance of `FSDP<Name>` (a subclass of FSDPModule and the original), the original."
+    return next(c for c in type(m).__mro__ if not c.__name__.startswith("FSDP"))
 
 def _linear_weights(m: torch.nn.Module) -> Optional[tuple]:
     "`(weight, bias)` that `m` applies: a plain Linear's own, or a LoRA-wrapped Linear's with its active adapters merged in (a copy); None for anything else."
-    if type(m) is torch.nn.Linear: return m.weight, m.bias
+    if _own_class(m) is torch.nn.Linear: return m.weight, m.bias
     base = getattr(m, "base_layer", None)
     if type(base) is not torch.nn.Linear or not all(hasattr(m, a) for a in ("lora_A", "get_delta_weight", "active_adapters")): return None
     if getattr(m, "disable_adapters", False): return None if getattr(m, "merged", False) else (base.weight, base.bias)
@@ -461,7 +461,7 @@ def _fused_decoder(model, rows: int = 0, slots: int = 0) -> Optional[SimpleNames
     base = model.get_base_model() if hasattr(model, "get_base_model") else model     # under a PEFT wrapper
     inner, cfg = getattr(base, "model", None), base.config
     if (inner is None or not all(hasattr(inner, a) for a in ("embed_tokens", "layers", "norm", "rotary_emb"))
-            or type(inner.embed_tokens) is not torch.nn.Embedding or type(inner.norm).__name__ not in _RMS_NORMS
+            or _own_class(inner.embed_tokens) is not torch.nn.Embedding or inner.embed_tokens.max_norm is not None or _own_class(inner.norm).__name__ not in _RMS_NORMS
             or getattr(cfg, "hidden_act", None) != "silu" or getattr(cfg, "partial_rotary_factor", 1.0) != 1.0
             or getattr(cfg, "final_logit_softcapping", None)):
         return None
@@ -475,9 +475,9 @@ def _fused_decoder(model, rows: int = 0, slots: int = 0) -> Optional[SimpleNames
     for layer in inner.layers:
         at, mlp = layer.self_attn, layer.mlp
         norms = [layer.input_layernorm, layer.post_attention_layernorm] + [getattr(at, n) for n in ("q_norm", "k_norm") if hasattr(at, n)]
-        kind = _class_name(layer)
+        kind = _own_class(layer).__name__
         window = getattr(at, "sliding_window", None) or (kind == "MistralDecoderLayer" and getattr(cfg, "sliding_window", None))
-        if kind not in _FUSABLE_LAYERS or window or any(type(m).__name__ not in _RMS_NORMS for m in norms):
+        if kind not in _FUSABLE_LAYERS or window or any(_own_class(m).__name__ not in _RMS_NORMS for m in norms):
             return None
         lin = {n: _linear_weights(m) for n, m in (("q", at.q_proj), ("k", at.k_proj), ("v", at.v_proj), ("o", at.o_proj),
                                                   ("gate", mlp.gate_proj), ("up", mlp.up_proj), ("down", mlp.down_proj))}
@@ -497,7 +497,7 @@ def _fused_decoder(model, rows: int = 0, slots: int = 0) -> Optional[SimpleNames
 def _fused_forward(S: SimpleNamespace) -> torch.Tensor:
     "Logits `[n, V]` of one decode step through `S.fused` (9 kernels a layer), each layer's key and value written into `S`'s cache."
     Z = S.fused
-    h = Z.embed(S.tok)                                      # [n, M]
+    h = F.embedding(S.tok, Z.embed.weight)                  # [n, M] (not the module's forward: under FSDP2 it may hold hooks)
     cos, sin = Z.rotary(h[:, None], S.pos[:, None])         # [n, 1, D]
     cos, sin, stream = cos[:, 0], sin[:, 0], None
     for L in Z.layers:

@@ -108,6 +108,7 @@ def collect_rollouts(
     G, r = num_generations, runner
     token_kl = config.kl_in_reward and config.advantage in TOKEN_LEVEL_ADVANTAGES   # KL on every token's reward, not on the sum
     opts = rollout_options(run, hooks)
+    if r.fsdp and hooks.generator is None: opts["generator"] = generate_batch   # FSDP: the plain loop (generate_batch_fast runs there too, but is not yet checked on GPUs)
     rollout_fn = hooks.rollout_fn or create_batch_rollouts
     waits = {"time_wait": 0.0, "time_gather": 0.0} if r.world > 1 else {}   # several processes: waiting for the slowest, then the gather
     def collect(batch_prompts):

@@ -198,22 +198,37 @@ def test_ddp_scoring_leaves_the_lm_head_out(tmp_path, find_unused):
     assert isinstance(inner.lm_head, torch.nn.Linear)  # put back
 
 
-@pytest.mark.parametrize("micro", [8, 4])
-def test_fsdp2_scoring_leaves_the_lm_head_out(tmp_path, micro):
+def _shard_like_accelerate(model):
+    "FSDP2 units as accelerate (1.15) lays them out: each decoder layer; the input embedding alone where untied; the tail (final norm, LM head, and a tied embedding) kept gathered after its forward; then the root."
+    from torch.distributed.fsdp import fully_shard
+    for layer in model.model.layers: fully_shard(layer)
+    emb, head = model.get_input_embeddings(), model.get_output_embeddings()
+    tied = emb.weight is head.weight
+    if not tied: fully_shard(emb)
+    fully_shard([model.model.norm] + ([emb] if tied else []) + [head], reshard_after_forward=False)
+    fully_shard(model)
+    return model
+
+
+@pytest.mark.parametrize("micro,arch", [(8, "qwen2"), (4, "qwen2"), (4, "llama-tied")])
+def test_fsdp2_scoring_leaves_the_lm_head_out(tmp_path, micro, arch):
     "Under FSDP2 (one gloo process; each layer and the root sharded) the LM head runs in chunks inside token_logprobs too, its weight read after the root's forward, which keeps it gathered until the backward: log-probs and every gradient equal the plain model's over two steps (in one or two micro-batches), and the head's forward never runs."
     import copy
     from torch.distributed.fsdp import fully_shard
     from rlprims.generation import compute_logprobs_for_tokens
     from test_generation_fast import _tiny
     from test_packing import _batch
+    from rlprims.training import tiny_test_model
     pids, pm, c, cm = _batch()
-    plain = _tiny("qwen2", seed=3).train()
+    plain = (tiny_test_model(seed=3) if arch == "llama-tied" else _tiny(arch, seed=3)).train()
     sharded, head_outputs = copy.deepcopy(plain), []
     sharded.lm_head.register_forward_hook(lambda m, i, o: head_outputs.append(o.shape[-1]))
     torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path}/pg", rank=0, world_size=1)
     try:
-        for layer in sharded.model.layers: fully_shard(layer)
-        fully_shard(sharded, reshard_after_forward=True)       # as an explicit setting would: the root re-shards after its forward
+        if arch == "llama-tied": _shard_like_accelerate(sharded)   # the head in the tail unit, with the embedding it shares
+        else:
+            for layer in sharded.model.layers: fully_shard(layer)
+            fully_shard(sharded, reshard_after_forward=True)   # as an explicit setting would: the root re-shards after its forward
         params = {m: dict(m.named_parameters()) for m in (plain, sharded)}   # FSDP2's sharded ones, as an optimizer holds them
         full = lambda g: g.full_tensor() if hasattr(g, "full_tensor") else g
         for step in range(2):
@@ -235,9 +250,8 @@ def test_fsdp2_scoring_leaves_the_lm_head_out(tmp_path, micro):
 
 
 def test_fused_decoder_takes_fsdp2_layers(tmp_path):
-    "Under FSDP2 (one gloo process; each layer and the root sharded) the decoder layers are `FSDP<Name>` classes. Inside gathered_params the fused decoder takes them, with the plain model's weights: it had refused them by name, so FSDP sampled through another path than one process and DDP, and its rollouts differed on the GPUs."
+    "Under FSDP2 (one gloo process; sharded as accelerate does) the decoder layers, embedding, final norm and LM head are `FSDP<Name>` classes. Inside gathered_params the fused decoder takes them, with the plain model's weights (it had refused them by their class)."
     import copy
-    from torch.distributed.fsdp import fully_shard
     from rlprims.distributed import gathered_params
     from rlprims.fast_decode import _fused_decoder
     from test_generation_fast import _tiny
@@ -245,9 +259,8 @@ def test_fused_decoder_takes_fsdp2_layers(tmp_path):
     sharded, Z0 = copy.deepcopy(plain), _fused_decoder(plain)
     torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path}/pg", rank=0, world_size=1)
     try:
-        for layer in sharded.model.layers: fully_shard(layer)
-        fully_shard(sharded)
-        assert type(sharded.model.layers[0]).__name__ == "FSDPQwen2DecoderLayer"
+        _shard_like_accelerate(sharded)
+        assert type(sharded.model.layers[0]).__name__ == "FSDPQwen2DecoderLayer" and type(sharded.lm_head).__name__ == "FSDPLinear"
         with gathered_params(sharded):
             Z1 = _fused_decoder(sharded)
             assert Z1 is not None and len(Z1.layers) == len(Z0.layers)
@@ -261,7 +274,6 @@ def test_fused_decoder_takes_fsdp2_layers(tmp_path):
 def test_fsdp2_generation_is_the_fast_generators(tmp_path):
     "Under FSDP2, inside gathered_params, generate_batch_fast gives the plain model's tokens and log-probs. Where no fused decoder runs the steps, it runs them eagerly, even when CUDA graphs are asked for (FSDP's hooks run in every module's forward; here on a CPU, a graph would fail)."
     import copy
-    from torch.distributed.fsdp import fully_shard
     from rlprims.core import GenerationConfig
     from rlprims.distributed import gathered_params
     from rlprims.fast_decode import generate_batch_fast
@@ -274,8 +286,7 @@ def test_fsdp2_generation_is_the_fast_generators(tmp_path):
     a = generate_batch_fast(plain, tok, pids, pmask, cfg, static=True)
     torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path}/pg", rank=0, world_size=1)
     try:
-        for layer in sharded.model.layers: fully_shard(layer)
-        fully_shard(sharded)
+        _shard_like_accelerate(sharded)
         with gathered_params(sharded): b = generate_batch_fast(sharded, tok, pids, pmask, cfg, static=True, cuda_graphs=True)
     finally:
         torch.distributed.destroy_process_group()
