@@ -271,8 +271,9 @@ def test_fused_decoder_takes_fsdp2_layers(tmp_path):
         torch.distributed.destroy_process_group()
 
 
-def test_fsdp2_generation_is_the_fast_generators(tmp_path):
-    "Under FSDP2, inside gathered_params, generate_batch_fast gives the plain model's tokens and log-probs. Where no fused decoder runs the steps, it runs them eagerly, even when CUDA graphs are asked for (FSDP's hooks run in every module's forward; here on a CPU, a graph would fail)."
+@pytest.mark.parametrize("fused", [False, pytest.param(True, marks=pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1", reason="the fused steps on a CPU need Triton's interpreter (TRITON_INTERPRET=1)"))])
+def test_fsdp2_generation_is_the_fast_generators(tmp_path, monkeypatch, fused):
+    "Under FSDP2 (sharded as accelerate does), inside gathered_params, generate_batch_fast gives the plain model's tokens and log-probs: through the fused decode steps (Triton's interpreter on a CPU), or, where no fused decoder runs them, eagerly even when CUDA graphs are asked for (FSDP's hooks run in every module's forward; here on a CPU, a graph would fail)."
     import copy
     from rlprims.core import GenerationConfig
     from rlprims.distributed import gathered_params
@@ -283,15 +284,23 @@ def test_fsdp2_generation_is_the_fast_generators(tmp_path):
     sharded, tok = copy.deepcopy(plain), load_tokenizer()
     pids, pmask = tokenize_prompts(tok, ["What is 1 + 2?", "Hi"], n=2)
     cfg = GenerationConfig(max_new_tokens=6, min_new_tokens=6, do_sample=False)
+    import rlprims.fast_decode as fd
+    from test_generation_fast import _triton_device
+    if fused: _triton_device(monkeypatch, plain)                 # (the interpreter's patches)
+    calls, forward = [], fd._fused_forward
+    monkeypatch.setattr(fd, "_fused_forward", lambda S: (calls.append(1), forward(S))[1])
     a = generate_batch_fast(plain, tok, pids, pmask, cfg, static=True)
     torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path}/pg", rank=0, world_size=1)
     try:
         _shard_like_accelerate(sharded)
-        with gathered_params(sharded): b = generate_batch_fast(sharded, tok, pids, pmask, cfg, static=True, cuda_graphs=True)
+        with gathered_params(sharded):                           # the fused steps, or the eager ones where graphs were asked for
+            kw = dict(cuda_graphs=False, fused_layers=True) if fused else dict(cuda_graphs=True)
+            b = generate_batch_fast(sharded, tok, pids, pmask, cfg, static=True, **kw)
     finally:
         torch.distributed.destroy_process_group()
+    assert bool(calls) == fused
     assert torch.equal(a.completion_ids, b.completion_ids)
-    torch.testing.assert_close(a.logprobs, b.logprobs, atol=1e-5, rtol=0)
+    torch.testing.assert_close(a.logprobs, b.logprobs, atol=1e-4 if fused else 1e-5, rtol=0)
 
 
 def test_concat_rollout_results_rejects_mixed_fields():
