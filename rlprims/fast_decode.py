@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from .core import *
 from .generation import (generate_batch, sample_next_token, eos_token_ids, position_ids_from_mask, _without_autocast,
-                                _fuse_rms_norms, _unfuse, _RMS_NORMS, _attention, _text_config)
+                                _fuse_rms_norms, _unfuse, _RMS_NORMS, _attention, _text_config, _own_class)
 
 # %% auto #0
 __all__ = ['attention_splits', 'decode_attention', 'sample_softmax', 'static_kv_attention', 'rotary_qk', 'add_rms_norm',
@@ -419,10 +419,6 @@ def qkv_rotary_store(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, K:
 
 # %% ../nbs/01b_fast_decode.ipynb #9dd2a74f
 _FUSABLE_LAYERS = ("LlamaDecoderLayer", "Qwen2DecoderLayer", "Qwen3DecoderLayer", "MistralDecoderLayer")   # pre-norm, SiLU-gated MLP, full rotary
-
-def _own_class(m: torch.nn.Module) -> type:
-    "`m`'s class; under FSDP2, which makes `m` an instance of `FSDP<Name>` (a subclass of FSDPModule and the original), the original."
-    return next(c for c in type(m).__mro__ if not c.__name__.startswith("FSDP"))
 
 def _linear_weights(m: torch.nn.Module) -> Optional[tuple]:
     "`(weight, bias)` that `m` applies: a plain Linear's own, or a LoRA-wrapped Linear's with its active adapters merged in (a copy); None for anything else."

@@ -255,9 +255,13 @@ def prefill(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, cache, s
 # %% ../nbs/01_generation.ipynb #c0c7a9fe
 _RMS_NORMS = ("LlamaRMSNorm", "Qwen2RMSNorm", "Qwen3RMSNorm", "MistralRMSNorm")   # weight * x / rms(x), eps `variance_epsilon`
 
+def _own_class(m: torch.nn.Module) -> type:
+    "`m`'s class; under FSDP2, which makes `m` an instance of `FSDP<Name>` (a subclass of FSDPModule and the original), the original."
+    return next(c for c in type(m).__mro__ if not c.__name__.startswith("FSDP"))
+
 def _fuse_rms_norms(model) -> list:
     "Run `model`'s Llama-style RMSNorm layers as single `F.rms_norm` calls; returns the layers patched now (undo with `_unfuse`)."
-    mods = [m for m in model.modules() if type(m).__name__ in _RMS_NORMS and hasattr(m, "variance_epsilon") and hasattr(F, "rms_norm")
+    mods = [m for m in model.modules() if _own_class(m).__name__ in _RMS_NORMS and hasattr(m, "variance_epsilon") and hasattr(F, "rms_norm")
             and "forward" not in m.__dict__]
     for m in mods: m.forward = lambda x, m=m: F.rms_norm(x, m.weight.shape, m.weight.to(x.dtype), m.variance_epsilon)  # fp32 master weights: cast, so the fused kernel runs
     return mods

@@ -267,6 +267,10 @@ def test_fused_decoder_takes_fsdp2_layers(tmp_path):
             for a, b in zip(Z0.layers, Z1.layers):
                 for k in ("qkv_w", "qkv_b", "o_w", "gate_up_w", "down_w"): torch.testing.assert_close(getattr(b, k), getattr(a, k))
             torch.testing.assert_close(Z1.head_w, Z0.head_w)
+        from rlprims.generation import _fuse_rms_norms, _unfuse
+        norms = _fuse_rms_norms(sharded)                         # the final norm, an FSDP unit, among the fused ones
+        _unfuse(norms)
+        assert type(sharded.model.norm).__name__ == "FSDPQwen2RMSNorm" and sharded.model.norm in norms and len(norms) == 2 * len(sharded.model.layers) + 1
     finally:
         torch.distributed.destroy_process_group()
 
