@@ -236,6 +236,12 @@ def _head_left_out(model):
     try: yield head
     finally: setattr(parent, name, head)
 
+def _head_applied(head, x: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    "`(x, W)` for `token_logprobs` from the output `x` of a forward inside `_head_left_out`: the hidden states and the head's weight; or, where the weight is not whole after the forward (a head that is an FSDP2 unit of its own, re-sharded), the head's logits and None."
+    if head is None: return x, None
+    if type(head.weight).__name__ == "DTensor": return head(x), None   # its own forward gathers it, and its backward reduces the gradient
+    return x, head.weight
+
 # %% ../nbs/01_generation.ipynb #56b826ef
 def prefill(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, cache, share_prefix: bool = True) -> torch.Tensor:
     "Run left-padded prompts `[N, P]` into `cache`; returns the last position's logits `[N, V]`. Identical rows run once."
@@ -348,9 +354,8 @@ def compute_logprobs_for_tokens(
                 x = torch.cat([first, rest], 1)
             else:
                 with _head_left_out(model) as head:        # a plain LM head runs inside token_logprobs, in chunks: x is hidden states
-                    x = model(input_ids=torch.cat([p, c], 1)[:, :-1], attention_mask=mask[:, :-1],
-                              position_ids=position_ids_from_mask(mask)[:, :-1], logits_to_keep=Tm, use_cache=False).logits
-                    W = head.weight if head is not None else None
+                    x, W = _head_applied(head, model(input_ids=torch.cat([p, c], 1)[:, :-1], attention_mask=mask[:, :-1],
+                                                     position_ids=position_ids_from_mask(mask)[:, :-1], logits_to_keep=Tm, use_cache=False).logits)
             lp, ent = token_logprobs(x, c, temperature, return_entropy, head_weight=W)
             lps.append(F.pad(lp, pad))
             if return_entropy: ents.append(F.pad(ent, pad))
@@ -561,9 +566,8 @@ def _packed_logprobs(model, p: torch.Tensor, pm: torch.Tensor, c: torch.Tensor, 
     dummy = torch.ones(1, 1, 1, 1, dtype=torch.bool, device=ids.device)   # a 4D mask is used as given: no [N, N] mask is built
     with _attention(model, _register_packed_attention(), keep):
         with _head_left_out(model) as head:                 # x is hidden states, the LM head runs in token_logprobs
-            x = model(input_ids=ids, attention_mask=dummy, position_ids=pos, use_cache=False, logits_to_keep=before,
-                      rlprims_packed=info).logits
-            W = head.weight if head is not None else None
+            x, W = _head_applied(head, model(input_ids=ids, attention_mask=dummy, position_ids=pos, use_cache=False, logits_to_keep=before,
+                                             rlprims_packed=info).logits)
     if info.calls == 0: raise NotImplementedError("compute_logprobs_for_tokens: pack=True needs a model whose attention goes through transformers' AttentionInterface")
     lp, ent = token_logprobs(x, ids[:, targets], temperature, return_entropy, head_weight=W)   # [1, Nc]
     grid = lambda y: torch.zeros(cm.shape, dtype=y.dtype, device=y.device).masked_scatter(cm.bool(), y[0])

@@ -210,9 +210,9 @@ def _shard_like_accelerate(model):
     return model
 
 
-@pytest.mark.parametrize("micro,arch", [(8, "qwen2"), (4, "qwen2"), (4, "llama-tied")])
-def test_fsdp2_scoring_leaves_the_lm_head_out(tmp_path, micro, arch):
-    "Under FSDP2 (one gloo process; each layer and the root sharded) the LM head runs in chunks inside token_logprobs too, its weight read after the root's forward, which keeps it gathered until the backward: log-probs and every gradient equal the plain model's over two steps (in one or two micro-batches), and the head's forward never runs."
+@pytest.mark.parametrize("micro,layout", [(8, "root"), (4, "root"), (4, "accelerate"), (4, "head-alone")])
+def test_fsdp2_scoring_leaves_the_lm_head_out(tmp_path, micro, layout):
+    "Under FSDP2 (one gloo process) the LM head runs in chunks inside token_logprobs too, its weight read after the forward, which keeps it gathered until the backward (the head in the root's unit, re-sharding after its forward but for this; or in accelerate's tail unit, tied to the embedding). A head that is a unit of its own runs its own forward instead (full logits). Log-probs and every gradient equal the plain model's over two steps, in one or two micro-batches."
     import copy
     from torch.distributed.fsdp import fully_shard
     from rlprims.generation import compute_logprobs_for_tokens
@@ -220,14 +220,15 @@ def test_fsdp2_scoring_leaves_the_lm_head_out(tmp_path, micro, arch):
     from test_packing import _batch
     from rlprims.training import tiny_test_model
     pids, pm, c, cm = _batch()
-    plain = (tiny_test_model(seed=3) if arch == "llama-tied" else _tiny(arch, seed=3)).train()
+    plain = (tiny_test_model(seed=3) if layout == "accelerate" else _tiny("qwen2", seed=3)).train()
     sharded, head_outputs = copy.deepcopy(plain), []
     sharded.lm_head.register_forward_hook(lambda m, i, o: head_outputs.append(o.shape[-1]))
     torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path}/pg", rank=0, world_size=1)
     try:
-        if arch == "llama-tied": _shard_like_accelerate(sharded)   # the head in the tail unit, with the embedding it shares
+        if layout == "accelerate": _shard_like_accelerate(sharded)   # the head in the tail unit, with the embedding it shares
         else:
             for layer in sharded.model.layers: fully_shard(layer)
+            if layout == "head-alone": fully_shard(sharded.lm_head, reshard_after_forward=True)
             fully_shard(sharded, reshard_after_forward=True)   # as an explicit setting would: the root re-shards after its forward
         params = {m: dict(m.named_parameters()) for m in (plain, sharded)}   # FSDP2's sharded ones, as an optimizer holds them
         full = lambda g: g.full_tensor() if hasattr(g, "full_tensor") else g
@@ -246,7 +247,9 @@ def test_fsdp2_scoring_leaves_the_lm_head_out(tmp_path, micro, arch):
                 torch.testing.assert_close(compute_logprobs_for_tokens(sharded, pids, pm, c, completion_mask=cm, micro_batch_size=micro, share_prefix=False), lp0, atol=1e-5, rtol=0)
     finally:
         torch.distributed.destroy_process_group()
-    assert head_outputs == [] and isinstance(sharded.lm_head, torch.nn.Linear)   # never ran its forward; put back
+    passes = 2 * 2 * -(-pids.shape[0] // micro)                  # 2 steps x (a pass with gradients, one without) x micro-batches
+    assert head_outputs == ([plain.config.vocab_size] * passes if layout == "head-alone" else [])
+    assert isinstance(sharded.lm_head, torch.nn.Linear)                                         # put back
 
 
 def test_fused_decoder_takes_fsdp2_layers(tmp_path):
