@@ -70,7 +70,9 @@ def run(out, steps: int = 2, resume_from=None, tokenizer=None, lora: bool = Fals
     res = train(prompts=create_addition_dataset(16), reward_fn={"len3": len3, "correct": correct}, num_steps=steps, batch_size=4,
                 num_generations=G, learning_rate=1e-3, output_dir=out, model=model, tokenizer=tok,
                 gen_config=GenerationConfig(max_new_tokens=6, temperature=1.0, top_k=0, top_p=1.0), resume_from=resume_from,
-                run=RunConfig(progress=False, seed=0, checkpoint_every=1, distributed=distributed, accuracy_key=kw.pop("accuracy_key", "correct")),
+                run=RunConfig(progress=False, seed=0, checkpoint_every=1, distributed=distributed, accuracy_key=kw.pop("accuracy_key", "correct"),
+                              precision="fp32"),   # "auto" is bf16-mixed on a GPU, where one process and DDP sample from a bf16 copy and FSDP from its fp32 weights
+
                 hooks=Hooks(generator=row_seeded_generator(G), optimizer_fn=adamw_recording),
                 **{"train_overrides": {"micro_batch_size": 2}, **kw})
     named = [(n, p) for n, p in res.model.named_parameters() if p.requires_grad]
