@@ -281,7 +281,7 @@ def test_fused_decoder_takes_fsdp2_layers(tmp_path):
 
 
 @pytest.mark.parametrize("fused", [False, pytest.param(True, marks=pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1", reason="the fused steps on a CPU need Triton's interpreter (TRITON_INTERPRET=1)"))])
-def test_fsdp2_generation_is_the_fast_generators(tmp_path, monkeypatch, fused):
+def test_fsdp2_generate_batch_fast_gives_the_plain_models_tokens(tmp_path, monkeypatch, fused):
     "Under FSDP2 (sharded as accelerate does), inside gathered_params, generate_batch_fast gives the plain model's tokens and log-probs: through the fused decode steps (Triton's interpreter on a CPU), or, where no fused decoder runs them, eagerly even when CUDA graphs are asked for (FSDP's hooks run in every module's forward; here on a CPU, a graph would fail)."
     import copy
     from rlprims.core import GenerationConfig

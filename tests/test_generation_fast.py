@@ -157,7 +157,6 @@ def test_prompt_cache_where_it_fits(setup, monkeypatch):
     ids = [c for _, c in out.values()]
     assert torch.equal(ids[0], ids[1]) and torch.equal(ids[0], ids[2])
 
-
 @pytest.mark.parametrize("refill_min", [3, 5, 100])
 def test_slots_refill_min_waits_for_done_rows(setup, monkeypatch, refill_min):
     "refill_min=m: a refill comes once m rows are done (or the whole queue fits), so each prompt pass serves several rows; tokens, forced EOS and log-probs stay those of all rows at once (m >= slots: every row done)."
