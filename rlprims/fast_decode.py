@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from .core import *
 from .generation import (generate_batch, sample_next_token, eos_token_ids, position_ids_from_mask, _without_autocast,
                                 _fuse_rms_norms, _unfuse, _RMS_NORMS, _attention, _text_config, _own_class)
+from .distributed import is_fsdp
 
 # %% auto #0
 __all__ = ['attention_splits', 'decode_attention', 'sample_softmax', 'static_kv_attention', 'rotary_qk', 'add_rms_norm',
@@ -641,6 +642,13 @@ def _prompt_cache(model, uniq: torch.Tensor, of_row: torch.Tensor, P: int, chunk
                           for i in range(0, len(uniq), chunk)])
     return C
 
+def _prompt_cache_fits(model, prompts: int, P: int, kv_cache_bytes: int) -> bool:
+    "Do the keys, values and last logits of `prompts` prompts of `P` slots fit in a quarter of the memory that a KV cache of `kv_cache_bytes` leaves? (False where the config doesn't give the sizes.)"
+    kv = _kv_bytes_per_row(model, P)
+    if not kv: return False
+    w = next(model.parameters())                            # the logits come in the model's dtype
+    return prompts * (kv + _text_config(model).vocab_size * w.element_size()) <= (_available_bytes(w.device) - kv_cache_bytes) / 4
+
 def _start_rows(model, S: SimpleNamespace, rows: torch.Tensor, take: torch.Tensor) -> torch.Tensor:
     "Put the prompts of batch rows `take` into decoding rows `rows` (slots 0..P-1): copied from `S.prompts` where there is one, else run. Returns their first token's logits `[k, V]`."
     if S.prompts is None: return _prefill_static(model, S, S.prompt_ids[take], S.prompt_mask[take], rows=rows)
@@ -750,16 +758,13 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
     if forced_lengths is not None: S.all_lengths = forced_lengths.to(dev).long(); S.lengths = S.all_lengths[:n].clone()
     S.fused = _fused_decoder(model, n, S.Lmax) if _triton_option(fused_layers, dev, S.triton) else None   # by default where the steps use Triton already
     S.fused_rotary = S.fused is None and _triton_option(fused_rotary, dev, S.triton)
-    if graphs and S.fused is None and any(c.__name__ == "FSDPModule" for c in type(model).__mro__):   # FSDP2's hooks run in each module's forward,
+    if graphs and S.fused is None and is_fsdp(model):     # FSDP2's hooks run in each module's forward,
         graphs = S.triton = S.fused_rotary = False          # which a CUDA graph cannot hold: eager steps (the fused ones call no module's forward)
     with static_decoding(model, S):
         try:
             if n < N and prompt_cache is not False:          # refilling: the prompts' pass once, where its results fit
                 uniq, of_row = torch.unique(torch.cat([ids, mask], 1), dim=0, return_inverse=True)
-                kv = _kv_bytes_per_row(model, P)             # a prompt's keys and values, then its logits (in the model's dtype)
-                need = kv and len(uniq) * (kv + _text_config(model).vocab_size * next(model.parameters()).element_size())
-                room = (_available_bytes(dev) - n * (_kv_bytes_per_row(model, S.Lmax) or 0)) / 4
-                if prompt_cache or (need and need <= room):
+                if prompt_cache or _prompt_cache_fits(model, len(uniq), P, n * (_kv_bytes_per_row(model, S.Lmax) or 0)):
                     S.prompts = _prompt_cache(model, uniq, of_row, P, chunk=n); S.calls = S.prompts.calls
             logits = _start_rows(model, S, torch.arange(n, device=dev), torch.arange(n, device=dev))
         except NotImplementedError: S.calls = 0
