@@ -16,10 +16,12 @@ COLS = ["reward", "reward_std", "reward/len3", "loss", "policy_loss", "grad_norm
         "response_len_mean", "truncated_frac", "kept_frac"]
 
 
-def row_seeded_generator(num_generations: int):
-    "A `generator` whose sample for row i depends only on that row's prompt and i % num_generations."
+def row_seeded_generator(num_generations: int, fast: bool = False):
+    "A `generator` whose sample for row i depends only on that row's prompt and i % num_generations (`fast`: by `generate_batch_fast`)."
     from rlprims.core import RolloutBatch, pad_right
     from rlprims.generation import generate_batch
+    from rlprims.fast_decode import generate_batch_fast
+    one_row = generate_batch_fast if fast else generate_batch
 
     def gen(model, tokenizer, prompt_ids, prompt_mask, config, compute_logprobs=True):
         rows, dev = [], next(model.parameters()).device
@@ -27,7 +29,7 @@ def row_seeded_generator(num_generations: int):
             p = prompt_ids[i][prompt_mask[i].bool()]
             with torch.random.fork_rng(devices=[dev.index] if dev.type == "cuda" else []):   # leave the process's RNG streams alone
                 torch.manual_seed(zlib.crc32(str(p.tolist()).encode()) + 7919 * (i % num_generations))
-                rows.append(generate_batch(model, tokenizer, p[None], torch.ones_like(p)[None], config, compute_logprobs))
+                rows.append(one_row(model, tokenizer, p[None], torch.ones_like(p)[None], config, compute_logprobs))
         cat = lambda name, v: pad_right([getattr(r, name)[0] for r in rows], v)
         return RolloutBatch(prompt_ids, prompt_mask.float(), cat("completion_ids", tokenizer.pad_token_id), cat("completion_mask", 0.0),
                             logprobs=cat("logprobs", 0.0) if compute_logprobs else None)
@@ -49,8 +51,8 @@ VARIANTS = {  # full fine-tune and LoRA with GRPO; DAPO with dynamic sampling (f
     "dapo": {"algorithm": "dapo", "accuracy_key": "len3", "train_overrides": {"micro_batch_size": 1, "mini_batch_size": 3}}}
 
 
-def run(out, steps: int = 2, resume_from=None, tokenizer=None, lora: bool = False, distributed="auto", **kw) -> dict:
-    "A tiny run (4 prompts x 2 samples a step, micro-batches of 2); rank 0 writes `out/result.json`. Returns the result."
+def run(out, steps: int = 2, resume_from=None, tokenizer=None, lora: bool = False, distributed="auto", fast: bool = False, **kw) -> dict:
+    "A tiny run (4 prompts x 2 samples a step, micro-batches of 2; `fast`: sampled by `generate_batch_fast`); rank 0 writes `out/result.json`."
     from rlprims.core import GenerationConfig, RunConfig, Hooks
     from rlprims.generation import load_tokenizer
     from rlprims.training import train, create_addition_dataset, tiny_test_model, correct
@@ -73,7 +75,7 @@ def run(out, steps: int = 2, resume_from=None, tokenizer=None, lora: bool = Fals
                 run=RunConfig(progress=False, seed=0, checkpoint_every=1, distributed=distributed, accuracy_key=kw.pop("accuracy_key", "correct"),
                               precision="fp32"),   # "auto" is bf16-mixed on a GPU, where one process and DDP sample from a bf16 copy and FSDP from its fp32 weights
 
-                hooks=Hooks(generator=row_seeded_generator(G), optimizer_fn=adamw_recording),
+                hooks=Hooks(generator=row_seeded_generator(G, fast), optimizer_fn=adamw_recording),
                 **{"train_overrides": {"micro_batch_size": 2}, **kw})
     named = [(n, p) for n, p in res.model.named_parameters() if p.requires_grad]
     result = {"metrics": res.metrics[[c for c in COLS if c in res.metrics]].to_dict("list"),
@@ -344,10 +346,11 @@ if __name__ == "__main__":   # worker, started by torchrun / accelerate launch
     ap.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the embedded SmolLM2's)")
     ap.add_argument("--distributed", default="auto")
     ap.add_argument("--variants", default="full", help=f"comma-separated, of: {', '.join(VARIANTS)}")
+    ap.add_argument("--fast", action="store_true", help="sample with generate_batch_fast (row-seeded as well)")
     a = ap.parse_args()
     if a.compare: compare_main(*a.compare, steps=a.compare_steps); sys.exit(0)
     for v in a.variants.split(","):
-        run(Path(a.out) / v, a.steps, a.resume_from, a.tokenizer, distributed=a.distributed, **VARIANTS[v])
+        run(Path(a.out) / v, a.steps, a.resume_from, a.tokenizer, distributed=a.distributed, fast=a.fast, **VARIANTS[v])
     if torch.distributed.is_initialized(): torch.distributed.destroy_process_group()
 
 
