@@ -24,11 +24,14 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--distributed", default="auto")
     ap.add_argument("--lora", action="store_true")
+    ap.add_argument("--generator", default="default", choices=["default", "plain", "fast"],
+                    help="the sampler: train's default, generate_batch (plain) or generate_batch_fast (fast)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     from transformers import AutoConfig, AutoModelForCausalLM
     from rlprims.core import GenerationConfig, RunConfig, Hooks
-    from rlprims.generation import load_tokenizer
+    from rlprims.generation import load_tokenizer, generate_batch
+    from rlprims.fast_decode import generate_batch_fast
     from rlprims.training import train, create_accelerator, create_addition_dataset, ADDITION_REWARDS
     acc = create_accelerator(a.distributed)                 # first: it picks this process's GPU
     world, rank = (acc.num_processes, acc.process_index) if acc is not None else (1, 0)
@@ -47,14 +50,15 @@ def main():
                 tokenizer=tok, gen_config=gen, output_dir=tempfile.mkdtemp(prefix="rlprims-bench-"),
                 train_overrides={"micro_batch_size": a.micro_batch_size, "kl_coef": 0.0},
                 run=RunConfig(progress=False, save_final=False, show_plot=False, distributed=acc),
-                hooks=Hooks(log_fn=lambda m: stamps.append(time.perf_counter())))
+                hooks=Hooks(log_fn=lambda m: stamps.append(time.perf_counter()),
+                            generator={"default": None, "plain": generate_batch, "fast": generate_batch_fast}[a.generator]))
     if rank == 0:
         m = res.metrics
         timed = stamps[a.warmup - 1:] if a.warmup else [t0] + stamps
         sps = (len(timed) - 1) / (timed[-1] - timed[0])
         row = {"processes": world, "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
                "engine": ("fsdp" if getattr(acc, "is_fsdp2", False) else "ddp") if acc is not None else "single",
-               "lora": a.lora, "prompts_per_gpu": a.prompts_per_gpu, "num_generations": a.num_generations,
+               "lora": a.lora, "generator": a.generator, "prompts_per_gpu": a.prompts_per_gpu, "num_generations": a.num_generations,
                "max_new_tokens": a.max_new_tokens, "micro_batch_size": a.micro_batch_size, "timed_steps": len(timed) - 1,
                "steps_per_s": round(sps, 4), "rollouts_per_s": round(sps * a.prompts_per_gpu * world * a.num_generations, 1),
                "time_rollout_s": round(float(m["time_rollout"].iloc[a.warmup:].mean()), 3),

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from .core import *
-from .generation import load_model, load_tokenizer, compute_logprobs_for_tokens, generate_batch, format_prompt, length_sorted
+from .generation import load_model, load_tokenizer, compute_logprobs_for_tokens, format_prompt, length_sorted
 from .rollouts import create_batch_rollouts, RolloutResult, concat_rollout_results, select_rollout_result
 from .algorithms import (compute_advantages, compute_policy_loss, get_algorithm_config, filter_groups,
                                 overlong_penalty, TOKEN_LEVEL_ADVANTAGES, _kl_penalty)
@@ -108,7 +108,6 @@ def collect_rollouts(
     G, r = num_generations, runner
     token_kl = config.kl_in_reward and config.advantage in TOKEN_LEVEL_ADVANTAGES   # KL on every token's reward, not on the sum
     opts = rollout_options(run, hooks)
-    if r.fsdp and hooks.generator is None: opts["generator"] = generate_batch   # FSDP: the plain loop (generate_batch_fast runs there too, but is not yet checked on GPUs)
     rollout_fn = hooks.rollout_fn or create_batch_rollouts
     waits = {"time_wait": 0.0, "time_gather": 0.0} if r.world > 1 else {}   # several processes: waiting for the slowest, then the gather
     def collect(batch_prompts):
