@@ -23,10 +23,15 @@ for v in full lora dapo; do python3 tests/test_distributed.py --compare $EQ/one/
 for v in full dapo; do python3 tests/test_distributed.py --compare $EQ/one/$v $EQ/fsdp/$v; done
 python3 tests/test_distributed.py --compare $EQ/one/full $EQ/res1/full --compare-steps 1
 python3 tests/test_distributed.py --compare $EQ/one/full $EQ/res2/full --compare-steps 1
+# the same, sampling with generate_batch_fast (FSDP2's default since the tenth session): 1 GPU vs FSDP2
+run torchrun --nproc_per_node 1 --master_port 29508 $T --fast --out $EQ/one-fast --variants full,dapo
+run accelerate launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no --dynamo_backend no --main_process_port 29509 $T --fast --out $EQ/fsdp-fast --variants full,dapo --distributed fsdp
+for v in full dapo; do python3 tests/test_distributed.py --compare $EQ/one-fast/$v $EQ/fsdp-fast/$v; done
 # 2. steps/s, per-GPU batch fixed: SmolLM2-135M config, random init, bf16, 8 prompts x 8 samples per GPU, 128 new tokens
 B="benchmarks/bench_distributed.py --config $CONFIG --json $OUT/bench.jsonl $BENCH_ARGS"
 run python3 $B
 run accelerate launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no --dynamo_backend no --main_process_port 29506 $B
 run accelerate launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no --dynamo_backend no --main_process_port 29507 $B --distributed fsdp
+run accelerate launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no --dynamo_backend no --main_process_port 29510 $B --distributed fsdp --generator plain
 cat $OUT/bench.jsonl
 } 2>&1 | tee $OUT/log.txt
