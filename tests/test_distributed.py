@@ -74,7 +74,6 @@ def run(out, steps: int = 2, resume_from=None, tokenizer=None, lora: bool = Fals
                 gen_config=GenerationConfig(max_new_tokens=6, temperature=1.0, top_k=0, top_p=1.0), resume_from=resume_from,
                 run=RunConfig(progress=False, seed=0, checkpoint_every=1, distributed=distributed, accuracy_key=kw.pop("accuracy_key", "correct"),
                               precision="fp32"),   # "auto" is bf16-mixed on a GPU, where one process and DDP sample from a bf16 copy and FSDP from its fp32 weights
-
                 hooks=Hooks(generator=row_seeded_generator(G, fast), optimizer_fn=adamw_recording),
                 **{"train_overrides": {"micro_batch_size": 2}, **kw})
     named = [(n, p) for n, p in res.model.named_parameters() if p.requires_grad]
