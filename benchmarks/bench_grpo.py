@@ -17,7 +17,7 @@ budget, 10% at the cap, the same fixed-seed draw for both libraries): rlprims th
 TRL through a logits processor on `model.generate` that ends each row with EOS at its length.
 """
 from __future__ import annotations
-import argparse, bisect, functools, json, math, os, platform, resource, statistics, subprocess, sys, tempfile, time
+import argparse, functools, heapq, json, math, os, platform, resource, statistics, subprocess, sys, tempfile, time
 from datetime import date
 from pathlib import Path
 
@@ -264,7 +264,8 @@ def run_rlprims(s, a):
             sec_rf, _ = gen_time(forced_lengths=L)
             sec_eq_rf, n_eq_rf = gen_time(forced_lengths=equal)   # equal lengths through the same slots: the same concurrency
             out["longtail"].update(slots=s["slots"], seconds_refill=sec_rf, cost_vs_equal_refill=(sec_rf / n_lt) / (sec_eq / n_eq),
-                                   seconds_equal_refill=sec_eq_rf, cost_vs_equal_same_slots=(sec_rf / n_lt) / (sec_eq_rf / n_eq_rf))
+                                   seconds_equal_refill=sec_eq_rf, cost_vs_equal_same_slots=(sec_rf / n_lt) / (sec_eq_rf / n_eq_rf),
+                                   floor_same_slots=longtail_floor_ratio(sampler, L, out["prompt_len"], s["slots"]))
             out["longtail"].update(refill_parts(FD, lambda: generate_batch_fast(sampler, tok, pids, pmask, gen, forced_lengths=L), dev),
                                    steps_equal_refill=refill_parts(FD, lambda: generate_batch_fast(sampler, tok, pids, pmask, gen, forced_lengths=equal), dev)["steps"])
     out.update(roofline=roofline(sampler, s, out["prompt_len"], dev), n_rows=len(pids), T=s["T"])
@@ -305,8 +306,9 @@ def decode_bytes(model) -> tuple:
     el = next(model.parameters()).element_size()
     seen, wbytes, nparams = set(), 0, 0
     for p in model.parameters():
-        if p.data_ptr() in seen: continue
-        seen.add(p.data_ptr()); wbytes += p.numel() * el; nparams += p.numel()
+        key = id(p) if p.device.type == "meta" else p.data_ptr()   # meta tensors (no storage) all point at 0
+        if key in seen: continue
+        seen.add(key); wbytes += p.numel() * el; nparams += p.numel()
     emb = c.vocab_size * c.hidden_size                # an untied input embedding is only looked up, never read whole
     if not getattr(c, "tie_word_embeddings", False): nparams, wbytes = nparams - emb, wbytes - emb * el
     hd = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
@@ -324,14 +326,28 @@ def roofline(model, s, prompt_len, dev) -> dict:
                 tflop_total=flops_total / 1e12, bandwidth_gbs=bw / 1e9, peak_tflops=peak / 1e12,
                 t_mem=bytes_total / bw, t_flop=flops_total / peak, decode_steps=T - 1)
 
-def longtail_floor_ratio(model, lengths, prompt_len: float) -> float:
-    """What a long-tailed token costs over an equal-length one at the memory roofline: each decode step reads the weights
-    and its live rows' caches, and the long-tailed batch takes as many steps as its longest row (`lengths` `[N]`)."""
+def schedule_bytes(lengths, slots: int | None, wbytes: float, kv_per_tok: float, prompt_len: float) -> float:
+    """Bytes a decoder at the memory roofline reads for rows of `lengths` decoded `slots` at a time (None: all at once), a
+    freed place taken by the next waiting row at the next step: each step reads the weights and its live rows' caches
+    (a row's first token comes from its prompt pass; its k-th decode step attends `prompt_len + k` positions)."""
+    queue, n = [int(x) for x in lengths], slots or len(lengths)
+    live, t, total, starts = [], 0, 0.0, 0                   # live: heap of (last step, first step - 1) of the decoding rows
+    while live or queue:
+        while queue and len(live) < n:
+            L = queue.pop(0)
+            if L > 1: heapq.heappush(live, (t + L - 1, t)); starts += t
+        if not live: continue
+        t += 1
+        total += wbytes + kv_per_tok * (len(live) * (prompt_len + t) - starts)
+        while live and live[0][0] <= t: starts -= heapq.heappop(live)[1]
+    return total
+
+def longtail_floor_ratio(model, lengths, prompt_len: float, slots: int | None = None) -> float:
+    """What a long-tailed token costs over an equal-length one at the memory roofline (`schedule_bytes`), both decoded
+    `slots` rows at a time (None: all at once, so the long-tailed batch takes as many steps as its longest row)."""
     wbytes, kv_per_tok, *_ = decode_bytes(model)
-    L = sorted(int(x) for x in lengths); N, eq = len(L), round(sum(L) / len(L))
-    live = lambda t: N - bisect.bisect_right(L, t)                # rows still decoding at step t (longer than t tokens)
-    tail = sum(wbytes + live(t) * (prompt_len + t) * kv_per_tok for t in range(1, L[-1]))
-    equal = sum(wbytes + N * (prompt_len + t) * kv_per_tok for t in range(1, eq))
+    L = [int(x) for x in lengths]; N, eq = len(L), round(sum(L) / len(L))
+    tail, equal = (schedule_bytes(x, slots, wbytes, kv_per_tok, prompt_len) for x in (L, [eq] * N))
     return (tail / sum(L)) / (equal / (N * eq))
 
 def measure_bandwidth(dev) -> float:
@@ -502,6 +518,7 @@ def table(s, res) -> str:
                 + (f" (at the memory roofline: {lt['floor_vs_equal']:.2f}x)" if "floor_vs_equal" in lt else "")
                 + (f"; through {lt['slots']} slots with refills: {lt['seconds_refill']:.3f} s, {lt['cost_vs_equal_refill']:.2f}x" if "slots" in lt else "")
                 + (f"; equal lengths through the same slots: {lt['seconds_equal_refill']:.3f} s, so {lt['cost_vs_equal_same_slots']:.2f}x at the same concurrency"
+                   + (f" (at the memory roofline: {lt['floor_same_slots']:.2f}x)" if "floor_same_slots" in lt else "")
                    if "seconds_equal_refill" in lt else "")
                 + (f"; {lt['refills']} refills took {lt['refill_seconds']:.3f} s (synced), {lt['steps']} decode steps against {lt['steps_equal_refill']} at equal lengths"
                    if "refills" in lt else ""))

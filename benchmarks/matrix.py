@@ -53,7 +53,8 @@ def summary_row(name: str, res: dict) -> str:
     ltc = (f"{lt['cost_vs_equal']:.2f}x ({lt['seconds_no_compaction'] / lt['seconds']:.2f}x)"
            + (f"; roofline {lt['floor_vs_equal']:.2f}x" if "floor_vs_equal" in lt else "")
            + (f"; refilling {lt['slots']} slots {lt['cost_vs_equal_refill']:.2f}x" if "slots" in lt else "")
-           + (f" ({lt['cost_vs_equal_same_slots']:.2f}x against equal lengths through the same slots)" if "cost_vs_equal_same_slots" in lt else "") if lt else "-")
+           + (f" ({lt['cost_vs_equal_same_slots']:.2f}x against equal lengths through the same slots"
+              + (f", roofline {lt['floor_same_slots']:.2f}x" if "floor_same_slots" in lt else "") + ")" if "cost_vs_equal_same_slots" in lt else "") if lt else "-")
     cells = [name, f"{med(r, 'total'):.2f}", f"{med(t, 'total'):.2f}", ratio(med(r, "total"), med(t, "total")),
              f"{med(r, 'generation'):.2f} / {med(r, 'update'):.2f} / {med(r, 'other'):.2f}",
              f"{tps(r):,.0f}", f"{tps(t):,.0f}", f"{r.get('peak_gib', float('nan')):.1f}", f"{t.get('peak_gib', float('nan')):.1f}",

@@ -67,6 +67,12 @@ def test_longtail_floor_ratio_by_hand():
         # equal lengths 2: step t=1 with 2 rows -> 100 + 2 = 102 bytes for 4 tokens
         assert abs(bench_grpo.longtail_floor_ratio(None, [1, 3], 0) - (203 / 4) / (102 / 4)) < 1e-12
         assert bench_grpo.longtail_floor_ratio(None, [5, 5, 5], 0) == 1.0     # equal lengths cost what they cost
+        # through 2 slots, lengths 3, 1, 2: the 1-token row needs no decode step, so rows 3 and 2 decode together at t=1
+        # (100 + 1 + 1), row 3 alone at t=2 (100 + 2): 204 bytes. Equal lengths 2, 2, 2: two rows at t=1 (100 + 2), the
+        # third, refilled, alone at t=2 attending 1 position (100 + 1): 203 bytes. 6 tokens each.
+        assert bench_grpo.schedule_bytes([3, 1, 2], 2, 100, 1, 0) == 204 and bench_grpo.schedule_bytes([2, 2, 2], 2, 100, 1, 0) == 203
+        assert abs(bench_grpo.longtail_floor_ratio(None, [3, 1, 2], 0, slots=2) - 204 / 203) < 1e-12
+        assert bench_grpo.schedule_bytes([2, 2, 2], 2, 100, 1, 5) == 203 + 5 * 3   # prompts of 5 tokens: 5 more positions a row-step
     finally: bench_grpo.decode_bytes = orig
 
 def test_refill_estimate_by_hand():

@@ -15,6 +15,12 @@ or until compaction drops it once the queue is empty (live rows fitting in half 
 each refill costs `--refill-ms` (its prompt pass and host syncs). Equal lengths go through the same loop.
 
     python benchmarks/tools/refill_estimate.py --curve ... --rows 512 --one-draw --check-every 16 --refill-ms 28 --min-free 1 8 16
+
+With `--roofline SHAPE` (no `--curve`) it prints the bound instead: the same ratio for a decoder at the memory roofline,
+each step reading the shape's bf16 weights and its live rows' caches (`bench_grpo.longtail_floor_ratio`), through
+`--slots` places and all at once, on `bench_grpo.py`'s draw (`--one-draw` implied).
+
+    python benchmarks/tools/refill_estimate.py --roofline qwen2.5-1.5b --rows 512 1024 2048 4096
 """
 import argparse, heapq, sys
 from pathlib import Path
@@ -50,9 +56,23 @@ def loop_ms(lengths, slots: int, step_ms, check_every: int, refill_ms: float = 0
         if not live and not queue: return total, t, refills
         if not queue and pow2(len(live)) <= n // 2: n = pow2(len(live)); left = live + [0] * (n - len(live))
 
+def roofline_bounds(a):
+    "Print `longtail_floor_ratio` through `a.slots` places and all at once, for each of `a.rows`, on the shape's weights (no memory allocated)."
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from bench_grpo import shape_dir, longtail_floor_ratio
+    with torch.device("meta"): model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(shape_dir(a.roofline)), dtype=torch.bfloat16)
+    print(f"{a.roofline}, bf16, prompts of {a.prompt_len:g} tokens, budget {a.T}: a long-tailed token against an equal-length one at the memory roofline")
+    for n in a.rows:
+        L = row_lengths(0, n, a.T, "longtail")
+        print(f"{n:5d} rows, mean length {L.float().mean():.0f}: through {a.slots} slots {longtail_floor_ratio(model, L, a.prompt_len, a.slots):.2f}x, "
+              f"all at once {longtail_floor_ratio(model, L, a.prompt_len):.2f}x")
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--curve", nargs="+", required=True, help="rows:ms pairs, a decode step's time at that many live rows")
+    ap.add_argument("--curve", nargs="+", help="rows:ms pairs, a decode step's time at that many live rows")
+    ap.add_argument("--roofline", metavar="SHAPE", help="print the memory-roofline bound for this bench_grpo.py shape instead")
+    ap.add_argument("--prompt-len", type=float, default=46.0, help="with --roofline: prompt tokens a row (the benchmark's mean)")
     ap.add_argument("--slots", type=int, default=128); ap.add_argument("--T", type=int, default=1024)
     ap.add_argument("--rows", type=int, nargs="+", default=[128, 256, 512, 1024])
     ap.add_argument("--one-draw", action="store_true", help="the lengths of bench_grpo.py --slots: one draw of all rows (default: one draw per `slots` rows)")
@@ -60,6 +80,8 @@ def main():
     ap.add_argument("--refill-ms", type=float, default=0.0, help="with --check-every: the cost of one refill")
     ap.add_argument("--min-free", type=int, nargs="+", default=[1], help="with --check-every: a refill waits for this many free places")
     a = ap.parse_args()
+    if a.roofline: return roofline_bounds(a)
+    if not a.curve: ap.error("--curve is needed (or --roofline SHAPE)")
     pts = sorted((int(r), float(ms)) for r, ms in (x.split(":") for x in a.curve))
     step_ms = lambda n: float(np.interp(n, [p[0] for p in pts], [p[1] for p in pts])) if n > 0 else 0.0
     print(f"slots {a.slots}, budget {a.T}; step cost (ms) at " + ", ".join(f"{r} rows {ms}" for r, ms in pts))
