@@ -255,6 +255,25 @@ def test_fsdp2_scoring_leaves_the_lm_head_out(tmp_path, micro, layout):
     assert isinstance(sharded.lm_head, torch.nn.Linear)                                         # put back
 
 
+def test_fsdp2_optimizer_zero_grad_after_a_pass_without_gradients(tmp_path):
+    "Under FSDP2 sharded as accelerate does, a forward without gradients leaves the tail unit gathered; the optimizer (which holds the shards) still clears every gradient, as 06c advises. `model.zero_grad()` reaches the gathered copies (counted, not asserted: FSDP's behaviour)."
+    from rlprims.training import tiny_test_model
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path}/pg", rank=0, world_size=1)
+    try:
+        model = _shard_like_accelerate(tiny_test_model(seed=3).train())
+        opt, ids = torch.optim.AdamW(model.parameters(), lr=1e-3), torch.randint(0, 100, (2, 8))
+        model(input_ids=ids).logits.sum().backward()
+        assert all(p.grad is not None for g in opt.param_groups for p in g["params"])
+        with torch.no_grad(): model(input_ids=ids)          # e.g. a scoring pass for old or reference log-probs
+        model.zero_grad()
+        missed = sum(p.grad is not None for g in opt.param_groups for p in g["params"])
+        opt.zero_grad()
+        assert all(p.grad is None for g in opt.param_groups for p in g["params"])
+        print(f"model.zero_grad() left {missed} sharded gradients")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
 def test_fused_decoder_takes_fsdp2_layers(tmp_path):
     "Under FSDP2 (one gloo process; sharded as accelerate does) the decoder layers, embedding, final norm and LM head are `FSDP<Name>` classes. Inside gathered_params the fused decoder takes them, with the plain model's weights (it had refused them by their class)."
     import copy
