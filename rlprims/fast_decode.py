@@ -469,6 +469,9 @@ def _fused_decoder(model, rows: int = 0, slots: int = 0) -> Optional[SimpleNames
     kv = rows * (_kv_bytes_per_row(model, slots) or 0)
     budget = (_available_bytes(inner.embed_tokens.weight.device) - kv) / 2   # the KV cache first, then at most half of what is left
     layers, copied = [], size(head)                         # bytes of concatenated or merged weights
+    dev_type = inner.embed_tokens.weight.device.type
+    cast = torch.get_autocast_dtype(dev_type) if torch.is_autocast_enabled(dev_type) else None   # under autocast F.linear casts each weight anyway
+    cat = lambda ws: torch.cat([w if cast is None or not w.is_floating_point() else w.to(cast) for w in ws])
     for layer in inner.layers:
         at, mlp = layer.self_attn, layer.mlp
         norms = [layer.input_layernorm, layer.post_attention_layernorm] + [getattr(at, n) for n in ("q_norm", "k_norm") if hasattr(at, n)]
@@ -484,8 +487,8 @@ def _fused_decoder(model, rows: int = 0, slots: int = 0) -> Optional[SimpleNames
         L = SimpleNamespace(
             idx=at.layer_idx, H=lin["q"][0].shape[0] // at.head_dim, scaling=at.scaling,
             ln1=layer.input_layernorm, ln2=layer.post_attention_layernorm, q_norm=getattr(at, "q_norm", None), k_norm=getattr(at, "k_norm", None),
-            qkv_w=torch.cat([lin[n][0] for n in "qkv"]), qkv_b=None if biases[0] is None else torch.cat(biases),
-            o_w=lin["o"][0], o_b=lin["o"][1], gate_up_w=torch.cat([lin["gate"][0], lin["up"][0]]), down_w=lin["down"][0], down_b=lin["down"][1])
+            qkv_w=cat([lin[n][0] for n in "qkv"]), qkv_b=None if biases[0] is None else torch.cat(biases),
+            o_w=lin["o"][0], o_b=lin["o"][1], gate_up_w=cat([lin["gate"][0], lin["up"][0]]), down_w=lin["down"][0], down_b=lin["down"][1])
         copied += size((L.qkv_w, L.qkv_b, L.gate_up_w, L.o_w, L.down_w))
         if copied > budget: return None
         layers.append(L)

@@ -400,6 +400,21 @@ def _tiny(kind: str, seed: int = 0):
                 else: p.normal_(0.0, 0.5)
     return m
 
+def test_fused_decoder_copies_in_autocast_dtype():
+    "Under autocast (FSDP2 samples from fp32 weights in bf16-mixed) the concatenated q/k/v and gate/up copies are made in autocast's dtype, and give the products autocast gives with the fp32 copies, to the bit; outside autocast they keep the weights' dtype."
+    from rlprims.fast_decode import _fused_decoder
+    m = _tiny("qwen2", seed=3)
+    fp32 = _fused_decoder(m)
+    x = torch.randn(4, m.config.hidden_size)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        Z = _fused_decoder(m)
+        for a, b in zip(fp32.layers, Z.layers):
+            assert b.qkv_w.dtype == b.gate_up_w.dtype == torch.bfloat16 and b.o_w.dtype == torch.float32   # o and down are the weights themselves
+            assert torch.equal(F.linear(x, b.qkv_w, b.qkv_b), F.linear(x, a.qkv_w, a.qkv_b))
+            assert torch.equal(F.linear(x, b.gate_up_w), F.linear(x, a.gate_up_w))
+    assert fp32.layers[0].qkv_w.dtype == _fused_decoder(m).layers[0].gate_up_w.dtype == torch.float32
+
+
 def test_fused_decoder_takes_known_kinds_only():
     "_fused_decoder: Llama, Mistral, Qwen2 and Qwen3 layers are fused (concatenated q/k/v, gate/up); a wrapped projection or a sliding window is not."
     from rlprims.fast_decode import _fused_decoder
