@@ -471,7 +471,7 @@ def _fused_decoder(model, rows: int = 0, slots: int = 0) -> Optional[SimpleNames
     layers, copied = [], size(head)                         # bytes of concatenated or merged weights
     dev_type = inner.embed_tokens.weight.device.type
     cast = torch.get_autocast_dtype(dev_type) if torch.is_autocast_enabled(dev_type) else None   # under autocast F.linear casts each weight anyway
-    cat = lambda ws: torch.cat([w if cast is None or not w.is_floating_point() else w.to(cast) for w in ws])
+    cat = lambda ws: torch.cat([w.to(cast) for w in ws] if cast else ws)   # each piece cast before the copy: no full-width copy first
     for layer in inner.layers:
         at, mlp = layer.self_attn, layer.mlp
         norms = [layer.input_layernorm, layer.post_attention_layernorm] + [getattr(at, n) for n in ("q_norm", "k_norm") if hasattr(at, n)]
