@@ -25,16 +25,17 @@ def _decode_attention_kernels():
     import triton, triton.language as tl
 
     @triton.jit
-    def decode_attention_kernel(Q, K, V, M, COL, O, PM, PL, scale, sqn, sqh, skn, skh, skl, svn, svh, svl, smn, son, soh, scol, SPLITS,
+    def decode_attention_kernel(Q, K, V, M, COL, FIRST, O, PM, PL, scale, sqn, sqh, skn, skh, skl, svn, svh, svl, smn, son, soh, scol, sfirst, SPLITS,
                G: tl.constexpr, D: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr,
                IEEE: tl.constexpr, PARTIAL: tl.constexpr):
         n, h, sp = tl.program_id(0), tl.program_id(1), tl.program_id(2)   # one row, one KV head (its G query heads), one span
         g, d = tl.arange(0, BLOCK_G), tl.arange(0, BLOCK_D)
         gm, dm = g < G, d < D
         q = tl.load(Q + n * sqn + (h * G + g)[:, None] * sqh + d[None, :], mask=gm[:, None] & dm[None, :], other=0.0)
-        length = tl.load(COL + n * scol) + 1                # slots 0..col (one col for all rows, scol = 0, or each row's own), cut into SPLITS spans of whole blocks
-        chunk = tl.cdiv(tl.cdiv(length, SPLITS), BLOCK_L) * BLOCK_L
-        lo = sp * chunk
+        length = tl.load(COL + n * scol) + 1                # slots first..col (one col for all rows, scol = 0, or each row's own), cut into SPLITS spans of whole blocks
+        first = tl.load(FIRST + n * sfirst)                 # the row's first visible slot: its left padding is never read
+        chunk = tl.cdiv(tl.cdiv(length - first, SPLITS), BLOCK_L) * BLOCK_L
+        lo = first + sp * chunk
         hi = tl.minimum(lo + chunk, length)
         m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
         l_i = tl.zeros([BLOCK_G], tl.float32)
@@ -90,8 +91,8 @@ def attention_splits(programs: int, Lmax: int, dev) -> int:
     return max(1, min(16, _next_pow2(-(-sms // programs)), _next_pow2(Lmax // 128 + 1) // 2))
 
 def decode_attention(q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, mask: torch.Tensor, col: torch.Tensor, scaling: float,
-                     splits: Optional[int] = None) -> torch.Tensor:
-    "One query per row `q` `[N, H, D]` over cache slots `0..col` of `K`, `V` `[N, kv_heads, Lmax, D]` where `mask` `[N, >Lmax]` is True; `[N, H, D]`. `col`: `[1]`, one slot for every row, or `[N]`, each row's own. Each row's slots are cut into `splits` spans, merged after (None: `attention_splits`)."
+                     splits: Optional[int] = None, first: Optional[torch.Tensor] = None) -> torch.Tensor:
+    "One query per row `q` `[N, H, D]` over cache slots `first..col` of `K`, `V` `[N, kv_heads, Lmax, D]` where `mask` `[N, >Lmax]` is True; `[N, H, D]`. `col`: `[1]`, one slot for every row, or `[N]`, each row's own. `first` `[N]`: each row's first visible slot (slots before it are masked and not read; None: 0). Each row's slots are cut into `splits` spans, merged after (None: `attention_splits`)."
     N, H, D = q.shape
     Hkv, Lmax = K.shape[1], K.shape[2]
     G = H // Hkv
@@ -102,16 +103,19 @@ def decode_attention(q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, mask: to
     m = mask.view(torch.uint8)
     if col.numel() not in (1, N): raise ValueError(f"decode_attention: col must hold 1 or N={N} slots, got {col.numel()}")
     scol = 0 if col.numel() == 1 else col.stride(0)
+    if first is None: first, sfirst = col.new_zeros(1), 0
+    elif first.shape != (N,): raise ValueError(f"decode_attention: first must hold N={N} slots, got shape {tuple(first.shape)}")
+    else: sfirst = first.stride(0)
     attend, merge = _decode_attention_kernels()
     blocks = dict(G=G, D=D, BLOCK_G=max(16, _next_pow2(G)), BLOCK_D=max(16, _next_pow2(D)), IEEE=q.dtype == torch.float32)
     strides = (q.stride(0), q.stride(1), K.stride(0), K.stride(1), K.stride(2), V.stride(0), V.stride(1), V.stride(2), m.stride(0))
     if splits == 1:
-        attend[(N, Hkv, 1)](q, K, V, m, col, out, out, out, scaling, *strides, out.stride(0), out.stride(1), scol, 1,
+        attend[(N, Hkv, 1)](q, K, V, m, col, first, out, out, out, scaling, *strides, out.stride(0), out.stride(1), scol, sfirst, 1,
                             BLOCK_L=64, PARTIAL=False, **blocks)
         return out
     po = torch.empty(N, H, splits, D, dtype=torch.float32, device=q.device)   # each span's unnormalised output, max and sum
     pm, pl = (torch.empty(N, H, splits, dtype=torch.float32, device=q.device) for _ in range(2))
-    attend[(N, Hkv, splits)](q, K, V, m, col, po, pm, pl, scaling, *strides, 0, 0, scol, splits, BLOCK_L=32, PARTIAL=True, **blocks)
+    attend[(N, Hkv, splits)](q, K, V, m, col, first, po, pm, pl, scaling, *strides, 0, 0, scol, sfirst, splits, BLOCK_L=32, PARTIAL=True, **blocks)
     merge[(N * H,)](po, pm, pl, out, out.stride(0), out.stride(1), H, splits, D=D, BLOCK_S=max(2, _next_pow2(splits)), BLOCK_D=blocks["BLOCK_D"])
     return out
 
@@ -234,7 +238,7 @@ def static_kv_attention(module, query, key, value, attention_mask, scaling=None,
     else:                                                   # refilling: each row's own slot
         at = S.col[:, None, None, None].expand(N, K.shape[1], 1, D)
         K.scatter_(2, at, key); V.scatter_(2, at, value)
-    if S.triton: return decode_attention(query[:, :, 0], K, V, S.mask, S.col, scaling)[:, None], None
+    if S.triton: return decode_attention(query[:, :, 0], K, V, S.mask, S.col, scaling, first=S.first)[:, None], None
     L, Hkv = attention_mask.shape[-1], K.shape[1]           # the first L slots, as two matrix products
     q = query.view(N, Hkv, H // Hkv, D)                     # the query heads that share a KV head, side by side
     scores = torch.matmul(q, K[:, :, :L].transpose(-1, -2)).float() * scaling     # [N, kv_heads, H/kv_heads, L]
@@ -504,7 +508,7 @@ def _fused_forward(S: SimpleNamespace) -> torch.Tensor:
         K, V = S.keys[L.idx], S.values[L.idx]
         x, stream = add_rms_norm(h, stream, L.ln1.weight, L.ln1.variance_epsilon)
         q = qkv_rotary_store(F.linear(x, L.qkv_w, L.qkv_b), cos, sin, K, V, S.col, L.H, L.q_norm, L.k_norm)
-        attn = decode_attention(q, K, V, S.mask, S.col, L.scaling).flatten(1)
+        attn = decode_attention(q, K, V, S.mask, S.col, L.scaling, first=S.first).flatten(1)
         x, stream = add_rms_norm(F.linear(attn, L.o_w, L.o_b), stream, L.ln2.weight, L.ln2.variance_epsilon)
         h = F.linear(silu_mul(F.linear(x, L.gate_up_w)), L.down_w, L.down_b)
     return F.linear(add_rms_norm(h, stream, Z.norm.weight, Z.norm.variance_epsilon)[0], Z.head_w, Z.head_b)
@@ -526,6 +530,7 @@ def _new_decode_state(N: int, P: int, T: int, config: GenerationConfig, eos: tor
         fused=None,                                          # `_fused_decoder`'s weights: decode steps run `_fused_forward`, else the model's forward
         prompts=None,                                        # `_prompt_cache`: every distinct prompt's keys, values and logits, which rows start from; None: each start runs its prompts
         mask=z(n, W, dtype=torch.bool),                      # [n, W] cache slots each row attends to
+        first=z(n),                                          # [n] each row's first visible slot (its prompt's left padding ends there): attention starts at its block
         t0=z(n),                                             # [n] the step each row started at (refills start later)
         tok=z(n), pos=z(n),                                  # [n] the token fed next and its position id
         t=z(1),                                              # index of the step's token (a row's is t - t0)
@@ -565,7 +570,7 @@ def _decode_step(model, S: SimpleNamespace, L: int, banned: bool):
         S.col.add_(1).clamp_(max=S.Lmax - 1); S.mask.scatter_(1, S.col[:, None], True)   # (a live row's slots end at P + T - 2)
     else: S.col += 1; S.mask.index_fill_(1, S.col, True)    # the token just sampled is visible from the next step on
 
-_PER_ROW = ("rows", "mask", "t0", "tok", "pos", "done")   # the state's tensors with one entry per decoding row (and col when refilling)
+_PER_ROW = ("rows", "mask", "first", "t0", "tok", "pos", "done")   # the state's tensors with one entry per decoding row (and col when refilling)
 
 def _compact(S: SimpleNamespace, n: int) -> None:
     "Keep `n` decoding rows, the live ones first (then done ones as filler): every per-row tensor and cache is gathered."
@@ -671,6 +676,7 @@ def _refill(model, S: SimpleNamespace) -> None:
     if S.lengths is not None: S.lengths[free] = S.all_lengths[take]
     pm = S.prompt_mask[take]
     S.mask[free] = False; S.mask[free, :P] = pm.bool(); S.mask[free, P] = True   # its prompt, then the slot its first token goes to
+    S.first[free] = S.mask[free].int().argmax(1)
     S.col[free], S.t0[free], S.pos[free] = P, S.t - 1, pm.sum(1)   # its token 0 came from the prefill: the next step's is 1
     _first_tokens(S, _start_rows(model, S, free, take), free)
 
@@ -757,7 +763,7 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
     S.queue, S.prompt_ids, S.prompt_mask = torch.arange(n, N), ids, mask       # rows waiting for a place
     S.triton = graphs and dev.type == "cuda" and _has_triton()
     S.plain, S.seed = _plain_sampling(config), torch.randint(0, 2**31 - 1, (1,)).to(dev)   # Triton sampling: its seed from torch's RNG
-    S.mask[:, :P] = mask[:n].bool()
+    S.mask[:, :P] = mask[:n].bool(); S.first.copy_(S.mask.int().argmax(1))
     if forced_lengths is not None: S.all_lengths = forced_lengths.to(dev).long(); S.lengths = S.all_lengths[:n].clone()
     S.fused = _fused_decoder(model, n, S.Lmax) if _triton_option(fused_layers, dev, S.triton) else None   # by default where the steps use Triton already
     S.fused_rotary = S.fused is None and _triton_option(fused_rotary, dev, S.triton)

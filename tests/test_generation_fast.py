@@ -611,6 +611,27 @@ def test_decode_attention_reads_each_rows_own_slots(monkeypatch, splits):
     torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="col must hold"): decode_attention(q, K, V, mask, col[:2], D ** -0.5)
 
+@needs_triton
+@pytest.mark.parametrize("splits", [1, 2, 5])
+def test_decode_attention_skips_each_rows_left_padding(monkeypatch, splits):
+    "decode_attention with first [N]: slots before a row's first visible one are never read (NaN there changes nothing), the rest as without it."
+    from rlprims.fast_decode import decode_attention
+    if not torch.cuda.is_available(): _numpy2_interpreter(monkeypatch)
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.manual_seed(2)
+    N, H, Hkv, D, L = 4, 4, 2, 16, 200
+    q = torch.randn(N, H, D, device=dev)
+    K, V = (torch.randn(N, Hkv, L, D, device=dev) for _ in range(2))
+    first = torch.tensor([0, 3, 70, 150], device=dev)       # left padding of 0, 3, 70 and 150 slots: within a block, and several blocks long
+    mask = torch.arange(L + 1, device=dev)[None] >= first[:, None]
+    for col in (torch.tensor([179], device=dev), torch.tensor([199, 40, 120, 160], device=dev)):   # one slot for all rows, and each row's own
+        want = decode_attention(q, K, V, mask, col, D ** -0.5, splits=splits)
+        Kn, Vn = K.clone(), V.clone()
+        for n, f in enumerate(first.tolist()): Kn[n, :, :f] = Vn[n, :, :f] = float("nan")
+        assert decode_attention(q, Kn, Vn, mask, col, D ** -0.5, splits=splits)[2:].isnan().all()   # without first, the padding is read
+        torch.testing.assert_close(decode_attention(q, Kn, Vn, mask, col, D ** -0.5, splits=splits, first=first), want, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="first must hold"): decode_attention(q, K, V, mask, col, D ** -0.5, first=first[:2])
+
 def test_attention_splits_fill_the_multiprocessors(monkeypatch):
     "attention_splits: one span while rows x KV heads fill the GPU; else a power of two up to 16, each span at least 128 slots."
     import rlprims.fast_decode as fd
