@@ -93,6 +93,22 @@ def test_refill_loop_model_by_hand():
     assert loop_ms([3, 1, 2, 2], 2, float, 1, min_free=2) == (6.0, 3, 1)  # one refill of both rows once both places are free
     assert loop_ms([3, 1, 2, 2], 2, float, 1, refill_ms=10.0) == (25.0, 3, 2)
 
+def test_carry_schedule_by_hand():
+    "refill_estimate.carry_schedule: without carried rows and carry_at=0 it reads what bench_grpo.schedule_bytes counts; a step cut short carries its live rows."
+    root = Path(__file__).resolve().parent.parent / "benchmarks"
+    sys.path[:0] = [str(root), str(root / "tools")]
+    import random, bench_grpo
+    from refill_estimate import carry_schedule
+    # rows of 3 and 1 tokens through 1 slot, weights 10 bytes, 1 byte a position: the 3-token row's two decode steps read 10 + 1, 10 + 2
+    assert carry_schedule([3, 1], [], 1, 0, 10, 1, 0) == (23, 4, [])
+    rng = random.Random(0)
+    for _ in range(20):
+        L, slots = [rng.randint(1, 30) for _ in range(rng.randint(1, 12))], rng.randint(1, 5)
+        assert carry_schedule(L, [], slots, 0, 100, 2, 7)[0] == bench_grpo.schedule_bytes(L, slots, 100, 2, 7)
+    # a 5-token row, the step ending at 1 live row: its first token only, then carried (4 to go, 1 made)
+    assert carry_schedule([5], [], 1, 1, 10, 1, 0) == (0, 1, [(4, 1)])
+    assert carry_schedule([], [(4, 1)], 1, 0, 10, 1, 0) == ((10 + 2) + (10 + 3) + (10 + 4), 4, [])   # resumed: its prompt pass gives token 2
+
 def test_refill_parts_counts_refills_and_steps():
     "bench_grpo.refill_parts: 6 rows of forced lengths through 2 slots, the host looking every 2 steps: refills happen, are timed, and the loop's steps are counted."
     import torch

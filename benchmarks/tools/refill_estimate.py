@@ -21,6 +21,13 @@ each step reading the shape's bf16 weights and its live rows' caches (`bench_grp
 `--slots` places and all at once, on `bench_grpo.py`'s draw (`--one-draw` implied).
 
     python benchmarks/tools/refill_estimate.py --roofline qwen2.5-1.5b --rows 512 1024 2048 4096
+
+With `--carry K [K ...]` (and `--roofline`) it bounds partial rollouts the same way: every step brings `rows` fresh rows
+(a new draw each step), and stops as soon as its queue is empty and at most K rows are still live; those rows carry
+their tokens into the next step, whose prompt pass runs their prompt and partial completion again (at
+`--prefill-tflops`) before they go on, first in the queue. Steady state over `--steps` steps, the first 5 left out.
+
+    python benchmarks/tools/refill_estimate.py --roofline qwen2.5-1.5b --rows 512 1024 --carry 0 16 32 64 128
 """
 import argparse, heapq, sys
 from pathlib import Path
@@ -56,12 +63,59 @@ def loop_ms(lengths, slots: int, step_ms, check_every: int, refill_ms: float = 0
         if not live and not queue: return total, t, refills
         if not queue and pow2(len(live)) <= n // 2: n = pow2(len(live)); left = live + [0] * (n - len(live))
 
+def carry_schedule(fresh, carried, slots: int, carry_at: int, wbytes: float, kv_per_tok: float, prompt_len: float):
+    """One step of partial rollouts at the memory roofline: `carried` `(remaining, done)` rows go first, then `fresh`
+    lengths, `slots` at a time; the step ends once the queue is empty and at most `carry_at` rows are live. A row's
+    next token on starting (or resuming) comes from its prompt pass; each decode step reads the weights and every live
+    row's prompt and tokens so far (`bench_grpo.schedule_bytes`'s model, which this equals without carried rows and
+    with `carry_at=0`). Returns `(bytes read, tokens made, rows carried out as (remaining, done))`."""
+    queue = list(carried) + [(int(L), 0) for L in fresh]
+    live, total, tokens = [], 0.0, 0                         # live: [remaining, done] of the decoding rows
+    while True:
+        while queue and len(live) < slots:
+            r, d = queue.pop(0)
+            tokens += 1                                     # its prompt pass gives the next token
+            if r > 1: live.append([r - 1, d + 1])
+        if not live: return total, tokens, []
+        if not queue and len(live) <= carry_at: return total, tokens, [tuple(x) for x in live]
+        total += wbytes + kv_per_tok * sum(prompt_len + d for _, d in live)
+        tokens += len(live)
+        for x in live: x[0] -= 1; x[1] += 1
+        live = [x for x in live if x[0] > 0]
+
+def carry_bounds(a, model):
+    "Print the steady-state ratio of partial rollouts (`carry_schedule`) against equal lengths through the same slots, for each of `a.carry`."
+    from bench_grpo import decode_bytes, schedule_bytes
+    wbytes, kv_per_tok, nparams, *_ = decode_bytes(model)
+    bw, flops = a.bandwidth * 1e9, a.prefill_tflops * 1e12
+    for n in a.rows:
+        draws = [[int(x) for x in row_lengths(1000 + s, n, a.T, "longtail")] for s in range(a.steps)]
+        mean = round(sum(map(sum, draws)) / (n * a.steps))
+        equal = schedule_bytes([mean] * n, a.slots, wbytes, kv_per_tok, a.prompt_len) / bw / (n * mean)   # seconds a token
+        L = np.array(draws, dtype=float).ravel()            # every step full, no tail: long rows' tokens still attend more positions
+        per_token = lambda positions: wbytes + a.slots * kv_per_tok * positions
+        floor = per_token(a.prompt_len + (L * (L - 1) / 2).sum() / L.sum()) / per_token(a.prompt_len + (mean - 1) / 2)
+        print(f"{n:5d} rows a step through {a.slots} slots: with every slot always busy, a long-tailed token would still cost {floor:.2f}x "
+              "(its tokens attend more positions)")
+        for k in a.carry:
+            carried, sec, tok, again, pre = [], 0.0, 0, 0, 0.0
+            for s, fresh in enumerate(draws):
+                prefill = sum(a.prompt_len + d for _, d in carried) * 2 * nparams / flops   # carried rows' prompt pass, again
+                b, t, carried_out = carry_schedule(fresh, carried, a.slots, k, wbytes, kv_per_tok, a.prompt_len)
+                if s >= 5: sec += b / bw + prefill; tok += t; again += len(carried); pre += prefill
+                carried = carried_out
+            print(f"{n:5d} rows a step through {a.slots} slots, carrying at <= {k:3d} live rows: a token costs {sec / tok / equal:.2f}x "
+                  f"an equal-length one (rows carried a step {again / (a.steps - 5):.0f}; their prompt passes again {pre / sec:.0%} of the time)")
+
 def roofline_bounds(a):
     "Print `longtail_floor_ratio` through `a.slots` places and all at once, for each of `a.rows`, on the shape's weights (no memory allocated)."
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
     from bench_grpo import shape_dir, longtail_floor_ratio
     with torch.device("meta"): model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(shape_dir(a.roofline)), dtype=torch.bfloat16)
+    if a.carry:
+        print(f"{a.roofline}, bf16, prompts of {a.prompt_len:g} tokens, budget {a.T}, {a.bandwidth:g} GB/s, prompt passes at {a.prefill_tflops:g} TFLOP/s: partial rollouts at the memory roofline")
+        return carry_bounds(a, model)
     print(f"{a.roofline}, bf16, prompts of {a.prompt_len:g} tokens, budget {a.T}: a long-tailed token against an equal-length one at the memory roofline")
     for n in a.rows:
         L = row_lengths(0, n, a.T, "longtail")
@@ -74,6 +128,10 @@ def main():
     ap.add_argument("--roofline", metavar="SHAPE", help="print the memory-roofline bound for this bench_grpo.py shape instead")
     ap.add_argument("--prompt-len", type=float, default=46.0, help="with --roofline: prompt tokens a row (the benchmark's mean)")
     ap.add_argument("--slots", type=int, default=128); ap.add_argument("--T", type=int, default=1024)
+    ap.add_argument("--carry", type=int, nargs="+", help="with --roofline: partial rollouts, a step ending at this many live rows (see the module's note)")
+    ap.add_argument("--steps", type=int, default=25, help="with --carry: steps simulated")
+    ap.add_argument("--bandwidth", type=float, default=4240.0, help="with --carry: GB/s (an H200's measured copy bandwidth)")
+    ap.add_argument("--prefill-tflops", type=float, default=400.0, help="with --carry: the prompt pass's TFLOP/s")
     ap.add_argument("--rows", type=int, nargs="+", default=[128, 256, 512, 1024])
     ap.add_argument("--one-draw", action="store_true", help="the lengths of bench_grpo.py --slots: one draw of all rows (default: one draw per `slots` rows)")
     ap.add_argument("--check-every", type=int, default=0, help="follow generate_batch_fast's loop, the host looking every K steps (0: ideal refills)")
