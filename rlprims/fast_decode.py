@@ -224,7 +224,7 @@ def static_kv_attention(module, query, key, value, attention_mask, scaling=None,
         raise NotImplementedError("static_kv_attention: sliding-window and soft-capped attention are not supported")
     layer, (N, H, q_len, D) = module.layer_idx, query.shape
     scaling = D ** -0.5 if scaling is None else scaling
-    if q_len > 1:                                           # prefill of the distinct prompts [U, H, P, D]
+    if S.prefilling:                                        # prefill of the distinct prompts [U, H, P, D] (P may be 1)
         if layer not in S.keys:                             # first use: this layer's cache [slots, kv_heads, Lmax, D]
             shape = (S.slots, key.shape[1], S.Lmax, D)
             S.keys[layer], S.values[layer] = key.new_zeros(shape), value.new_zeros(shape)
@@ -523,7 +523,7 @@ def _new_decode_state(N: int, P: int, T: int, config: GenerationConfig, eos: tor
     W = P + T                                                # cache slots of a row (the last one never written)
     return SimpleNamespace(
         N=N, P=P, T=T, slots=n, Lmax=W - 1, config=config, eos=eos, pad=pad, dev=torch.device(dev), keys={}, values={}, inv=None, calls=0, triton=False,
-        fill=slice(None),                                    # the decoding rows the prefill writes: all, or a refill's
+        fill=slice(None), prefilling=False,                  # the decoding rows the prefill writes (all, or a refill's), and whether one runs
         rows=torch.arange(n, device=dev),                    # [n] the batch row each decoding row is; n shrinks as compaction drops done rows
         lengths=None,                                        # [n] forced completion lengths (benchmarks, tests), or None
         fused_rotary=False,                                  # decode steps apply the rotary embedding with `rotary_qk`
@@ -605,13 +605,14 @@ def static_decoding(model, S: SimpleNamespace):
 def _prefill_static(model, S: SimpleNamespace, ids: torch.Tensor, mask: torch.Tensor, rows=slice(None)) -> torch.Tensor:
     "Run the distinct prompts of `ids` `[n, P]` once into the static cache (decoding rows `rows`, slots 0..P-1); returns the first token's logits `[n, V]`."
     P, dev = ids.shape[1], ids.device
-    S.fill = rows
+    S.fill, S.prefilling = rows, True
     uniq, S.inv = torch.unique(torch.cat([ids, mask], 1), dim=0, return_inverse=True)
     u_ids, u_mask = uniq[:, :P], uniq[:, P:]
     causal = torch.ones(P, P, dtype=torch.bool, device=dev).tril()
     m4 = (causal & u_mask.bool()[:, None, :]) | torch.eye(P, dtype=torch.bool, device=dev)
-    out = model(input_ids=u_ids, attention_mask=m4[:, None], position_ids=position_ids_from_mask(u_mask),
-                use_cache=False, logits_to_keep=1, rlprims_decode=S)
+    try: out = model(input_ids=u_ids, attention_mask=m4[:, None], position_ids=position_ids_from_mask(u_mask),
+                     use_cache=False, logits_to_keep=1, rlprims_decode=S)
+    finally: S.prefilling = False                           # the calls after it are decode steps, one token a row
     return out.logits[:, -1][S.inv]
 
 # %% ../nbs/01b_fast_decode.ipynb #9075f5ce

@@ -33,6 +33,17 @@ def test_static_greedy_matches_and_stops_early(setup):
     torch.testing.assert_close(a.logprobs, b.logprobs, atol=1e-4, rtol=0)
     assert (b.completion_mask[:, 1:] <= b.completion_mask[:, :-1]).all()
 
+@pytest.mark.parametrize("slots", [None, 1])
+def test_static_one_token_prompts(setup, slots):
+    "Prompts of one token: their pass is still a prompt pass (it once took the decode path and failed), all at once and refilled."
+    model, tok, _, _ = setup
+    pids, pmask = torch.tensor([[tok.convert_tokens_to_ids("Hello")], [tok.convert_tokens_to_ids("Hi")]]), torch.ones(2, 1, dtype=torch.long)
+    cfg = GenerationConfig(max_new_tokens=5, do_sample=False)
+    a = generate_batch(model, tok, pids, pmask, cfg)
+    b = generate_batch_fast(model, tok, pids, pmask, cfg, static=True, slots=slots)
+    assert torch.equal(a.completion_ids, b.completion_ids)
+    torch.testing.assert_close(a.logprobs, b.logprobs, atol=1e-4, rtol=0)
+
 def test_static_forced_length_and_logprobs(setup):
     model, tok, pids, pmask = setup
     torch.manual_seed(0)
