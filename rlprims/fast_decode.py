@@ -227,9 +227,10 @@ def static_kv_attention(module, query, key, value, attention_mask, scaling=None,
     if S.prefilling:                                        # prefill of the distinct prompts [U, H, P, D] (P may be 1)
         if layer not in S.keys:                             # first use: this layer's cache [slots, kv_heads, Lmax, D]
             shape = (S.slots, key.shape[1], S.Lmax, D)
-            S.keys[layer], S.values[layer] = key.new_zeros(shape), value.new_zeros(shape)
+            S.keys[layer], S.values[layer] = (x.new_zeros(shape, dtype=S.kv_dtype or x.dtype) for x in (key, value))
         rows = S.fill                                       # all rows, or a refill's, from slot 0
-        S.keys[layer][rows, :, :q_len] = key[S.inv]; S.values[layer][rows, :, :q_len] = value[S.inv]
+        K, V = S.keys[layer], S.values[layer]
+        K[rows, :, :q_len] = key[S.inv].to(K.dtype); V[rows, :, :q_len] = value[S.inv].to(V.dtype)   # (the cache may be narrower: compute_dtype)
         S.calls += 1
         out = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, scale=scaling, enable_gqa=True)
         return out.transpose(1, 2), None
@@ -457,8 +458,8 @@ def _kv_bytes_per_row(model, slots: int) -> Optional[int]:
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
     return 2 * layers * kv_heads * head_dim * slots * next(model.parameters()).element_size()
 
-def _fused_decoder(model, rows: int = 0, slots: int = 0) -> Optional[SimpleNamespace]:
-    "`model`'s decode-step weights laid out for `_fused_forward`, or None where any part of it is not of a known kind, or its copies would take over half the GPU memory left free by a KV cache of `rows` x `slots`."
+def _fused_decoder(model, rows: int = 0, slots: int = 0, dtype: Optional[torch.dtype] = None) -> Optional[SimpleNamespace]:
+    "`model`'s decode-step weights laid out for `_fused_forward` (the matrix products' weights copied in `dtype` where it differs from the model's), or None where any part of it is not of a known kind, or its copies would take over half the GPU memory left free by a KV cache of `rows` x `slots`."
     base = model.get_base_model() if hasattr(model, "get_base_model") else model     # under a PEFT wrapper
     inner, cfg = getattr(base, "model", None), base.config
     if (inner is None or not all(hasattr(inner, a) for a in ("embed_tokens", "layers", "norm", "rotary_emb"))
@@ -468,14 +469,15 @@ def _fused_decoder(model, rows: int = 0, slots: int = 0) -> Optional[SimpleNames
         return None
     head = _linear_weights(base.get_output_embeddings())
     if head is None: return None
+    cast = dtype if dtype is not None and dtype != inner.embed_tokens.weight.dtype else None
+    to = lambda w: w if w is None or cast is None else w.to(cast)   # a weight, or its copy in `dtype`
+    cat = lambda ws: torch.cat([to(w) for w in ws])         # each piece cast before the copy: no full-width copy first
+    head = tuple(map(to, head))
     own = {id(p) for p in base.parameters()}                # a weight not among them is a copy made here
     size = lambda ws: sum(w.numel() * w.element_size() for w in ws if w is not None and id(w) not in own)
     kv = rows * (_kv_bytes_per_row(model, slots) or 0)
     budget = (_available_bytes(inner.embed_tokens.weight.device) - kv) / 2   # the KV cache first, then at most half of what is left
     layers, copied = [], size(head)                         # bytes of concatenated or merged weights
-    dev_type = inner.embed_tokens.weight.device.type
-    cast = torch.get_autocast_dtype(dev_type) if torch.is_autocast_enabled(dev_type) else None   # under autocast F.linear casts each weight anyway
-    cat = lambda ws: torch.cat([w.to(cast) for w in ws] if cast else ws)   # each piece cast before the copy: no full-width copy first
     for layer in inner.layers:
         at, mlp = layer.self_attn, layer.mlp
         norms = [layer.input_layernorm, layer.post_attention_layernorm] + [getattr(at, n) for n in ("q_norm", "k_norm") if hasattr(at, n)]
@@ -491,17 +493,19 @@ def _fused_decoder(model, rows: int = 0, slots: int = 0) -> Optional[SimpleNames
         L = SimpleNamespace(
             idx=at.layer_idx, H=lin["q"][0].shape[0] // at.head_dim, scaling=at.scaling,
             ln1=layer.input_layernorm, ln2=layer.post_attention_layernorm, q_norm=getattr(at, "q_norm", None), k_norm=getattr(at, "k_norm", None),
-            qkv_w=cat([lin[n][0] for n in "qkv"]), qkv_b=None if biases[0] is None else torch.cat(biases),
-            o_w=lin["o"][0], o_b=lin["o"][1], gate_up_w=cat([lin["gate"][0], lin["up"][0]]), down_w=lin["down"][0], down_b=lin["down"][1])
+            qkv_w=cat([lin[n][0] for n in "qkv"]), qkv_b=None if biases[0] is None else cat(biases),
+            o_w=to(lin["o"][0]), o_b=to(lin["o"][1]), gate_up_w=cat([lin["gate"][0], lin["up"][0]]), down_w=to(lin["down"][0]), down_b=to(lin["down"][1]))
         copied += size((L.qkv_w, L.qkv_b, L.gate_up_w, L.o_w, L.down_w))
         if copied > budget: return None
         layers.append(L)
-    return SimpleNamespace(embed=inner.embed_tokens, rotary=inner.rotary_emb, layers=layers, norm=inner.norm, head_w=head[0], head_b=head[1])
+    return SimpleNamespace(embed=inner.embed_tokens, rotary=inner.rotary_emb, layers=layers, norm=inner.norm, head_w=head[0], head_b=head[1],
+                           dtype=cast)                      # the steps' dtype where it is not the weights' (else None)
 
 def _fused_forward(S: SimpleNamespace) -> torch.Tensor:
     "Logits `[n, V]` of one decode step through `S.fused` (9 kernels a layer), each layer's key and value written into `S`'s cache."
     Z = S.fused
     h = F.embedding(S.tok, Z.embed.weight)                  # [n, M] (not the module's forward: under FSDP2 it may hold hooks)
+    if Z.dtype is not None: h = h.to(Z.dtype)               # the residual stream in the steps' dtype
     cos, sin = Z.rotary(h[:, None], S.pos[:, None])         # [n, 1, D]
     cos, sin, stream = cos[:, 0], sin[:, 0], None
     for L in Z.layers:
@@ -524,6 +528,7 @@ def _new_decode_state(N: int, P: int, T: int, config: GenerationConfig, eos: tor
     return SimpleNamespace(
         N=N, P=P, T=T, slots=n, Lmax=W - 1, config=config, eos=eos, pad=pad, dev=torch.device(dev), keys={}, values={}, inv=None, calls=0, triton=False,
         fill=slice(None), prefilling=False,                  # the decoding rows the prefill writes (all, or a refill's), and whether one runs
+        kv_dtype=None,                                       # the KV cache's dtype (None: the keys' own)
         rows=torch.arange(n, device=dev),                    # [n] the batch row each decoding row is; n shrinks as compaction drops done rows
         lengths=None,                                        # [n] forced completion lengths (benchmarks, tests), or None
         fused_rotary=False,                                  # decode steps apply the rotary embedding with `rotary_qk`
@@ -644,9 +649,9 @@ def _first_tokens(S: SimpleNamespace, logits: torch.Tensor, rows) -> None:
     S.tokens[out, 0], S.logprobs[out, 0], S.valid[out, 0] = tok, lp, True
     S.done[rows] = (tok[:, None] == S.eos).any(-1); S.tok[rows] = tok
 
-def _prompt_cache(model, uniq: torch.Tensor, of_row: torch.Tensor, P: int, chunk: int) -> SimpleNamespace:
+def _prompt_cache(model, uniq: torch.Tensor, of_row: torch.Tensor, P: int, chunk: int, kv_dtype: Optional[torch.dtype] = None) -> SimpleNamespace:
     "Run the distinct prompts `uniq` `[U, 2P]` (ids, then mask) once, `chunk` a pass: their keys and values `[U, kv_heads, P, D]` per layer and last position's logits `[U, V]`; `of_row` `[N]` is each row's prompt."
-    C = SimpleNamespace(keys={}, values={}, slots=len(uniq), Lmax=P, calls=0, of_row=of_row)   # the fields static_kv_attention's prefill writes
+    C = SimpleNamespace(keys={}, values={}, slots=len(uniq), Lmax=P, calls=0, of_row=of_row, kv_dtype=kv_dtype)   # the fields static_kv_attention's prefill writes
     C.logits = torch.cat([_prefill_static(model, C, uniq[i:i + chunk, :P], uniq[i:i + chunk, P:], rows=slice(i, i + chunk))
                           for i in range(0, len(uniq), chunk)])
     return C
@@ -702,7 +707,12 @@ def _decode_loop(model, S: SimpleNamespace, logits: torch.Tensor, mask: torch.Te
                 except Exception as e:                  # e.g. Triton can't build for this GPU: the step is safe to redo
                     if not S.triton: raise
                     warnings.warn(f"generate_batch_fast: Triton attention failed ({type(e).__name__}: {e}); using matrix products")
-                    S.triton, S.fused = False, None; _decode_step(model, S, span(t), key[1])
+                    S.triton, S.fused = False, None
+                    if S.kv_dtype is not None:              # the model's own forward writes its keys' dtype
+                        for cache in (S.keys, S.values):
+                            for layer in cache: cache[layer] = cache[layer].to(next(model.parameters()).dtype)
+                        S.kv_dtype = None
+                    _decode_step(model, S, span(t), key[1])
             torch.cuda.current_stream().wait_stream(s)
         else:                                           # capture records the step without running it, then replay
             g = captured[key] = torch.cuda.CUDAGraph()
@@ -730,7 +740,8 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
                         refill_min: Optional[int] = None,    # with refills: a look of the host refills once this many rows are done, or the whole queue fits (None: an eighth of the slots)
                         prompt_cache: Optional[bool] = None,   # with refills: each distinct prompt runs once, up front, and refilled rows copy its keys and values (None: where they fit in a quarter of the memory the KV cache leaves)
                         fused_rotary: Optional[bool] = None,   # decode steps rotate q and k with `rotary_qk` (None: where the steps use Triton, i.e. CUDA graphs on CUDA)
-                        fused_layers: Optional[bool] = None) -> RolloutBatch:   # decode steps run `_fused_forward` where the model's layers are of a known kind (None: as fused_rotary)
+                        fused_layers: Optional[bool] = None,  # decode steps run `_fused_forward` where the model's layers are of a known kind (None: as fused_rotary)
+                        compute_dtype: Optional[torch.dtype] = None) -> RolloutBatch:   # fused decode steps in this dtype, from copies of the weights made once per call (e.g. bf16 for a model kept in fp32); None: the weights' dtype
     "Drop-in `generate_batch` (same arguments and result) with a preallocated KV cache and each decode step one CUDA graph."
     dev = next(model.parameters()).device
     T = config.max_new_tokens
@@ -766,7 +777,10 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
     S.plain, S.seed = _plain_sampling(config), torch.randint(0, 2**31 - 1, (1,)).to(dev)   # Triton sampling: its seed from torch's RNG
     S.mask[:, :P] = mask[:n].bool(); S.first.copy_(S.mask.int().argmax(1))
     if forced_lengths is not None: S.all_lengths = forced_lengths.to(dev).long(); S.lengths = S.all_lengths[:n].clone()
-    S.fused = _fused_decoder(model, n, S.Lmax) if _triton_option(fused_layers, dev, S.triton) else None   # by default where the steps use Triton already
+    S.fused = _fused_decoder(model, n, S.Lmax, compute_dtype) if _triton_option(fused_layers, dev, S.triton) else None   # by default where the steps use Triton already
+    if compute_dtype is not None and S.fused is None and compute_dtype != next(model.parameters()).dtype:
+        warnings.warn(f"generate_batch_fast: compute_dtype={compute_dtype} applies to the fused decode steps, which this call does not run (they need Triton and a Llama/Qwen/Mistral-like model); decoding in the weights' dtype")
+    if S.fused is not None and S.fused.dtype is not None: S.kv_dtype = S.fused.dtype   # the cache in the steps' dtype too
     S.fused_rotary = S.fused is None and _triton_option(fused_rotary, dev, S.triton)
     if graphs and S.fused is None and is_fsdp(model):     # FSDP2's hooks run in each module's forward,
         graphs = S.triton = S.fused_rotary = False          # which a CUDA graph cannot hold: eager steps (the fused ones call no module's forward)
@@ -775,7 +789,7 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
             if n < N and prompt_cache is not False:          # refilling: the prompts' pass once, where its results fit
                 uniq, of_row = torch.unique(torch.cat([ids, mask], 1), dim=0, return_inverse=True)
                 if prompt_cache or _prompt_cache_fits(model, len(uniq), P, n * (_kv_bytes_per_row(model, S.Lmax) or 0)):
-                    S.prompts = _prompt_cache(model, uniq, of_row, P, chunk=n); S.calls = S.prompts.calls
+                    S.prompts = _prompt_cache(model, uniq, of_row, P, chunk=n, kv_dtype=S.kv_dtype); S.calls = S.prompts.calls
             logits = _start_rows(model, S, torch.arange(n, device=dev), torch.arange(n, device=dev))
         except NotImplementedError: S.calls = 0
         if S.calls > 0: _decode_loop(model, S, logits, mask[:n], graphs, check_every, compact, min(refill_min or max(1, n // 8), n))   # (more than n would never come)

@@ -411,19 +411,63 @@ def _tiny(kind: str, seed: int = 0):
                 else: p.normal_(0.0, 0.5)
     return m
 
-def test_fused_decoder_copies_in_autocast_dtype():
-    "Under autocast (FSDP2 samples from fp32 weights in bf16-mixed) the concatenated q/k/v and gate/up copies are made in autocast's dtype, and give the products autocast gives with the fp32 copies, to the bit; outside autocast they keep the weights' dtype."
+def test_fused_decoder_copies_in_a_narrower_dtype():
+    "_fused_decoder(dtype=bf16) on an fp32 model: every matrix product's weight (and bias) copied in bf16, equal to the weight's own cast; the model's dtype (or None) copies only what it concatenates."
     from rlprims.fast_decode import _fused_decoder
     m = _tiny("qwen2", seed=3)
-    fp32 = _fused_decoder(m)
-    x = torch.randn(4, m.config.hidden_size)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        Z = _fused_decoder(m)
-        for a, b in zip(fp32.layers, Z.layers):
-            assert b.qkv_w.dtype == b.gate_up_w.dtype == torch.bfloat16 and b.o_w.dtype == torch.float32   # o and down are the weights themselves
-            assert torch.equal(F.linear(x, b.qkv_w, b.qkv_b), F.linear(x, a.qkv_w, a.qkv_b))
-            assert torch.equal(F.linear(x, b.gate_up_w), F.linear(x, a.gate_up_w))
-    assert fp32.layers[0].qkv_w.dtype == _fused_decoder(m).layers[0].gate_up_w.dtype == torch.float32
+    Z = _fused_decoder(m, dtype=torch.bfloat16)
+    assert Z.dtype == torch.bfloat16
+    for L, layer in zip(Z.layers, m.model.layers):
+        at, mlp = layer.self_attn, layer.mlp
+        for w in (L.qkv_w, L.qkv_b, L.o_w, L.gate_up_w, L.down_w): assert w.dtype == torch.bfloat16
+        assert torch.equal(L.qkv_w, torch.cat([at.q_proj.weight, at.k_proj.weight, at.v_proj.weight]).to(torch.bfloat16))
+        assert torch.equal(L.qkv_b, torch.cat([at.q_proj.bias, at.k_proj.bias, at.v_proj.bias]).to(torch.bfloat16))
+        assert torch.equal(L.o_w, at.o_proj.weight.to(torch.bfloat16)) and torch.equal(L.down_w, mlp.down_proj.weight.to(torch.bfloat16))
+    assert Z.head_w.dtype == torch.bfloat16 and torch.equal(Z.head_w, m.lm_head.weight.to(torch.bfloat16))
+    for dtype in (None, torch.float32):
+        Z = _fused_decoder(m, dtype=dtype)
+        assert Z.dtype is None and Z.layers[0].o_w is m.model.layers[0].self_attn.o_proj.weight and Z.layers[0].qkv_w.dtype == torch.float32
+
+@needs_triton
+@pytest.mark.parametrize("kind", ["qwen2", "qwen3"])
+def test_fused_layers_in_a_compute_dtype(setup, monkeypatch, kind):
+    """generate_batch_fast(compute_dtype=half) on an fp32 model: the decode steps' attention reads half queries and a half
+    cache; tokens as in fp32 and log-probs within half's rounding of an fp32 scoring. fp16 rather than bf16 on the CPU:
+    Triton's interpreter runs bf16 fused steps far from PyTorch's numbers even for a bf16 model (`test_gpu_...` checks bf16)."""
+    import rlprims.fast_decode as fd
+    _, tok, pids, pmask = setup
+    half = torch.float16 if not torch.cuda.is_available() else torch.bfloat16
+    model, kw = _triton_device(monkeypatch, _tiny(kind))
+    seen, attend = set(), fd.decode_attention
+    monkeypatch.setattr(fd, "decode_attention", lambda q, K, V, *a, **k: (seen.add((q.dtype, K.dtype, V.dtype)), attend(q, K, V, *a, **k))[1])
+    cfg = GenerationConfig(max_new_tokens=6, min_new_tokens=6, do_sample=False)
+    want = generate_batch_fast(model, tok, pids, pmask, cfg, fused_layers=True, **kw)
+    assert seen == {(torch.float32,) * 3}; seen.clear()
+    b = generate_batch_fast(model, tok, pids, pmask, cfg, fused_layers=True, compute_dtype=half, **kw)
+    assert seen == {(half,) * 3}
+    if half == torch.float16:
+        assert torch.equal(b.completion_ids, want.completion_ids)
+        fresh = compute_logprobs_for_tokens(model, b.prompt_ids, b.prompt_mask, b.completion_ids, completion_mask=b.completion_mask).cpu()
+        err = (fresh - b.logprobs).abs() * b.completion_mask
+        assert 1e-6 < err.max() < 2e-3, err                  # half's rounding, no more: and not zero, so the steps did run in half
+    with pytest.warns(UserWarning, match="compute_dtype"):    # no fused steps here: the weights' dtype, and a warning that says so
+        generate_batch_fast(model, tok, pids, pmask, cfg, fused_layers=False, compute_dtype=half, **kw)
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU (CUDA graphs)")
+def test_gpu_fused_layers_in_a_compute_dtype(setup):
+    "On a GPU, an fp32 model decoding with compute_dtype=bf16 (CUDA graphs, compaction, forced lengths) samples log-probs as close to an fp32 scoring as a bf16 copy of the model does."
+    _, tok, pids, pmask = setup
+    model = _tiny("qwen2").cuda()
+    pids, pmask = pids.repeat(8, 1), pmask.repeat(8, 1)
+    lengths = torch.randint(1, 33, (48,), generator=torch.Generator().manual_seed(0))
+    cfg = GenerationConfig(max_new_tokens=32, min_new_tokens=32, temperature=1.0, top_p=1.0, top_k=0)
+    errors = {}
+    for name, m, kw in (("bf16 copy", _tiny("qwen2").cuda().to(torch.bfloat16), {}), ("compute_dtype", model, dict(compute_dtype=torch.bfloat16))):
+        torch.manual_seed(0)
+        b = generate_batch_fast(m, tok, pids, pmask, cfg, forced_lengths=lengths, **kw)
+        fresh = compute_logprobs_for_tokens(model, b.prompt_ids, b.prompt_mask, b.completion_ids, completion_mask=b.completion_mask).cpu()
+        errors[name] = ((fresh - b.logprobs).abs() * b.completion_mask).sum().item() / b.completion_mask.sum().item()
+    assert errors["compute_dtype"] < max(1.5 * errors["bf16 copy"], 0.02), errors
 
 
 def test_fused_decoder_takes_known_kinds_only():
