@@ -9,7 +9,7 @@ A randomly initialised model of a given config (SmolLM2-135M's by default) in bf
 
 Rank 0 prints one JSON line (and appends it to --json): steps/s over the timed steps, after --warmup steps.
 """
-import argparse, json, tempfile, time
+import argparse, functools, json, tempfile, time
 import torch
 
 
@@ -24,8 +24,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--distributed", default="auto")
     ap.add_argument("--lora", action="store_true")
-    ap.add_argument("--generator", default="default", choices=["default", "plain", "fast"],
-                    help="the sampler: train's default, generate_batch (plain) or generate_batch_fast (fast)")
+    ap.add_argument("--generator", default="default", choices=["default", "plain", "fast", "fast-bf16"],
+                    help="the sampler: train's default, generate_batch (plain), generate_batch_fast (fast), or it with compute_dtype=bf16 (fast-bf16: under FSDP2, bf16 copies of the fp32 weights)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -51,7 +51,8 @@ def main():
                 train_overrides={"micro_batch_size": a.micro_batch_size, "kl_coef": 0.0},
                 run=RunConfig(progress=False, save_final=False, show_plot=False, distributed=acc),
                 hooks=Hooks(log_fn=lambda m: stamps.append(time.perf_counter()),
-                            generator={"default": None, "plain": generate_batch, "fast": generate_batch_fast}[a.generator]))
+                            generator={"default": None, "plain": generate_batch, "fast": generate_batch_fast,
+                                       "fast-bf16": functools.partial(generate_batch_fast, compute_dtype=torch.bfloat16)}[a.generator]))
     if rank == 0:
         m = res.metrics
         timed = stamps[a.warmup - 1:] if a.warmup else [t0] + stamps

@@ -4,9 +4,10 @@
 
 # %% ../nbs/06d_main.ipynb #8aa6a535
 from __future__ import annotations
-import argparse, contextlib, json, time
+import argparse, contextlib, functools, json, time
 from pathlib import Path
 from typing import Optional, Sequence
+import torch
 from .core import GenerationConfig, RunConfig, Hooks
 from .models import load_model, load_tokenizer, EMBEDDED_MODEL
 from .tasks import create_addition_dataset, ADDITION_REWARDS
@@ -14,6 +15,7 @@ from .algorithms import get_algorithm_config, ALGORITHMS
 from .precision import PRECISIONS, create_precision, load_dtype
 from .distributed import create_accelerator
 from .training import train
+from .fast_decode import generate_batch_fast
 
 # %% auto #0
 __all__ = ['main', 'cli']
@@ -62,6 +64,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
                         "bf16 = pure bf16 weights, which small learning rates can't move")
     p.add_argument("--distributed", default="auto", choices=["auto", "ddp", "fsdp", "none"],
                    help="under accelerate launch / torchrun: DDP, or FSDP2 (auto: as the accelerate config says)")
+    p.add_argument("--decode-dtype", default="auto", choices=["auto", "bf16", "fp16"],
+                   help="dtype of the GPU's fused decode steps (auto: the sampling weights': a bf16 copy under bf16-mixed, but fp32 under "
+                        "FSDP2; bf16/fp16: copies of the weights in it, made once per rollout; not yet measured under FSDP2)")
     a = p.parse_args(argv)
     t0 = time.time()
     acc = create_accelerator(a.distributed)                # before loading: it picks this process's GPU
@@ -92,7 +97,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
                 run=RunConfig(seed=a.seed, use_lora=a.lora, distributed=acc if acc is not None else "none", precision=prec.name,
                               eval_every=a.eval_every, checkpoint_every=a.checkpoint_every, progress=False,
                               activation_checkpointing=a.activation_checkpointing, pack_sequences=a.pack_sequences),
-                hooks=Hooks(log_fn=log))
+                hooks=Hooks(log_fn=log, generator=None if a.decode_dtype == "auto" else functools.partial(
+                    generate_batch_fast, compute_dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[a.decode_dtype])))
     evals = res.metrics.dropna(subset=["eval_accuracy"]) if "eval_accuracy" in res.metrics else res.metrics.iloc[:0]
     before = float(evals["eval_accuracy"].iloc[0]) if len(evals) and evals["step"].iloc[0] == 0 else None
     after = float(evals["eval_accuracy"].iloc[-1])

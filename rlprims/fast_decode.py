@@ -765,7 +765,11 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
             raise ValueError(f"generate_batch_fast: {why}, and refilling bans EOS for every row or none; set min_new_tokens to 0 or max_new_tokens, or {other}")
         static, slots = True, min(slots, N)
     if refill_min is not None and refill_min < 1: raise ValueError(f"generate_batch_fast: refill_min must be a positive number of rows, got {refill_min}")
-    if not runs_static(): return generate_batch(model, tokenizer, prompt_ids, prompt_mask, config, compute_logprobs, eos_ids)
+    if not runs_static():
+        if compute_dtype is not None and compute_dtype != next(model.parameters()).dtype:
+            warnings.warn(f"generate_batch_fast: compute_dtype={compute_dtype} applies to the static loop's fused decode steps (CUDA with Triton); "
+                          "this call runs generate_batch, in the weights' dtype")
+        return generate_batch(model, tokenizer, prompt_ids, prompt_mask, config, compute_logprobs, eos_ids)
     graphs = dev.type == "cuda" if cuda_graphs is None else cuda_graphs
     eos = torch.tensor(eos_ids if eos_ids is not None else eos_token_ids(tokenizer, model), device=dev)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else int(eos[0])

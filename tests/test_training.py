@@ -68,6 +68,20 @@ def test_main_job_smoke(tmp_path):
         assert (tmp_path / f).exists(), f
 
 
+@pytest.mark.parametrize("flag,dtype", [("auto", None), ("bf16", torch.bfloat16), ("fp16", torch.float16)])
+def test_main_decode_dtype_reaches_the_generator(monkeypatch, tmp_path, flag, dtype):
+    "rlprims-train --decode-dtype: auto leaves the built-in generator; bf16/fp16 give train generate_batch_fast with that compute_dtype."
+    import rlprims.cli as C
+    from rlprims.fast_decode import generate_batch_fast
+    seen = {}
+    class Stop(Exception): pass
+    def fake_train(*args, hooks=None, **kw): seen["generator"] = hooks.generator; raise Stop
+    monkeypatch.setattr(C, "train", fake_train)
+    with pytest.raises(Stop): C.main(["--steps", "1", "--eval-size", "2", "--out", str(tmp_path), "--decode-dtype", flag])
+    g = seen["generator"]
+    if dtype is None: assert g is None
+    else: assert g.func is generate_batch_fast and g.keywords == {"compute_dtype": dtype}
+
 def test_console_script_exits_zero(monkeypatch):
     "The `rlprims-train` entry point (as settings.ini declares it) exits with status 0 after a run."
     import configparser, importlib
