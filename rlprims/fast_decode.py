@@ -16,7 +16,8 @@ from .distributed import is_fsdp
 
 # %% auto #0
 __all__ = ['attention_splits', 'decode_attention', 'sample_softmax', 'static_kv_attention', 'rotary_qk', 'add_rms_norm',
-           'silu_mul', 'qkv_rotary_store', 'static_decoding', 'auto_slots', 'generate_batch_fast']
+           'silu_mul', 'qkv_rotary_store', 'static_decoding', 'auto_slots', 'generate_batch_fast',
+           'start_decode_session', 'session_add', 'session_run', 'session_refresh']
 
 # %% ../nbs/01b_fast_decode.ipynb #ff3207c6
 @functools.cache
@@ -805,3 +806,110 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
     W = int(S.valid.sum(1).max())                           # as generate_batch: as wide as the longest completion
     return RolloutBatch(prompt_ids=prompt_ids, prompt_mask=prompt_mask.float(), completion_ids=S.tokens[:, :W].cpu(),
                         completion_mask=S.valid[:, :W].float().cpu(), logprobs=S.logprobs[:, :W].cpu() if compute_logprobs else None)
+
+# %% ../nbs/01b_fast_decode.ipynb #a1b2c3d5
+from typing import Callable
+
+def start_decode_session(model, tokenizer, config: GenerationConfig, slots: int, prompt_len: int,
+                         eos_ids=None, check_every: int = 16, cuda_graphs: Optional[bool] = None,
+                         fused_layers: Optional[bool] = None, compute_dtype: Optional[torch.dtype] = None):
+    """A decode that outlives one call: `slots` rows decode at once, each with its own prompt (left-padded to `prompt_len`)
+    and its own `config.max_new_tokens` budget; rows are added with `session_add`, and `session_run` decodes until a
+    condition holds, returning the rows that finished. Between runs the model's weights may change in place
+    (`session_refresh`): rows still decoding keep their caches, computed by the earlier weights."""
+    dev = next(model.parameters()).device
+    T, P = config.max_new_tokens, prompt_len
+    if T < 2 or not config.use_cache: raise ValueError("start_decode_session: needs max_new_tokens >= 2 and use_cache")
+    if config.min_new_tokens > 0: raise ValueError("start_decode_session: rows start and end at different steps, so min_new_tokens must be 0")
+    if slots < 1 or P < 1: raise ValueError(f"start_decode_session: slots and prompt_len must be positive, got {slots} and {prompt_len}")
+    eos = torch.tensor(eos_ids if eos_ids is not None else eos_token_ids(tokenizer, model), device=dev)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else int(eos[0])
+    S = _new_decode_state(slots + 1, P, T, config, eos, pad, dev, slots=slots)   # one output row more than slots: each row its own cache slot
+    S.rows.copy_(torch.arange(slots, device=dev))            # decoding row i writes output row i, harvested before its next row starts
+    S.done.fill_(True)                                       # every place free
+    S.graphs = dev.type == "cuda" if cuda_graphs is None else cuda_graphs
+    S.triton = S.graphs and dev.type == "cuda" and _has_triton()
+    S.plain, S.seed = _plain_sampling(config), torch.randint(0, 2**31 - 1, (1,)).to(dev)
+    S.fused = _fused_decoder(model, slots, S.Lmax, compute_dtype) if _triton_option(fused_layers, dev, S.triton) else None
+    if S.fused is not None and S.fused.dtype is not None: S.kv_dtype = S.fused.dtype
+    S.check_every, S.captured, S.pool, S.stepped = check_every, {}, None, False
+    S.owner = [None] * slots                                 # the row id each place decodes (None: free)
+    S.pending, S.finished, S.next_id = [], [], 0             # rows waiting for a place; rows done, not yet taken
+    return S
+
+def session_add(S, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, forced_lengths: Optional[torch.Tensor] = None) -> list:
+    "Queue rows `[k, p]` (left-padded, p <= the session's prompt_len); returns their ids."
+    k, p = prompt_ids.shape
+    if p > S.P: raise ValueError(f"session_add: prompts of {p} tokens; the session holds {S.P}")
+    ids = torch.full((k, S.P), S.pad, dtype=torch.long); ids[:, S.P - p:] = prompt_ids
+    mask = torch.zeros(k, S.P, dtype=torch.long); mask[:, S.P - p:] = prompt_mask
+    new = list(range(S.next_id, S.next_id + k)); S.next_id += k
+    for i in range(k): S.pending.append((new[i], ids[i], mask[i], None if forced_lengths is None else int(forced_lengths[i])))
+    return new
+
+def _harvest(S) -> None:
+    "Done places that hold a row: copy the row out to `S.finished` and free the place."
+    done = S.done.cpu()
+    for i, r in enumerate(S.owner):
+        if r is not None and done[i]:
+            n = int(S.valid[i].sum())
+            S.finished.append((r, S.tokens[i, :n].to("cpu", copy=True), S.logprobs[i, :n].to("cpu", copy=True)))   # (a copy: on a CPU .cpu() is a view)
+            S.owner[i] = None
+
+def _fill(model, S) -> None:
+    "Start pending rows in free places: prompt pass, first token sampled."
+    free = [i for i, r in enumerate(S.owner) if r is None][:len(S.pending)]
+    if not free: return
+    take, S.pending = S.pending[:len(free)], S.pending[len(free):]
+    rows = torch.tensor(free, device=S.dev)
+    ids, mask = torch.stack([x[1] for x in take]).to(S.dev), torch.stack([x[2] for x in take]).to(S.dev)
+    if any(x[3] is not None for x in take):
+        if S.lengths is None: S.lengths = torch.full((S.slots,), S.T, dtype=torch.long, device=S.dev)
+        S.lengths[rows] = torch.tensor([x[3] or S.T for x in take], device=S.dev)
+    S.tokens[rows] = S.pad; S.logprobs[rows] = 0.0; S.valid[rows] = False
+    S.mask[rows] = False; S.mask[rows, :S.P] = mask.bool(); S.mask[rows, S.P] = True
+    S.first[rows] = S.mask[rows].int().argmax(1)
+    S.col[rows], S.t0[rows], S.pos[rows] = S.P, S.t - 1, mask.sum(1)
+    _first_tokens(S, _prefill_static(model, S, ids, mask, rows=rows), rows)
+    for i, x in zip(free, take): S.owner[i] = x[0]
+
+def _step(model, S) -> None:
+    "One decode step of every place: eager, or a CUDA graph (the first step runs eagerly, as a warm-up)."
+    key = (S.Lmax, False)
+    if not S.graphs: _decode_step(model, S, *key)
+    elif key in S.captured: S.captured[key].replay()
+    elif not S.stepped:
+        s = torch.cuda.Stream(); s.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(s): _decode_step(model, S, *key)
+        torch.cuda.current_stream().wait_stream(s)
+    else:
+        g = S.captured[key] = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g, pool=S.pool): _decode_step(model, S, *key)
+        S.pool = g.pool(); g.replay()
+    S.stepped = True
+
+@torch.no_grad()
+def session_run(model, S, until: Optional[Callable] = None) -> list:
+    """Decode until `until(S)` holds at one of the host's looks (every `check_every` steps), or no row is left; returns
+    and clears the finished rows `(id, tokens [n], log-probs [n])`. Free places take pending rows at each look."""
+    with torch.autocast(S.dev.type, enabled=False), static_decoding(model, S):
+        while True:
+            _harvest(S); _fill(model, S)
+            if (until is not None and until(S)) or (all(r is None for r in S.owner) and not S.pending): break
+            for _ in range(S.check_every): _step(model, S)
+    out, S.finished = S.finished, []
+    return out
+
+_COPIED = ("qkv_w", "qkv_b", "o_w", "o_b", "gate_up_w", "down_w", "down_b")
+
+@torch.no_grad()
+def session_refresh(model, S) -> None:
+    """After `model`'s weights changed in place (an optimizer step): copy them again into the fused steps' concatenated
+    (or narrower) copies, in place, so captured CUDA graphs read the new weights. Rows still decoding keep their caches."""
+    if S.fused is None: return                               # the model's own forward reads its weights directly
+    new = _fused_decoder(model, 0, 0, S.fused.dtype)        # (no budget check: the copies exist already)
+    pairs = [(getattr(a, n), getattr(b, n)) for a, b in zip(S.fused.layers, new.layers) for n in _COPIED]
+    pairs += [(S.fused.head_w, new.head_w), (S.fused.head_b, new.head_b)]
+    for old, fresh in pairs:
+        if old is not None and old is not fresh: old.copy_(fresh)
+

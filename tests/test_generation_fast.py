@@ -703,3 +703,57 @@ def test_logprobs_of_empty_completions(setup):
     for pack in (False, True):
         lp, ent = compute_logprobs_for_tokens(model, pids, pmask, torch.zeros(len(pids), 0, dtype=torch.long), return_entropy=True, pack=pack)
         assert lp.shape == ent.shape == (len(pids), 0)
+
+
+def test_session_checks_its_arguments(setup):
+    "start_decode_session / session_add: min_new_tokens, budgets and prompt widths are refused with the reason."
+    from rlprims.fast_decode import start_decode_session, session_add
+    model, tok, pids, pmask = setup
+    with pytest.raises(ValueError, match="min_new_tokens"):
+        start_decode_session(model, tok, GenerationConfig(max_new_tokens=6, min_new_tokens=2), slots=2, prompt_len=pids.shape[1])
+    with pytest.raises(ValueError, match="max_new_tokens >= 2"):
+        start_decode_session(model, tok, GenerationConfig(max_new_tokens=1), slots=2, prompt_len=pids.shape[1])
+    S = start_decode_session(model, tok, GenerationConfig(max_new_tokens=6), slots=2, prompt_len=pids.shape[1] - 1)
+    with pytest.raises(ValueError, match="the session holds"): session_add(S, pids, pmask)
+
+@pytest.mark.parametrize("slots,check_every", [(1, 1), (3, 2), (8, 16)])
+def test_session_rows_as_one_batch(setup, slots, check_every):
+    "Rows added in two lots, a run stopped early in between: each row's greedy tokens and log-probs are those of one generate_batch_fast call over all of them."
+    from rlprims.fast_decode import start_decode_session, session_add, session_run
+    model, tok, pids, pmask = setup
+    L = torch.tensor([3, 10, 1, 7, 5, 2])
+    cfg = GenerationConfig(max_new_tokens=10, do_sample=False)
+    want = generate_batch_fast(model, tok, pids, pmask, cfg, forced_lengths=L, static=True)
+    S = start_decode_session(model, tok, cfg, slots=slots, prompt_len=pids.shape[1] + 2, check_every=check_every)
+    assert session_add(S, pids[:4], pmask[:4], forced_lengths=L[:4]) == [0, 1, 2, 3]
+    got = session_run(model, S, until=lambda S: len(S.finished) >= 1)
+    assert 1 <= len(got) < 6
+    assert session_add(S, pids[4:], pmask[4:], forced_lengths=L[4:]) == [4, 5]
+    got += session_run(model, S)
+    assert sorted(r for r, *_ in got) == list(range(6)) and S.pending == [] and all(r is None for r in S.owner)
+    for r, t, lp in got:
+        assert torch.equal(t, want.completion_ids[r, :int(L[r])])
+        torch.testing.assert_close(lp, want.logprobs[r, :int(L[r])], atol=1e-4, rtol=0)
+
+@needs_triton
+def test_session_refresh_after_an_update(setup, monkeypatch):
+    "Weights changed in place between runs: after session_refresh, rows started later decode as the updated model does; without it they do not (the fused copies were stale)."
+    from rlprims.fast_decode import start_decode_session, session_add, session_run, session_refresh
+    _, tok, pids, pmask = setup
+    L = torch.tensor([3, 10, 1, 7, 5, 2]); cfg = GenerationConfig(max_new_tokens=10, do_sample=False)
+    for refresh in (True, False):
+        model, kw = _triton_device(monkeypatch, _tiny("qwen2"))
+        S = start_decode_session(model, tok, cfg, slots=2, prompt_len=pids.shape[1], check_every=1, fused_layers=True,
+                                 cuda_graphs=None if torch.cuda.is_available() else False)
+        session_add(S, pids[:3], pmask[:3], forced_lengths=L[:3])
+        got = session_run(model, S, until=lambda S: len(S.finished) >= 1)
+        with torch.no_grad():
+            for p in model.parameters(): p.mul_(1.3)           # an optimizer step, in place
+        if refresh: session_refresh(model, S)
+        later = session_add(S, pids[3:], pmask[3:], forced_lengths=L[3:])
+        got = {r: (t, lp) for r, t, lp in got + session_run(model, S)}
+        assert sorted(got) == list(range(6)) and all(len(got[r][0]) == int(L[r]) for r in got)   # rows spanning the update finish too
+        want = generate_batch_fast(model, tok, pids[3:], pmask[3:], cfg, forced_lengths=L[3:], fused_layers=True, **kw)
+        same = all(torch.equal(got[r][0], want.completion_ids[r - 3, :int(L[r])]) and
+                   torch.allclose(got[r][1], want.logprobs[r - 3, :int(L[r])], atol=1e-3) for r in later)
+        assert same == refresh
