@@ -109,6 +109,8 @@ def collect_rollouts(
     token_kl = config.kl_in_reward and config.advantage in TOKEN_LEVEL_ADVANTAGES   # KL on every token's reward, not on the sum
     opts = rollout_options(run, hooks)
     rollout_fn = hooks.rollout_fn or create_batch_rollouts
+    if prompt_source is not None and "prompt_source" in inspect.signature(rollout_fn).parameters:   # one that admits prompts ahead (ContinuousRollouts)
+        opts = {**opts, "prompt_source": prompt_source}
     waits = {"time_wait": 0.0, "time_gather": 0.0} if r.world > 1 else {}   # several processes: waiting for the slowest, then the gather
     def collect(batch_prompts):
         local = shard_prompts(batch_prompts, r.rank, r.world) if r.world > 1 else batch_prompts
@@ -490,6 +492,7 @@ def train(
         if (Path(resume_from) / "state.json").exists(): ckpt, state = Path(resume_from), load_checkpoint(resume_from, *load_args, scaler=prec.scaler)
         else: ckpt, state = load_latest_checkpoint(resume_from, *load_args, scaler=prec.scaler)   # a run folder: newest readable one
         start, rows = state["step"], state.get("metrics", [])
+        if "rollout_state" in state and hasattr(hooks.rollout_fn, "load_state_dict"): hooks.rollout_fn.load_state_dict(state["rollout_state"])
         if rank == 0: _warn_config_changes(state.get("config", {}), config_record, ckpt)
         sync_sampler(sampler, model)
         if world > 1: _seed_by_rank(rank)      # rank 0's saved RNG state, then a stream per process
@@ -510,6 +513,9 @@ def train(
     ckpt_kw = dict(checkpoint_fn=hooks.checkpoint_fn, optimizer=optimizer, scheduler=scheduler, data_rng=data_rng, critic=critic,
                    ref_model=ref_keep, accelerator=acc, scaler=prec.scaler)
     loggers = create_loggers(run.report_to, out, config_record) if rank == 0 else []
+    def saved_state() -> dict:                            # what a checkpoint's state.json holds, with a stateful rollout function's state
+        extra = {"rollout_state": hooks.rollout_fn.state_dict()} if hasattr(hooks.rollout_fn, "state_dict") else {}
+        return {"metrics": rows, "config": config_record, **extra}
     def record(m: dict):                                  # one row: a step's metrics, or an evaluation's
         rows.append(m)
         if rank == 0:
@@ -540,10 +546,10 @@ def train(
         last = step + 1 == num_steps
         if eval_dataset is not None and ((run.eval_every and (step + 1) % run.eval_every == 0) or last): record(held_out(step + 1))
         if run.checkpoint_every and (step + 1) % run.checkpoint_every == 0 and not last:
-            save_checkpoint(model, tokenizer, step + 1, out, state={"metrics": rows, "config": config_record}, **ckpt_kw)
+            save_checkpoint(model, tokenizer, step + 1, out, state=saved_state(), **ckpt_kw)
     metrics = pd.DataFrame(rows)
     if run.save_final and num_steps > start:
-        save_checkpoint(model, tokenizer, num_steps, out, state={"metrics": rows, "config": config_record}, **ckpt_kw)
+        save_checkpoint(model, tokenizer, num_steps, out, state=saved_state(), **ckpt_kw)
     if rank == 0:
         evals = [r for r in rows if "eval_reward" in r]
         summary = {"steps": num_steps, "train_seconds": time.time() - t_loop - sum(r["time_eval"] for r in evals if r["step"] > start),
