@@ -16,6 +16,7 @@ from .precision import PRECISIONS, create_precision, load_dtype
 from .distributed import create_accelerator
 from .training import train
 from .fast_decode import generate_batch_fast
+from .continuous import ContinuousRollouts
 
 # %% auto #0
 __all__ = ['main', 'cli']
@@ -67,6 +68,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     p.add_argument("--decode-dtype", default="auto", choices=["auto", "bf16", "fp16"],
                    help="dtype of the GPU's fused decode steps (auto: the sampling weights': a bf16 copy under bf16-mixed, but fp32 under "
                         "FSDP2; bf16/fp16: copies of the weights in it, made once per rollout; not yet measured under FSDP2)")
+    p.add_argument("--continuous", action="store_true",
+                   help="ContinuousRollouts: the decode carries on between steps with a step's prompts admitted ahead, rows spanning "
+                        "updates corrected by truncated importance weights (tis_cap 2); one process; not yet run through the GPU learning check")
     a = p.parse_args(argv)
     t0 = time.time()
     acc = create_accelerator(a.distributed)                # before loading: it picks this process's GPU
@@ -90,15 +94,17 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     def log(m):                                         # a step's metrics, or a held-out evaluation's
         if "reward" in m: print(f"step {m['step']+1:3d}  reward {m['reward']:.3f}  accuracy {m.get('accuracy', float('nan')):.3f}", flush=True)
         else: print(f"held-out accuracy after {m['step']} steps: {m['eval_accuracy']:.1%}", flush=True)
+    dtype = {"auto": None, "bf16": torch.bfloat16, "fp16": torch.float16}[a.decode_dtype]
+    rollout_fn = ContinuousRollouts(slots=2 * a.batch_size * a.num_generations, max_prompt_tokens=128, compute_dtype=dtype) if a.continuous else None
     res = train(a.model, train_set, ADDITION_REWARDS, num_steps=a.steps, batch_size=a.batch_size, algorithm=a.algorithm,
-                train_overrides={"micro_batch_size": a.micro_batch_size, "scale_rewards": scale},
+                train_overrides={"micro_batch_size": a.micro_batch_size, "scale_rewards": scale, **({"tis_cap": 2.0} if a.continuous else {})},
                 learning_rate=a.lr, kl_coef=a.kl_coef, output_dir=a.out, num_generations=a.num_generations, gen_config=gen,
                 eval_dataset=eval_set, resume_from=a.resume_from, model=model, tokenizer=tokenizer,
                 run=RunConfig(seed=a.seed, use_lora=a.lora, distributed=acc if acc is not None else "none", precision=prec.name,
                               eval_every=a.eval_every, checkpoint_every=a.checkpoint_every, progress=False,
                               activation_checkpointing=a.activation_checkpointing, pack_sequences=a.pack_sequences),
-                hooks=Hooks(log_fn=log, generator=None if a.decode_dtype == "auto" else functools.partial(
-                    generate_batch_fast, compute_dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[a.decode_dtype])))
+                hooks=Hooks(log_fn=log, rollout_fn=rollout_fn,
+                            generator=None if dtype is None or a.continuous else functools.partial(generate_batch_fast, compute_dtype=dtype)))
     evals = res.metrics.dropna(subset=["eval_accuracy"]) if "eval_accuracy" in res.metrics else res.metrics.iloc[:0]
     before = float(evals["eval_accuracy"].iloc[0]) if len(evals) and evals["step"].iloc[0] == 0 else None
     after = float(evals["eval_accuracy"].iloc[-1])
