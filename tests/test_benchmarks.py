@@ -126,3 +126,10 @@ def test_refill_parts_counts_refills_and_steps():
     assert parts["refills"] >= 2 and parts["refill_seconds"] > 0               # 4 queued rows need at least 2 refills of up to 2 rows
     assert (sum(lengths.tolist()) - 6) / 2 <= parts["steps"] <= (6 + 2) * 3     # at least the decoded tokens (first ones come from prefills) over 2 slots; at most the loop's bound
     assert FD._refill.__name__ == "_refill"                                     # the spy is gone afterwards
+
+def test_continuous_decode_quick_runs():
+    "tools/continuous_decode.py --quick: the steady-state session measurement runs end to end on the CPU and prints its ratios."
+    tool = Path(__file__).resolve().parent.parent / "benchmarks" / "tools" / "continuous_decode.py"
+    out = subprocess.run([sys.executable, str(tool), "--quick"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "a long-tailed token costs" in out.stdout and "rows returned" in out.stdout
