@@ -646,17 +646,20 @@ def test_decode_attention_spans_match_softmax_attention(monkeypatch, dtype):
             torch.testing.assert_close(got, want, atol=1e-4 if dtype == torch.float32 else 2e-2, rtol=0, equal_nan=True)
     with pytest.raises(ValueError, match="splits"): decode_attention(q, K, V, mask, col, D ** -0.5, splits=0)
 
+def _attention_inputs(monkeypatch, seed: int, N: int, H: int, Hkv: int, D: int, L: int):
+    "`(device, q [N, H, D], K, V [N, Hkv, L, D])`, random, where rlprims' Triton attention runs: the GPU, or the interpreter on the CPU."
+    if not torch.cuda.is_available(): _numpy2_interpreter(monkeypatch)
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.manual_seed(seed)
+    return dev, torch.randn(N, H, D, device=dev), *(torch.randn(N, Hkv, L, D, device=dev) for _ in range(2))
+
 @needs_triton
 @pytest.mark.parametrize("splits", [1, 3])
 def test_decode_attention_reads_each_rows_own_slots(monkeypatch, splits):
     "decode_attention with col [N] (refilling): row n reads slots 0..col[n] only; NaN keys and values after them change nothing."
     from rlprims.fast_decode import decode_attention
-    if not torch.cuda.is_available(): _numpy2_interpreter(monkeypatch)
-    dev = "cuda" if torch.cuda.is_available() else "cpu"
-    torch.manual_seed(1)
-    N, H, Hkv, D, L = 3, 4, 2, 16, 90
-    q = torch.randn(N, H, D, device=dev)
-    K, V = (torch.randn(N, Hkv, L, D, device=dev) for _ in range(2))
+    N, D, L = 3, 16, 90
+    dev, q, K, V = _attention_inputs(monkeypatch, 1, N=N, H=4, Hkv=2, D=D, L=L)
     col = torch.tensor([89, 37, 5], device=dev)             # a row at the cache's end, and two refilled rows
     mask = torch.ones(N, L + 1, dtype=torch.bool, device=dev); mask[1, :3] = False   # row 1's prompt left-padded
     want = torch.stack([decode_attention(q[n:n + 1], K[n:n + 1], V[n:n + 1], mask[n:n + 1], col[n:n + 1], D ** -0.5, splits=splits)[0]
@@ -671,12 +674,8 @@ def test_decode_attention_reads_each_rows_own_slots(monkeypatch, splits):
 def test_decode_attention_skips_each_rows_left_padding(monkeypatch, splits):
     "decode_attention with first [N]: slots before a row's first visible one are never read (NaN there changes nothing), the rest as without it."
     from rlprims.fast_decode import decode_attention
-    if not torch.cuda.is_available(): _numpy2_interpreter(monkeypatch)
-    dev = "cuda" if torch.cuda.is_available() else "cpu"
-    torch.manual_seed(2)
-    N, H, Hkv, D, L = 4, 4, 2, 16, 200
-    q = torch.randn(N, H, D, device=dev)
-    K, V = (torch.randn(N, Hkv, L, D, device=dev) for _ in range(2))
+    D, L = 16, 200
+    dev, q, K, V = _attention_inputs(monkeypatch, 2, N=4, H=4, Hkv=2, D=D, L=L)
     first = torch.tensor([0, 3, 70, 150], device=dev)       # left padding of 0, 3, 70 and 150 slots: within a block, and several blocks long
     mask = torch.arange(L + 1, device=dev)[None] >= first[:, None]
     for col in (torch.tensor([179], device=dev), torch.tensor([199, 40, 120, 160], device=dev)):   # one slot for all rows, and each row's own
