@@ -6,7 +6,7 @@
 from __future__ import annotations
 import contextlib, functools, warnings
 from types import SimpleNamespace
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 from .core import *
@@ -536,7 +536,7 @@ def _new_decode_state(N: int, P: int, T: int, config: GenerationConfig, eos: tor
         fused=None,                                          # `_fused_decoder`'s weights: decode steps run `_fused_forward`, else the model's forward
         prompts=None,                                        # `_prompt_cache`: every distinct prompt's keys, values and logits, which rows start from; None: each start runs its prompts
         mask=z(n, W, dtype=torch.bool),                      # [n, W] cache slots each row attends to
-        first=z(n),                                          # [n] each row's first visible slot (its prompt's left padding ends there): attention starts at its block
+        first=z(n),                                          # [n] each row's first visible slot (its prompt's left padding ends there): attention starts there
         t0=z(n),                                             # [n] the step each row started at (refills start later)
         tok=z(n), pos=z(n),                                  # [n] the token fed next and its position id
         t=z(1),                                              # index of the step's token (a row's is t - t0)
@@ -808,8 +808,6 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
                         completion_mask=S.valid[:, :W].float().cpu(), logprobs=S.logprobs[:, :W].cpu() if compute_logprobs else None)
 
 # %% ../nbs/01b_fast_decode.ipynb #a1b2c3d5
-from typing import Callable
-
 def start_decode_session(model, tokenizer, config: GenerationConfig, slots: int, prompt_len: int,
                          eos_ids=None, check_every: int = 16, cuda_graphs: Optional[bool] = None,
                          fused_layers: Optional[bool] = None, compute_dtype: Optional[torch.dtype] = None):
@@ -841,6 +839,8 @@ def session_add(S, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, forced_l
     "Queue rows `[k, p]` (left-padded, p <= the session's prompt_len); returns their ids."
     k, p = prompt_ids.shape
     if p > S.P: raise ValueError(f"session_add: prompts of {p} tokens; the session holds {S.P}")
+    if forced_lengths is not None and (forced_lengths.shape != (k,) or not bool(((forced_lengths >= 1) & (forced_lengths <= S.T)).all())):
+        raise ValueError(f"session_add: forced_lengths must be [k={k}] integers in 1..max_new_tokens={S.T}")
     ids = torch.full((k, S.P), S.pad, dtype=torch.long); ids[:, S.P - p:] = prompt_ids
     mask = torch.zeros(k, S.P, dtype=torch.long); mask[:, S.P - p:] = prompt_mask
     new = list(range(S.next_id, S.next_id + k)); S.next_id += k
@@ -907,7 +907,8 @@ def session_refresh(model, S) -> None:
     """After `model`'s weights changed in place (an optimizer step): copy them again into the fused steps' concatenated
     (or narrower) copies, in place, so captured CUDA graphs read the new weights. Rows still decoding keep their caches."""
     if S.fused is None: return                               # the model's own forward reads its weights directly
-    new = _fused_decoder(model, 0, 0, S.fused.dtype)        # (no budget check: the copies exist already)
+    new = _fused_decoder(model, 0, 0, S.fused.dtype)        # fresh copies, for a moment beside the old ones
+    if new is None: raise RuntimeError("session_refresh: the model's weights could not be laid out for the fused steps again (not enough free memory for a second copy?)")
     pairs = [(getattr(a, n), getattr(b, n)) for a, b in zip(S.fused.layers, new.layers) for n in _COPIED]
     pairs += [(S.fused.head_w, new.head_w), (S.fused.head_b, new.head_b)]
     for old, fresh in pairs:

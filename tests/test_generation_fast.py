@@ -714,6 +714,7 @@ def test_session_checks_its_arguments(setup):
         start_decode_session(model, tok, GenerationConfig(max_new_tokens=1), slots=2, prompt_len=pids.shape[1])
     S = start_decode_session(model, tok, GenerationConfig(max_new_tokens=6), slots=2, prompt_len=pids.shape[1] - 1)
     with pytest.raises(ValueError, match="the session holds"): session_add(S, pids, pmask)
+    with pytest.raises(ValueError, match="forced_lengths"): session_add(S, pids[:, 1:], pmask[:, 1:], forced_lengths=torch.full((6,), 7))
 
 @pytest.mark.parametrize("slots,check_every", [(1, 1), (3, 2), (8, 16)])
 def test_session_rows_as_one_batch(setup, slots, check_every):
