@@ -9,6 +9,7 @@ from .rewards import *
 from .kl import *
 from .tools import *
 from .rollouts import *
+from .continuous import *
 from .algorithms import *
 from .ppo import *
 from .online_dpo import *
