@@ -41,7 +41,7 @@ class ContinuousRollouts:
         for r, t, lp in finished:
             g, j, started = self.rows.pop(r)
             x = self.groups[g]
-            x["samples"][j] = (t.tolist(), lp.tolist(), started)
+            x["samples"][j] = (t, lp, started)
             if len(x["samples"]) == x["n"]: self.finished_order.append(g)
 
     def _admit(self, tokenizer, prompts, G: int, T: int, gen_config, format_kwargs) -> None:
@@ -90,15 +90,11 @@ class ContinuousRollouts:
                 reward_weights, on_reward_error, pack_sequences) -> RolloutResult:
         "The finished groups as one scored `RolloutResult`: consecutive rows are a group, each row's `policy_lag` (updates it spanned) in its metadata."
         rows = [(gi, x, x["samples"][j]) for gi, x in enumerate(groups) for j in range(x["n"])]
-        P, T = max(len(x["ids"]) for x in groups), max(len(s[0]) for _, _, s in rows)
-        pad = tokenizer.pad_token_id
-        prompt_ids = pad_left([torch.tensor(x["ids"]) for _, x, _ in rows], pad)
-        prompt_mask = pad_left([torch.ones(len(x["ids"]), dtype=torch.long) for _, x, _ in rows], 0)
-        comp = torch.full((len(rows), T), pad, dtype=torch.long); mask = torch.zeros(len(rows), T); lps = torch.zeros(len(rows), T)
-        for i, (_, _, (t, lp, _)) in enumerate(rows):
-            comp[i, :len(t)] = torch.tensor(t); mask[i, :len(t)] = 1; lps[i, :len(t)] = torch.tensor(lp)
-        batch = RolloutBatch(prompt_ids, prompt_mask.float(), comp, mask, logprobs=lps,
-                             group_ids=torch.tensor([gi for gi, _, _ in rows]))
+        pad, tokens = tokenizer.pad_token_id, [s[0] for _, _, s in rows]
+        prompts = [torch.tensor(x["ids"]) for _, x, _ in rows]
+        batch = RolloutBatch(pad_left(prompts, pad), pad_left([torch.ones(len(p)) for p in prompts], 0.0),
+                             pad_right(tokens, pad), pad_right([torch.ones(len(t)) for t in tokens], 0.0),
+                             logprobs=pad_right([s[1] for _, _, s in rows], 0.0), group_ids=torch.tensor([gi for gi, _, _ in rows]))
         gens = decode_completions(tokenizer, batch, gen_config)
         rollouts = [Rollout(x["prompt"], gens[i], 0.0, metadata={**x["fields"], "group_id": gi, "policy_lag": self.version - 1 - s[2]})
                     for i, (gi, x, s) in enumerate(rows)]
@@ -113,13 +109,15 @@ class ContinuousRollouts:
             self.session = None                             # the next call starts a new session (its seed drawn then, as after a resume)
         return {"next_group": self.next_group, "version": self.version,      # every group has finished now: in the order they did
                 "groups": [{"id": g, **{k: v for k, v in self.groups[g].items() if k != "samples"},
-                            "samples": [[j, *s] for j, s in self.groups[g]["samples"].items()]} for g in self.finished_order]}
+                            "samples": [[j, t.tolist(), lp.tolist(), v] for j, (t, lp, v) in self.groups[g]["samples"].items()]}
+                           for g in self.finished_order]}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         "Groups and counters from `state_dict`'s output; no session until the next call."
         self.session, self.rows = None, {}
         self.next_group, self.version = state["next_group"], state["version"]
-        self.groups = {x["id"]: {**{k: v for k, v in x.items() if k not in ("id", "samples")}, "samples": {j: (t, lp, v) for j, t, lp, v in x["samples"]}}
-                       for x in state["groups"]}
+        sample = lambda t, lp, v: (torch.tensor(t, dtype=torch.long), torch.tensor(lp, dtype=torch.float32), v)
+        self.groups = {x["id"]: {**{k: v for k, v in x.items() if k not in ("id", "samples")},
+                                 "samples": {j: sample(t, lp, v) for j, t, lp, v in x["samples"]}} for x in state["groups"]}
         self.finished_order = [x["id"] for x in state["groups"]]
 

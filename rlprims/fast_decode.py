@@ -848,13 +848,15 @@ def session_add(S, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, forced_l
     return new
 
 def _harvest(S) -> None:
-    "Done places that hold a row: copy the row out to `S.finished` and free the place."
+    "Done places that hold a row: copy the rows out to `S.finished` (one device-to-host copy for all of them) and free their places."
     done = S.done.cpu()
-    for i, r in enumerate(S.owner):
-        if r is not None and done[i]:
-            n = int(S.valid[i].sum())
-            S.finished.append((r, S.tokens[i, :n].to("cpu", copy=True), S.logprobs[i, :n].to("cpu", copy=True)))   # (a copy: on a CPU .cpu() is a view)
-            S.owner[i] = None
+    places = [i for i, r in enumerate(S.owner) if r is not None and done[i]]
+    if not places: return
+    at = torch.tensor(places, device=S.dev)
+    n, tokens, logprobs = S.valid[at].sum(1).tolist(), S.tokens[at].cpu(), S.logprobs[at].cpu()   # (indexing copies: the places can be refilled)
+    for k, i in enumerate(places):
+        S.finished.append((S.owner[i], tokens[k, :n[k]].clone(), logprobs[k, :n[k]].clone()))
+        S.owner[i] = None
 
 def _fill(model, S) -> None:
     "Start pending rows in free places: prompt pass, first token sampled."

@@ -38,7 +38,11 @@ def test_whole_groups_in_finishing_order(tok):
     state = cr.state_dict()                              # drains: every admitted group is finished and kept
     assert cr.session is None and cr.rows == {} and len(state["groups"]) == len(cr.groups) > 0
     again = _rollouts(); again.load_state_dict(json.loads(json.dumps(state)))   # as a checkpoint's state.json carries it
-    assert again.groups == cr.groups and again.finished_order == cr.finished_order
+    assert again.state_dict() == state and again.finished_order == cr.finished_order
+    for g, x in cr.groups.items():                       # the same tensors back, log-probs to the bit
+        for j, (t, lp, v) in x["samples"].items():
+            t2, lp2, v2 = again.groups[g]["samples"][j]
+            assert torch.equal(t, t2) and torch.equal(lp, lp2) and v == v2
 
 def test_resume_matches_uninterrupted_run(tok, tmp_path):
     "A run resumed from a checkpoint (rows drained into it) takes the same steps as the run that wrote it."
