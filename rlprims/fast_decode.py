@@ -664,15 +664,18 @@ def _prompt_cache_fits(model, prompts: int, P: int, kv_cache_bytes: int) -> bool
     w = next(model.parameters())                            # the logits come in the model's dtype
     return prompts * (kv + _text_config(model).vocab_size * w.element_size()) <= (_available_bytes(w.device) - kv_cache_bytes) / 4
 
-def _start_rows(model, S: SimpleNamespace, rows: torch.Tensor, take: torch.Tensor) -> torch.Tensor:
-    "Put the prompts of batch rows `take` into decoding rows `rows` (slots 0..P-1): copied from `S.prompts` where there is one, else run. Returns their first token's logits `[k, V]`."
-    if S.prompts is None: return _prefill_static(model, S, S.prompt_ids[take], S.prompt_mask[take], rows=rows)
-    u = S.prompts.of_row[take]
-    for cache, source in ((S.keys, S.prompts.keys), (S.values, S.prompts.values)):
+def _copy_prompts(S: SimpleNamespace, C: SimpleNamespace, rows: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    "Copy prompts `u` of `_prompt_cache` `C` into decoding rows `rows` (slots 0..P-1 of `S`'s cache); returns their first token's logits `[k, V]`."
+    for cache, source in ((S.keys, C.keys), (S.values, C.values)):
         for layer, kv in source.items():
             if layer not in cache: cache[layer] = kv.new_zeros(S.slots, kv.shape[1], S.Lmax, kv.shape[3])
             cache[layer][:, :, :S.P].index_copy_(0, rows, kv[u])   # two kernels a layer: far fewer than a prompt pass launches
-    return S.prompts.logits[u]
+    return C.logits[u]
+
+def _start_rows(model, S: SimpleNamespace, rows: torch.Tensor, take: torch.Tensor) -> torch.Tensor:
+    "Put the prompts of batch rows `take` into decoding rows `rows` (slots 0..P-1): copied from `S.prompts` where there is one, else run. Returns their first token's logits `[k, V]`."
+    if S.prompts is None: return _prefill_static(model, S, S.prompt_ids[take], S.prompt_mask[take], rows=rows)
+    return _copy_prompts(S, S.prompts, rows, S.prompts.of_row[take])
 
 def _refill(model, S: SimpleNamespace) -> None:
     "Start queued rows in the decoding rows that are done: each prompt into slots 0..P-1 of its row, its first token sampled."
@@ -810,11 +813,14 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
 # %% ../nbs/01b_fast_decode.ipynb #a1b2c3d5
 def start_decode_session(model, tokenizer, config: GenerationConfig, slots: int, prompt_len: int,
                          eos_ids=None, check_every: int = 16, cuda_graphs: Optional[bool] = None,
-                         fused_layers: Optional[bool] = None, compute_dtype: Optional[torch.dtype] = None):
+                         fused_layers: Optional[bool] = None, compute_dtype: Optional[torch.dtype] = None,
+                         prompt_cache: Optional[bool] = None):
     """A decode that outlives one call: `slots` rows decode at once, each with its own prompt (left-padded to `prompt_len`)
     and its own `config.max_new_tokens` budget; rows are added with `session_add`, and `session_run` decodes until a
     condition holds, returning the rows that finished. Between runs the model's weights may change in place
-    (`session_refresh`): rows still decoding keep their caches, computed by the earlier weights."""
+    (`session_refresh`): rows still decoding keep their caches, computed by the earlier weights. `prompt_cache`: the
+    distinct prompts of the waiting rows run in one pass, which places copy as they take rows (None: where the passes fit
+    in a quarter of the memory the KV cache leaves; False: each look's new rows run their own prompt pass)."""
     dev = next(model.parameters()).device
     T, P = config.max_new_tokens, prompt_len
     if T < 2 or not config.use_cache: raise ValueError("start_decode_session: needs max_new_tokens >= 2 and use_cache")
@@ -833,6 +839,7 @@ def start_decode_session(model, tokenizer, config: GenerationConfig, slots: int,
     S.check_every, S.captured, S.pool, S.stepped = check_every, {}, None, False
     S.owner = [None] * slots                                 # the row id each place decodes (None: free)
     S.pending, S.finished, S.next_id = [], [], 0             # rows waiting for a place; rows done, not yet taken
+    S.prompt_cache, S.prompt_of = prompt_cache, {}           # a waiting row's prompt (its bytes) -> (`_prompt_cache`, index): its pass, run already
     return S
 
 def session_add(S, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, forced_lengths: Optional[torch.Tensor] = None) -> list:
@@ -844,7 +851,8 @@ def session_add(S, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, forced_l
     ids = torch.full((k, S.P), S.pad, dtype=torch.long); ids[:, S.P - p:] = prompt_ids
     mask = torch.zeros(k, S.P, dtype=torch.long); mask[:, S.P - p:] = prompt_mask
     new = list(range(S.next_id, S.next_id + k)); S.next_id += k
-    for i in range(k): S.pending.append((new[i], ids[i], mask[i], None if forced_lengths is None else int(forced_lengths[i])))
+    key = lambda i: ids[i].numpy().tobytes() + mask[i].numpy().tobytes()   # rows of one prompt share its pass
+    for i in range(k): S.pending.append((new[i], ids[i], mask[i], None if forced_lengths is None else int(forced_lengths[i]), key(i)))
     return new
 
 def _harvest(S) -> None:
@@ -858,10 +866,24 @@ def _harvest(S) -> None:
         S.finished.append((S.owner[i], tokens[k, :n[k]].clone(), logprobs[k, :n[k]].clone()))
         S.owner[i] = None
 
+def _cache_prompts(model, S) -> None:
+    "Run the distinct prompts of the next waiting rows (two sessions' worth of places) that have no pass yet, in one pass; `_fill` copies them. Not where they don't fit."
+    if S.prompt_cache is False: return
+    need = {}
+    for x in S.pending[:2 * S.slots]:
+        if x[4] not in S.prompt_of: need.setdefault(x[4], x)
+    if not need: return
+    if not S.prompt_cache and not _prompt_cache_fits(model, len(need) + len(S.prompt_of), S.P, S.slots * (_kv_bytes_per_row(model, S.Lmax) or 0)): return
+    uniq = torch.stack([torch.cat([x[1], x[2]]) for x in need.values()]).to(S.dev)
+    C = _prompt_cache(model, uniq, None, S.P, chunk=S.slots, kv_dtype=S.kv_dtype)
+    if C.calls == 0: S.prompt_cache = False; return         # attention not through transformers' interface: nothing was kept
+    for u, key in enumerate(need): S.prompt_of[key] = (C, u)
+
 def _fill(model, S) -> None:
-    "Start pending rows in free places: prompt pass, first token sampled."
+    "Start pending rows in free places: prompt pass (or its copy, see `_cache_prompts`), first token sampled."
     free = [i for i, r in enumerate(S.owner) if r is None][:len(S.pending)]
     if not free: return
+    _cache_prompts(model, S)
     take, S.pending = S.pending[:len(free)], S.pending[len(free):]
     rows = torch.tensor(free, device=S.dev)
     ids, mask = torch.stack([x[1] for x in take]).to(S.dev), torch.stack([x[2] for x in take]).to(S.dev)
@@ -872,8 +894,19 @@ def _fill(model, S) -> None:
     S.mask[rows] = False; S.mask[rows, :S.P] = mask.bool(); S.mask[rows, S.P] = True
     S.first[rows] = S.mask[rows].int().argmax(1)
     S.col[rows], S.t0[rows], S.pos[rows] = S.P, S.t - 1, mask.sum(1)
-    _first_tokens(S, _prefill_static(model, S, ids, mask, rows=rows), rows)
+    cached = [S.prompt_of.get(x[4]) for x in take]
+    if any(c is None for c in cached): logits = _prefill_static(model, S, ids, mask, rows=rows)
+    else:                                                    # copies, a lot per pass they came from
+        logits = None
+        for C in {id(c[0]): c[0] for c in cached}.values():
+            at = torch.tensor([j for j, c in enumerate(cached) if c[0] is C], device=S.dev)
+            part = _copy_prompts(S, C, rows[at], torch.tensor([c[1] for c in cached if c[0] is C], device=S.dev))
+            if logits is None: logits = part.new_empty(len(take), part.shape[1])
+            logits[at] = part
+    _first_tokens(S, logits, rows)
     for i, x in zip(free, take): S.owner[i] = x[0]
+    waiting = {x[4] for x in S.pending}                      # passes no waiting row needs are let go
+    for key in [k for k in S.prompt_of if k not in waiting]: del S.prompt_of[key]
 
 def _step(model, S) -> None:
     "One decode step of every place: eager, or a CUDA graph (the first step runs eagerly, as a warm-up)."
@@ -907,7 +940,9 @@ _COPIED = ("qkv_w", "qkv_b", "o_w", "o_b", "gate_up_w", "down_w", "down_b")
 @torch.no_grad()
 def session_refresh(model, S) -> None:
     """After `model`'s weights changed in place (an optimizer step): copy them again into the fused steps' concatenated
-    (or narrower) copies, in place, so captured CUDA graphs read the new weights. Rows still decoding keep their caches."""
+    (or narrower) copies, in place, so captured CUDA graphs read the new weights. Rows still decoding keep their caches;
+    waiting rows' prompt passes (`_cache_prompts`) are dropped, to run again with the new weights."""
+    S.prompt_of.clear()
     if S.fused is None: return                               # the model's own forward reads its weights directly
     new = _fused_decoder(model, 0, 0, S.fused.dtype)        # fresh copies, for a moment beside the old ones
     if new is None: raise RuntimeError("session_refresh: the model's weights could not be laid out for the fused steps again (not enough free memory for a second copy?)")

@@ -716,24 +716,44 @@ def test_session_checks_its_arguments(setup):
     with pytest.raises(ValueError, match="the session holds"): session_add(S, pids, pmask)
     with pytest.raises(ValueError, match="forced_lengths"): session_add(S, pids[:, 1:], pmask[:, 1:], forced_lengths=torch.full((6,), 7))
 
-@pytest.mark.parametrize("slots,check_every", [(1, 1), (3, 2), (8, 16)])
-def test_session_rows_as_one_batch(setup, slots, check_every):
-    "Rows added in two lots, a run stopped early in between: each row's greedy tokens and log-probs are those of one generate_batch_fast call over all of them."
+@pytest.mark.parametrize("slots,check_every,prompt_cache", [(1, 1, None), (3, 2, None), (8, 16, None), (3, 2, False)])
+def test_session_rows_as_one_batch(setup, slots, check_every, prompt_cache):
+    "Rows added in two lots, a run stopped early in between: each row's greedy tokens and log-probs are those of one generate_batch_fast call over all of them (places copying cached prompt passes, or running their own)."
     from rlprims.fast_decode import start_decode_session, session_add, session_run
     model, tok, pids, pmask = setup
     L = torch.tensor([3, 10, 1, 7, 5, 2])
     cfg = GenerationConfig(max_new_tokens=10, do_sample=False)
     want = generate_batch_fast(model, tok, pids, pmask, cfg, forced_lengths=L, static=True)
-    S = start_decode_session(model, tok, cfg, slots=slots, prompt_len=pids.shape[1] + 2, check_every=check_every)
+    S = start_decode_session(model, tok, cfg, slots=slots, prompt_len=pids.shape[1] + 2, check_every=check_every, prompt_cache=prompt_cache)
     assert session_add(S, pids[:4], pmask[:4], forced_lengths=L[:4]) == [0, 1, 2, 3]
     got = session_run(model, S, until=lambda S: len(S.finished) >= 1)
     assert 1 <= len(got) < 6
+    if slots < 4:                                         # rows still waiting: their prompts' passes are kept (by default), one per distinct prompt
+        assert len(S.prompt_of) == (0 if prompt_cache is False else len({x[4] for x in S.pending}))
     assert session_add(S, pids[4:], pmask[4:], forced_lengths=L[4:]) == [4, 5]
     got += session_run(model, S)
     assert sorted(r for r, *_ in got) == list(range(6)) and S.pending == [] and all(r is None for r in S.owner)
     for r, t, lp in got:
         assert torch.equal(t, want.completion_ids[r, :int(L[r])])
         torch.testing.assert_close(lp, want.logprobs[r, :int(L[r])], atol=1e-4, rtol=0)
+
+def test_session_refresh_drops_cached_prompt_passes(setup):
+    "Rows queued before an update and started after it: their prompt passes run again with the new weights (the cached ones are dropped), so they decode as the updated model does."
+    from rlprims.fast_decode import start_decode_session, session_add, session_run, session_refresh
+    _, tok, pids, pmask = setup
+    L = torch.tensor([2, 9, 9, 4, 5, 3]); cfg = GenerationConfig(max_new_tokens=10, do_sample=False)
+    model = tiny_test_model(seed=2)
+    S = start_decode_session(model, tok, cfg, slots=2, prompt_len=pids.shape[1], check_every=1)
+    session_add(S, pids, pmask, forced_lengths=L)
+    got = session_run(model, S, until=lambda S: len(S.finished) >= 1)   # row 0 done; row 2 took its place; rows 3-5 wait
+    assert [r for r, *_ in got] == [0] and [x[0] for x in S.pending] == [3, 4, 5] and len(S.prompt_of) == 2   # rows 3 and 4-5: two prompts
+    with torch.no_grad():
+        for p in model.parameters(): p.mul_(1.3)
+    session_refresh(model, S)
+    assert S.prompt_of == {}
+    got = {r: t for r, t, _ in session_run(model, S)}
+    want = generate_batch_fast(model, tok, pids[3:], pmask[3:], cfg, forced_lengths=L[3:], static=True)
+    for r in (3, 4, 5): assert torch.equal(got[r], want.completion_ids[r - 3, :int(L[r])])
 
 @needs_triton
 def test_session_refresh_after_an_update(setup, monkeypatch):
