@@ -70,7 +70,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
                         "FSDP2; bf16/fp16: copies of the weights in it, made once per rollout; not yet measured under FSDP2)")
     p.add_argument("--continuous", action="store_true",
                    help="ContinuousRollouts: the decode carries on between steps with a step's prompts admitted ahead, rows spanning "
-                        "updates corrected by truncated importance weights (tis_cap 2); one process; not yet run through the GPU learning check")
+                        "updates corrected by truncated importance weights (tis_cap 2); one process or DDP (each process its own session)")
     a = p.parse_args(argv)
     t0 = time.time()
     acc = create_accelerator(a.distributed)                # before loading: it picks this process's GPU
@@ -95,7 +95,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         if "reward" in m: print(f"step {m['step']+1:3d}  reward {m['reward']:.3f}  accuracy {m.get('accuracy', float('nan')):.3f}", flush=True)
         else: print(f"held-out accuracy after {m['step']} steps: {m['eval_accuracy']:.1%}", flush=True)
     dtype = {"auto": None, "bf16": torch.bfloat16, "fp16": torch.float16}[a.decode_dtype]
-    rollout_fn = ContinuousRollouts(slots=a.batch_size * a.num_generations, max_prompt_tokens=128, compute_dtype=dtype) if a.continuous else None   # a step's rows at once; the step ahead waits for places
+    rollout_fn = ContinuousRollouts(max_prompt_tokens=128, compute_dtype=dtype) if a.continuous else None   # a step's rows (a process's share) at once; the step ahead waits for places
     res = train(a.model, train_set, ADDITION_REWARDS, num_steps=a.steps, batch_size=a.batch_size, algorithm=a.algorithm,
                 train_overrides={"micro_batch_size": a.micro_batch_size, "scale_rewards": scale, **({"tis_cap": 2.0} if a.continuous else {})},
                 learning_rate=a.lr, kl_coef=a.kl_coef, output_dir=a.out, num_generations=a.num_generations, gen_config=gen,

@@ -10,6 +10,7 @@ from .core import *
 from .generation import tokenize_prompts, decode_completions, model_context_length
 from .rollouts import RolloutResult, split_examples, score_rollouts
 from .fast_decode import start_decode_session, session_add, session_run, session_refresh
+from .distributed import _rank_world, _all_gather, _row_ranges, shard_prompts, is_fsdp
 
 # %% auto #0
 __all__ = ['ContinuousRollouts']
@@ -21,9 +22,9 @@ class ContinuousRollouts:
     returns as soon as as many whole groups have finished as it was given prompts, in the order they finished, and the
     rows still decoding carry on into the next step with their caches, under the weights the update left (in-flight
     weight updates). A long row no longer holds its step back, at the price of off-policy tokens: a row may span
-    updates, so pair it with `tis_cap`. One process. `state_dict` (called when a checkpoint is written) first decodes
-    every row to its end, so a resumed run continues exactly."""
-    def __init__(self, slots: int = 128,                  # rows decoding at once
+    updates, so pair it with `tis_cap`. One process or DDP (each process its own session). `state_dict` (called when a
+    checkpoint is written) first decodes every row to its end, so a resumed run continues exactly."""
+    def __init__(self, slots: Optional[int] = None,       # rows decoding at once (None: as many as the first call's prompts x num_generations)
                  max_prompt_tokens: int = 256,             # prompts are left-padded to this (a longer one is refused)
                  check_every: int = 16,                    # decode steps between the host's looks
                  compute_dtype: Optional[torch.dtype] = None,   # as generate_batch_fast's
@@ -63,20 +64,21 @@ class ContinuousRollouts:
                  prompt_source=None,                       # n -> n more prompts (train passes its draws): what `ahead` admits
                  **format_kwargs) -> RolloutResult:
         "`num_generations` samples of as many groups as `prompts` has, scored, from the groups that finished first (see the class)."
-        if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
-            raise NotImplementedError("ContinuousRollouts: runs on one process (each process would keep its own rows across a checkpoint)")
+        if is_fsdp(model): raise NotImplementedError("ContinuousRollouts: not under FSDP2 (a session would hold the gathered weights between steps); use DDP")
         check_generation_config(gen_config, "ContinuousRollouts")
         G, B, T = num_generations, len(split_examples(prompts)[0]), gen_config.max_new_tokens
         if self.config is not None and self.config != gen_config:
             raise ValueError("ContinuousRollouts: gen_config changed between calls; one session decodes with one config")
         if self.session is None:
-            self.session = start_decode_session(model, tokenizer, gen_config, self.slots, self.max_prompt_tokens, eos_ids=self.eos_ids,
+            self.session = start_decode_session(model, tokenizer, gen_config, self.slots or B * G, self.max_prompt_tokens, eos_ids=self.eos_ids,
                                                 check_every=self.check_every, compute_dtype=self.compute_dtype)
         else: session_refresh(model, self.session)         # the weights moved since the last call
         self.model, self.config = model, gen_config
         self._admit(tokenizer, prompts, G, T, gen_config, format_kwargs)
         short = (1 + self.ahead) * B - len(self.groups)      # groups admitted and not returned, against what `ahead` keeps
-        if prompt_source is not None and short > 0: self._admit(tokenizer, prompt_source(short), G, T, gen_config, format_kwargs)
+        if prompt_source is not None and short > 0:         # drawn for every process (the same draws on each), this one's share admitted
+            rank, world = _rank_world()
+            self._admit(tokenizer, shard_prompts(prompt_source(short * world), rank, world), G, T, gen_config, format_kwargs)
         def enough(S):
             self._collect(S.finished); S.finished = []
             return len(self.finished_order) >= B
@@ -103,21 +105,33 @@ class ContinuousRollouts:
         return res._replace(generation_budget=gen_config.max_new_tokens)
 
     def state_dict(self) -> dict:
-        "Every row decoded to its end (with the current weights), then the groups not yet returned, as plain lists: what a checkpoint keeps."
+        """Every row decoded to its end (with the current weights), then the groups not yet returned, as plain lists: what a
+        checkpoint keeps. Several processes: every process calls it and gets all processes' groups, `{"ranks": [...]}`."""
         if self.session is not None:
             self._collect(session_run(self.model, self.session))
             self.session = None                             # the next call starts a new session (its seed drawn then, as after a resume)
-        return {"next_group": self.next_group, "version": self.version,      # every group has finished now: in the order they did
-                "groups": [{"id": g, **{k: v for k, v in self.groups[g].items() if k != "samples"},
-                            "samples": [[j, t.tolist(), lp.tolist(), v] for j, (t, lp, v) in self.groups[g]["samples"].items()]}
-                           for g in self.finished_order]}
+        state = {"next_group": self.next_group, "version": self.version,     # every group has finished now: in the order they did
+                 "groups": [{"id": g, **{k: v for k, v in self.groups[g].items() if k != "samples"},
+                             "samples": [[j, t.tolist(), lp.tolist(), v] for j, (t, lp, v) in self.groups[g]["samples"].items()]}
+                            for g in self.finished_order]}
+        world = _rank_world()[1]
+        return state if world == 1 else {"ranks": _all_gather(state, world)}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        "Groups and counters from `state_dict`'s output; no session until the next call."
+        """Groups and counters from `state_dict`'s output; no session until the next call. A state written by as many
+        processes as are running: each takes its own; by another number: all groups, in process order, shared out in
+        contiguous parts (and numbered again)."""
+        rank, world = _rank_world()
+        parts = state["ranks"] if "ranks" in state else [state]
+        if len(parts) == world: mine = parts[rank]
+        else:
+            groups = [x for part in parts for x in part["groups"]]
+            lo, hi = _row_ranges(len(groups), world)[rank]
+            mine = {"next_group": hi - lo, "version": parts[0]["version"], "groups": [{**x, "id": i} for i, x in enumerate(groups[lo:hi])]}
         self.session, self.rows = None, {}
-        self.next_group, self.version = state["next_group"], state["version"]
+        self.next_group, self.version = mine["next_group"], mine["version"]
         sample = lambda t, lp, v: (torch.tensor(t, dtype=torch.long), torch.tensor(lp, dtype=torch.float32), v)
         self.groups = {x["id"]: {**{k: v for k, v in x.items() if k not in ("id", "samples")},
-                                 "samples": {j: sample(t, lp, v) for j, t, lp, v in x["samples"]}} for x in state["groups"]}
-        self.finished_order = [x["id"] for x in state["groups"]]
+                                 "samples": {j: sample(t, lp, v) for j, t, lp, v in x["samples"]}} for x in mine["groups"]}
+        self.finished_order = [x["id"] for x in mine["groups"]]
 

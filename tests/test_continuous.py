@@ -54,8 +54,9 @@ def test_resume_matches_uninterrupted_run(tok, tmp_path):
     cols = ["reward", "loss", "grad_norm", "tokens"]
     assert part[cols].values.tolist() == full[cols].values.tolist()
 
-def test_refusals(tok):
-    "A prompt longer than max_prompt_tokens, a changed gen_config, a negative `ahead`: each refused with the reason."
+def test_refusals(tok, monkeypatch):
+    "A prompt longer than max_prompt_tokens, a changed gen_config, a negative `ahead`, an FSDP2 model: each refused with the reason."
+    import rlprims.continuous as C
     model = tiny_test_model()
     with pytest.raises(ValueError, match="ahead"): ContinuousRollouts(ahead=-1)
     with pytest.raises(ValueError, match="max_prompt_tokens"):
@@ -64,3 +65,5 @@ def test_refusals(tok):
     cr(model, tok, [{"prompt": "What is 1 + 2?", "answer": "3"}], GEN, ADDITION_REWARDS, num_generations=2)
     with pytest.raises(ValueError, match="gen_config changed"):
         cr(model, tok, [{"prompt": "What is 1 + 2?", "answer": "3"}], GEN._replace(max_new_tokens=6), ADDITION_REWARDS, num_generations=2)
+    monkeypatch.setattr(C, "is_fsdp", lambda m: m is model)
+    with pytest.raises(NotImplementedError, match="FSDP2"): _rollouts()(model, tok, ["What is 1 + 2?"], GEN, ADDITION_REWARDS, num_generations=2)

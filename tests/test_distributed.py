@@ -49,13 +49,17 @@ VARIANTS = {  # full fine-tune and LoRA with GRPO; DAPO with dynamic sampling (f
               # shuffled mini-batches of 3 and micro-batches of 1, so processes get uneven slices (zero-weight passes) and follow rank 0's shuffle
     "full": {}, "lora": {"lora": True},
     "dapo": {"algorithm": "dapo", "accuracy_key": "len3", "train_overrides": {"micro_batch_size": 1, "mini_batch_size": 3}}}
+OTHER_VARIANTS = {  # not comparable with one process: each process samples its own rows
+    "continuous": {"continuous": True, "train_overrides": {"micro_batch_size": 2, "tis_cap": 2.0}}}
 
 
-def run(out, steps: int = 2, resume_from=None, tokenizer=None, lora: bool = False, distributed="auto", fast: bool = False, **kw) -> dict:
-    "A tiny run (4 prompts x 2 samples a step, micro-batches of 2; `fast`: sampled by `generate_batch_fast`); rank 0 writes `out/result.json`."
+def run(out, steps: int = 2, resume_from=None, tokenizer=None, lora: bool = False, distributed="auto", fast: bool = False,
+        continuous: bool = False, **kw) -> dict:
+    "A tiny run (4 prompts x 2 samples a step, micro-batches of 2; `fast`: sampled by `generate_batch_fast`; `continuous`: by `ContinuousRollouts`, one token in 20 ending a row); rank 0 writes `out/result.json`."
     from rlprims.core import GenerationConfig, RunConfig, Hooks
     from rlprims.generation import load_tokenizer
     from rlprims.training import train, create_addition_dataset, tiny_test_model, correct
+    from rlprims.continuous import ContinuousRollouts
     tok = load_tokenizer(tokenizer)
     model = tiny_test_model()
     if lora:
@@ -74,7 +78,8 @@ def run(out, steps: int = 2, resume_from=None, tokenizer=None, lora: bool = Fals
                 gen_config=GenerationConfig(max_new_tokens=6, temperature=1.0, top_k=0, top_p=1.0), resume_from=resume_from,
                 run=RunConfig(progress=False, seed=0, checkpoint_every=1, distributed=distributed, accuracy_key=kw.pop("accuracy_key", "correct"),
                               precision="fp32"),   # "auto" is bf16-mixed on a GPU, where one process and DDP sample from a bf16 copy and FSDP from its fp32 weights
-                hooks=Hooks(generator=row_seeded_generator(G, fast), optimizer_fn=adamw_recording),
+                hooks=Hooks(rollout_fn=ContinuousRollouts(max_prompt_tokens=96, check_every=2, eos_ids=list(range(0, 49152, 20))), optimizer_fn=adamw_recording)
+                      if continuous else Hooks(generator=row_seeded_generator(G, fast), optimizer_fn=adamw_recording),
                 **{"train_overrides": {"micro_batch_size": 2}, **kw})
     named = [(n, p) for n, p in res.model.named_parameters() if p.requires_grad]
     result = {"metrics": res.metrics[[c for c in COLS if c in res.metrics]].to_dict("list"),
@@ -145,6 +150,20 @@ def test_resume_two_process_checkpoint_on_one(two, tmp_path):
     resumed = run(tmp_path / "resumed", resume_from=two / "full" / "checkpoint-1")
     assert_same(resumed, full, steps=[1])
 
+
+def test_continuous_rollouts_under_ddp(tmp_path):
+    """ContinuousRollouts on 2 processes: each keeps its own session, and checkpoint-1 holds both processes' drained
+    groups (the step admitted ahead). Resumed from it on 2 processes, and on 1, step 1 trains on the very rows the
+    uninterrupted run did: the same metrics, gradients and weights."""
+    launch(2, "--out", tmp_path / "a", "--steps", 2, "--variants", "continuous")
+    ckpt = tmp_path / "a" / "continuous" / "checkpoint-1"
+    state = json.loads((ckpt / "state.json").read_text())["rollout_state"]
+    assert [len(part["groups"]) for part in state["ranks"]] == [2, 2]   # each process's share of a step (2 prompts), admitted ahead
+    assert [x["prompt"] for x in state["ranks"][0]["groups"]] != [x["prompt"] for x in state["ranks"][1]["groups"]]   # shares, not the same draws twice
+    full = json.loads((tmp_path / "a" / "continuous" / "result.json").read_text())
+    launch(2, "--out", tmp_path / "b", "--steps", 2, "--variants", "continuous", "--resume-from", ckpt)
+    assert_same(json.loads((tmp_path / "b" / "continuous" / "result.json").read_text()), full, steps=[1])
+    assert_same(run(tmp_path / "c", resume_from=ckpt, **OTHER_VARIANTS["continuous"]), full, steps=[1])
 
 def test_batch_must_split_over_processes(tmp_path, monkeypatch):
     import rlprims.training as tr
@@ -361,12 +380,12 @@ if __name__ == "__main__":   # worker, started by torchrun / accelerate launch
     ap.add_argument("--resume-from", default=None)
     ap.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the embedded SmolLM2's)")
     ap.add_argument("--distributed", default="auto")
-    ap.add_argument("--variants", default="full", help=f"comma-separated, of: {', '.join(VARIANTS)}")
+    ap.add_argument("--variants", default="full", help=f"comma-separated, of: {', '.join({**VARIANTS, **OTHER_VARIANTS})}")
     ap.add_argument("--fast", action="store_true", help="sample with generate_batch_fast (row-seeded as well)")
     a = ap.parse_args()
     if a.compare: compare_main(*a.compare, steps=a.compare_steps); sys.exit(0)
     for v in a.variants.split(","):
-        run(Path(a.out) / v, a.steps, a.resume_from, a.tokenizer, distributed=a.distributed, fast=a.fast, **VARIANTS[v])
+        run(Path(a.out) / v, a.steps, a.resume_from, a.tokenizer, distributed=a.distributed, fast=a.fast, **{**VARIANTS, **OTHER_VARIANTS}[v])
     if torch.distributed.is_initialized(): torch.distributed.destroy_process_group()
 
 

@@ -83,7 +83,7 @@ def test_main_decode_dtype_reaches_the_generator(monkeypatch, tmp_path, flag, dt
     else: assert g.func is generate_batch_fast and g.keywords == {"compute_dtype": dtype}
 
 def test_main_continuous_flag(monkeypatch, tmp_path):
-    "rlprims-train --continuous: train gets a ContinuousRollouts (a step's rows in places, the decode dtype) and tis_cap 2."
+    "rlprims-train --continuous: train gets a ContinuousRollouts (places: a step's rows, set at its first call; the decode dtype) and tis_cap 2."
     import rlprims.cli as C
     from rlprims.continuous import ContinuousRollouts
     seen = {}
@@ -92,7 +92,7 @@ def test_main_continuous_flag(monkeypatch, tmp_path):
     monkeypatch.setattr(C, "train", fake_train)
     with pytest.raises(Stop): C.main(["--steps", "1", "--eval-size", "2", "--out", str(tmp_path), "--continuous", "--decode-dtype", "bf16"])
     cr = seen["hooks"].rollout_fn
-    assert isinstance(cr, ContinuousRollouts) and cr.slots == 8 * 8 and cr.compute_dtype == torch.bfloat16
+    assert isinstance(cr, ContinuousRollouts) and cr.slots is None and cr.compute_dtype == torch.bfloat16
     assert seen["hooks"].generator is None and seen["overrides"]["tis_cap"] == 2.0
     with pytest.raises(Stop): C.main(["--steps", "1", "--eval-size", "2", "--out", str(tmp_path)])
     assert seen["hooks"].rollout_fn is None and "tis_cap" not in seen["overrides"]
