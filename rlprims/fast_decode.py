@@ -896,7 +896,7 @@ def _fill(model, S) -> None:
     S.col[rows], S.t0[rows], S.pos[rows] = S.P, S.t - 1, mask.sum(1)
     cached = [S.prompt_of.get(x[4]) for x in take]
     if any(c is None for c in cached): logits = _prefill_static(model, S, ids, mask, rows=rows)
-    else:                                                    # copies, a lot per pass they came from
+    else:                                                    # copied: one batch of copies per pass the rows' prompts came from
         logits = None
         for C in {id(c[0]): c[0] for c in cached}.values():
             at = torch.tensor([j for j, c in enumerate(cached) if c[0] is C], device=S.dev)
