@@ -52,11 +52,11 @@ class ContinuousRollouts:
                                        enable_thinking=gen_config.enable_thinking, **format_kwargs)
         if pids.shape[1] > self.max_prompt_tokens:
             raise ValueError(f"ContinuousRollouts: a prompt has {pids.shape[1]} tokens; max_prompt_tokens is {self.max_prompt_tokens}")
+        rows = session_add(self.session, pids.repeat_interleave(G, 0), pmask.repeat_interleave(G, 0))   # G rows a prompt, in order
         for i in range(len(texts)):
             g, self.next_group = self.next_group, self.next_group + 1
             self.groups[g] = {"prompt": texts[i], "fields": fields[i], "ids": pids[i][pmask[i].bool()].tolist(), "n": G, "samples": {}}
-            rows = session_add(self.session, pids[i:i + 1].repeat(G, 1), pmask[i:i + 1].repeat(G, 1))
-            for j, r in enumerate(rows): self.rows[r] = (g, j, self.version)
+            for j, r in enumerate(rows[i * G:(i + 1) * G]): self.rows[r] = (g, j, self.version)
 
     def __call__(self, model, tokenizer, prompts, gen_config: GenerationConfig, reward_fn, ref_model=None, kl_coef: float = 0.0,
                  num_generations: int = 1, kl_in_reward: bool = True, kl_estimator: Optional[str] = None, micro_batch_size: int = 8,

@@ -677,17 +677,20 @@ def _start_rows(model, S: SimpleNamespace, rows: torch.Tensor, take: torch.Tenso
     if S.prompts is None: return _prefill_static(model, S, S.prompt_ids[take], S.prompt_mask[take], rows=rows)
     return _copy_prompts(S, S.prompts, rows, S.prompts.of_row[take])
 
+def _open_rows(S: SimpleNamespace, rows: torch.Tensor, mask: torch.Tensor) -> None:
+    "Decoding rows `rows` start afresh on prompts of attention mask `mask` `[k, P]`: the slots they see and the first of them, the slot written next, the start step and position ids."
+    P = S.P
+    S.mask[rows] = False; S.mask[rows, :P] = mask.bool(); S.mask[rows, P] = True   # its prompt, then the slot its first token goes to
+    S.first[rows] = S.mask[rows].int().argmax(1)
+    S.col[rows], S.t0[rows], S.pos[rows] = P, S.t - 1, mask.sum(1)   # its token 0 came from the prefill: the next step's is 1
+
 def _refill(model, S: SimpleNamespace) -> None:
     "Start queued rows in the decoding rows that are done: each prompt into slots 0..P-1 of its row, its first token sampled."
     free = S.done.nonzero()[:, 0][:len(S.queue)]
     take, S.queue = S.queue[:len(free)].to(S.dev), S.queue[len(free):]
-    P = S.P
     S.rows[free] = take
     if S.lengths is not None: S.lengths[free] = S.all_lengths[take]
-    pm = S.prompt_mask[take]
-    S.mask[free] = False; S.mask[free, :P] = pm.bool(); S.mask[free, P] = True   # its prompt, then the slot its first token goes to
-    S.first[free] = S.mask[free].int().argmax(1)
-    S.col[free], S.t0[free], S.pos[free] = P, S.t - 1, pm.sum(1)   # its token 0 came from the prefill: the next step's is 1
+    _open_rows(S, free, S.prompt_mask[take])
     _first_tokens(S, _start_rows(model, S, free, take), free)
 
 def _decode_loop(model, S: SimpleNamespace, logits: torch.Tensor, mask: torch.Tensor, graphs: bool, check_every: int, compact: bool = True,
@@ -885,17 +888,14 @@ def _fill(model, S) -> None:
     if not free: return
     _cache_prompts(model, S)
     take, S.pending = S.pending[:len(free)], S.pending[len(free):]
-    rows = torch.tensor(free, device=S.dev)
-    ids, mask = torch.stack([x[1] for x in take]).to(S.dev), torch.stack([x[2] for x in take]).to(S.dev)
+    rows, mask = torch.tensor(free, device=S.dev), torch.stack([x[2] for x in take]).to(S.dev)
     if any(x[3] is not None for x in take):
         if S.lengths is None: S.lengths = torch.full((S.slots,), S.T, dtype=torch.long, device=S.dev)
         S.lengths[rows] = torch.tensor([x[3] or S.T for x in take], device=S.dev)
     S.tokens[rows] = S.pad; S.logprobs[rows] = 0.0; S.valid[rows] = False
-    S.mask[rows] = False; S.mask[rows, :S.P] = mask.bool(); S.mask[rows, S.P] = True
-    S.first[rows] = S.mask[rows].int().argmax(1)
-    S.col[rows], S.t0[rows], S.pos[rows] = S.P, S.t - 1, mask.sum(1)
+    _open_rows(S, rows, mask)
     cached = [S.prompt_of.get(x[4]) for x in take]
-    if any(c is None for c in cached): logits = _prefill_static(model, S, ids, mask, rows=rows)
+    if any(c is None for c in cached): logits = _prefill_static(model, S, torch.stack([x[1] for x in take]).to(S.dev), mask, rows=rows)
     else:                                                    # copied: one batch of copies per pass the rows' prompts came from
         logits = None
         for C in {id(c[0]): c[0] for c in cached}.values():

@@ -68,34 +68,33 @@ def test_main_job_smoke(tmp_path):
         assert (tmp_path / f).exists(), f
 
 
+def _main_train_args(monkeypatch, tmp_path, *flags) -> dict:
+    "The keyword arguments rlprims-train's main passes to train for a 1-step run with `flags` (train itself replaced by a stop)."
+    import rlprims.cli as C
+    seen = {}
+    class Stop(Exception): pass
+    def fake_train(*args, **kw): seen.update(kw); raise Stop
+    monkeypatch.setattr(C, "train", fake_train)
+    with pytest.raises(Stop): C.main(["--steps", "1", "--eval-size", "2", "--out", str(tmp_path), *flags])
+    return seen
+
 @pytest.mark.parametrize("flag,dtype", [("auto", None), ("bf16", torch.bfloat16), ("fp16", torch.float16)])
 def test_main_decode_dtype_reaches_the_generator(monkeypatch, tmp_path, flag, dtype):
     "rlprims-train --decode-dtype: auto leaves the built-in generator; bf16/fp16 give train generate_batch_fast with that compute_dtype."
-    import rlprims.cli as C
     from rlprims.fast_decode import generate_batch_fast
-    seen = {}
-    class Stop(Exception): pass
-    def fake_train(*args, hooks=None, **kw): seen["generator"] = hooks.generator; raise Stop
-    monkeypatch.setattr(C, "train", fake_train)
-    with pytest.raises(Stop): C.main(["--steps", "1", "--eval-size", "2", "--out", str(tmp_path), "--decode-dtype", flag])
-    g = seen["generator"]
+    g = _main_train_args(monkeypatch, tmp_path, "--decode-dtype", flag)["hooks"].generator
     if dtype is None: assert g is None
     else: assert g.func is generate_batch_fast and g.keywords == {"compute_dtype": dtype}
 
 def test_main_continuous_flag(monkeypatch, tmp_path):
     "rlprims-train --continuous: train gets a ContinuousRollouts (places: a step's rows, set at its first call; the decode dtype) and tis_cap 2."
-    import rlprims.cli as C
     from rlprims.continuous import ContinuousRollouts
-    seen = {}
-    class Stop(Exception): pass
-    def fake_train(*args, hooks=None, train_overrides=None, **kw): seen.update(hooks=hooks, overrides=train_overrides); raise Stop
-    monkeypatch.setattr(C, "train", fake_train)
-    with pytest.raises(Stop): C.main(["--steps", "1", "--eval-size", "2", "--out", str(tmp_path), "--continuous", "--decode-dtype", "bf16"])
+    seen = _main_train_args(monkeypatch, tmp_path, "--continuous", "--decode-dtype", "bf16")
     cr = seen["hooks"].rollout_fn
     assert isinstance(cr, ContinuousRollouts) and cr.slots is None and cr.compute_dtype == torch.bfloat16
-    assert seen["hooks"].generator is None and seen["overrides"]["tis_cap"] == 2.0
-    with pytest.raises(Stop): C.main(["--steps", "1", "--eval-size", "2", "--out", str(tmp_path)])
-    assert seen["hooks"].rollout_fn is None and "tis_cap" not in seen["overrides"]
+    assert seen["hooks"].generator is None and seen["train_overrides"]["tis_cap"] == 2.0
+    seen = _main_train_args(monkeypatch, tmp_path)
+    assert seen["hooks"].rollout_fn is None and "tis_cap" not in seen["train_overrides"]
 
 def test_console_script_exits_zero(monkeypatch):
     "The `rlprims-train` entry point (as settings.ini declares it) exits with status 0 after a run."
