@@ -15,8 +15,8 @@ from .generation import (generate_batch, sample_next_token, eos_token_ids, posit
 from .distributed import is_fsdp
 
 # %% auto #0
-__all__ = ['attention_splits', 'decode_attention', 'sample_softmax', 'static_kv_attention', 'rotary_qk', 'add_rms_norm',
-           'silu_mul', 'qkv_rotary_store', 'static_decoding', 'auto_slots', 'generate_batch_fast',
+__all__ = ['ATTENTION_LAUNCH', 'attention_splits', 'decode_attention', 'sample_softmax', 'static_kv_attention', 'rotary_qk',
+           'add_rms_norm', 'silu_mul', 'qkv_rotary_store', 'static_decoding', 'auto_slots', 'generate_batch_fast',
            'start_decode_session', 'session_add', 'session_run', 'session_refresh']
 
 # %% ../nbs/01b_fast_decode.ipynb #ff3207c6
@@ -91,6 +91,8 @@ def attention_splits(programs: int, Lmax: int, dev) -> int:
     if programs >= sms: return 1
     return max(1, min(16, _next_pow2(-(-sms // programs)), _next_pow2(Lmax // 128 + 1) // 2))
 
+ATTENTION_LAUNCH = {"one span": dict(BLOCK_L=64), "spans": dict(BLOCK_L=32)}   # the attention kernel's launch settings (slots a block, and Triton's num_warps / num_stages where given); benchmarks/tools/tune_decode_attention.py --sweep tries others
+
 def decode_attention(q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, mask: torch.Tensor, col: torch.Tensor, scaling: float,
                      splits: Optional[int] = None, first: Optional[torch.Tensor] = None) -> torch.Tensor:
     "One query per row `q` `[N, H, D]` over cache slots `first..col` of `K`, `V` `[N, kv_heads, Lmax, D]` where `mask` `[N, >Lmax]` is True; `[N, H, D]`. `col`: `[1]`, one slot for every row, or `[N]`, each row's own. `first` `[N]`: each row's first visible slot (slots before it are masked and not read; None: 0). Each row's slots are cut into `splits` spans, merged after (None: `attention_splits`)."
@@ -112,11 +114,11 @@ def decode_attention(q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, mask: to
     strides = (q.stride(0), q.stride(1), K.stride(0), K.stride(1), K.stride(2), V.stride(0), V.stride(1), V.stride(2), m.stride(0))
     if splits == 1:
         attend[(N, Hkv, 1)](q, K, V, m, col, first, out, out, out, scaling, *strides, out.stride(0), out.stride(1), scol, sfirst, 1,
-                            BLOCK_L=64, PARTIAL=False, **blocks)
+                            PARTIAL=False, **ATTENTION_LAUNCH["one span"], **blocks)
         return out
     po = torch.empty(N, H, splits, D, dtype=torch.float32, device=q.device)   # each span's unnormalised output, max and sum
     pm, pl = (torch.empty(N, H, splits, dtype=torch.float32, device=q.device) for _ in range(2))
-    attend[(N, Hkv, splits)](q, K, V, m, col, first, po, pm, pl, scaling, *strides, 0, 0, scol, sfirst, splits, BLOCK_L=32, PARTIAL=True, **blocks)
+    attend[(N, Hkv, splits)](q, K, V, m, col, first, po, pm, pl, scaling, *strides, 0, 0, scol, sfirst, splits, PARTIAL=True, **ATTENTION_LAUNCH["spans"], **blocks)
     merge[(N * H,)](po, pm, pl, out, out.stride(0), out.stride(1), H, splits, D=D, BLOCK_S=max(2, _next_pow2(splits)), BLOCK_D=blocks["BLOCK_D"])
     return out
 
@@ -200,7 +202,7 @@ def sample_softmax(logits: torch.Tensor, temperature: float, seed: torch.Tensor,
     ban = banned if banned is not None else tok[:0]
     BLOCK, NB = min(4096, _next_pow2(V)), max(2, _next_pow2(max(ban.numel(), 1)))
     blocks = -(-V // BLOCK)
-    want = spans or -(-8 * _multiprocessors(dev) // max(N, 1))   # about 8 programs per multiprocessor
+    want = spans or blocks                                  # None: one block a span (the draw re-reads one span, one block after another)
     per = -(-blocks // max(1, min(want, blocks)))           # blocks of a span
     J = -(-blocks // per)
     pm, ps, pa = (torch.empty(N * J, dtype=torch.float32, device=dev) for _ in range(3))
@@ -349,24 +351,33 @@ def _silu_mul_kernel():
     import triton, triton.language as tl
 
     @triton.jit
-    def silu_mul_kernel(GU, O, sg, so, I, BLOCK: tl.constexpr):
+    def silu_mul_kernel(GU, O, X, sg, so, sx, I, M, eps, BLOCK: tl.constexpr, SCALED: tl.constexpr, BLOCK_M: tl.constexpr):
         n, b = tl.program_id(0), tl.program_id(1)           # one row, one block of columns
         i = b * BLOCK + tl.arange(0, BLOCK)
         m = i < I
         g = tl.load(GU + n * sg + i, mask=m, other=0.0)
         u = tl.load(GU + n * sg + I + i, mask=m, other=0.0)
-        gf = g.to(tl.float32)
+        gf, uf = g.to(tl.float32), u.to(tl.float32)
+        if SCALED:                                          # the product was of the un-normed row: 1 / rms of that row now
+            j = tl.arange(0, BLOCK_M)
+            xs = tl.load(X + n * sx + j, mask=j < M, other=0.0).to(tl.float32)
+            inv = 1.0 / tl.sqrt(tl.sum(xs * xs, 0) / M + eps)
+            gf, uf = (gf * inv).to(g.dtype).to(tl.float32), (uf * inv).to(g.dtype).to(tl.float32)   # rounded as the product's output
         a = (gf / (1.0 + tl.exp(-gf))).to(g.dtype)          # SiLU, rounded as the model's activation
-        tl.store(O + n * so + i, (a.to(tl.float32) * u.to(tl.float32)).to(g.dtype), mask=m)
+        tl.store(O + n * so + i, (a.to(tl.float32) * uf).to(g.dtype), mask=m)
 
     return silu_mul_kernel
 
-def silu_mul(gate_up: torch.Tensor) -> torch.Tensor:
-    "`silu(gate) * up` for `gate_up` `[N, 2I]` (gate first, as the concatenated gate/up weights give it); `[N, I]`, one Triton kernel."
+def silu_mul(gate_up: torch.Tensor, normed: Optional[torch.Tensor] = None, eps: float = 0.0) -> torch.Tensor:
+    """`silu(gate) * up` for `gate_up` `[N, 2I]` (gate first, as the concatenated gate/up weights give it); `[N, I]`, one Triton kernel.
+    `normed` `[N, M]`: `gate_up` is the product of these rows *before* their RMSNorm (whose weight is folded into the product's
+    weights), so each row is first scaled by `1 / rms(normed row)` (`eps` inside the root), as the norm would have."""
     N, I = gate_up.shape[0], gate_up.shape[1] // 2
     if gate_up.stride(-1) != 1: gate_up = gate_up.contiguous()
     out = gate_up.new_empty(N, I)
-    _silu_mul_kernel()[(N, -(-I // 1024))](gate_up, out, gate_up.stride(0), out.stride(0), I, BLOCK=1024)
+    x = gate_up if normed is None else normed
+    _silu_mul_kernel()[(N, -(-I // 1024))](gate_up, out, x, gate_up.stride(0), out.stride(0), x.stride(0), I, x.shape[1], eps, BLOCK=1024,
+                                            SCALED=normed is not None, BLOCK_M=_next_pow2(x.shape[1]))
     return out
 
 @functools.cache
@@ -375,13 +386,27 @@ def _qkv_rotary_store_kernel():
     import triton, triton.language as tl
 
     @triton.jit
-    def qkv_rotary_store_kernel(QKV, COS, SIN, QN, KN, K, V, COL, QO, sx, sc, ss, skn, skh, skl, svn, svh, svl, sqn, sqh, scol, eps,
-               H: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr, HALF: tl.constexpr, BLOCK: tl.constexpr, HAS_NORM: tl.constexpr):
+    def qkv_rotary_store_kernel(QKV, COS, SIN, QN, KN, K, V, COL, QO, X, B, POS, sx, sc, ss, skn, skh, skl, svn, svh, svl, sqn, sqh, scol, sxn, M, eps, eps_in, last_pos,
+               H: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr, HALF: tl.constexpr, BLOCK: tl.constexpr, HAS_NORM: tl.constexpr,
+               SCALED: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr, TABLE: tl.constexpr):
         n, h = tl.program_id(0), tl.program_id(1)           # one row; a query head (h < H), a key head, or a value head
+        if TABLE: r = tl.minimum(tl.load(POS + n), last_pos)   # cos/sin: a table by position (a done row's position may run past it)
+        else: r = n                                         # cos/sin: one row each
         d = tl.arange(0, BLOCK)
         m = d < HALF
         x1 = tl.load(QKV + n * sx + h * D + d, mask=m, other=0.0)
         x2 = tl.load(QKV + n * sx + h * D + HALF + d, mask=m, other=0.0)
+        if SCALED or HAS_BIAS:                              # the product was of the un-normed row (and without its bias): 1 / rms, then the bias
+            f1, f2 = x1.to(tl.float32), x2.to(tl.float32)
+            if SCALED:
+                j = tl.arange(0, BLOCK_M)
+                xs = tl.load(X + n * sxn + j, mask=j < M, other=0.0).to(tl.float32)
+                inv = 1.0 / tl.sqrt(tl.sum(xs * xs, 0) / M + eps_in)
+                f1, f2 = f1 * inv, f2 * inv
+            if HAS_BIAS:
+                f1 += tl.load(B + h * D + d, mask=m, other=0.0).to(tl.float32)
+                f2 += tl.load(B + h * D + HALF + d, mask=m, other=0.0).to(tl.float32)
+            x1, x2 = f1.to(x1.dtype), f2.to(x2.dtype)       # rounded as the product's output
         col = tl.load(COL + n * scol)                       # the cache slot of this row's token (scol = 0: one for all rows)
         if h >= H + HKV:                                    # a value head: into the cache as it is
             dst = V + n * svn + (h - H - HKV) * svh + col * svl
@@ -395,10 +420,10 @@ def _qkv_rotary_store_kernel():
                 inv = 1.0 / tl.sqrt((tl.sum(a1 * a1, 0) + tl.sum(a2 * a2, 0)) / D + eps)
                 a1 = ((a1 * inv).to(x1.dtype).to(tl.float32) * tl.load(nw + d, mask=m, other=0.0).to(tl.float32)).to(x1.dtype).to(tl.float32)
                 a2 = ((a2 * inv).to(x1.dtype).to(tl.float32) * tl.load(nw + HALF + d, mask=m, other=0.0).to(tl.float32)).to(x1.dtype).to(tl.float32)
-            c1 = tl.load(COS + n * sc + d, mask=m, other=0.0).to(tl.float32)
-            c2 = tl.load(COS + n * sc + HALF + d, mask=m, other=0.0).to(tl.float32)
-            s1 = tl.load(SIN + n * ss + d, mask=m, other=0.0).to(tl.float32)
-            s2 = tl.load(SIN + n * ss + HALF + d, mask=m, other=0.0).to(tl.float32)
+            c1 = tl.load(COS + r * sc + d, mask=m, other=0.0).to(tl.float32)
+            c2 = tl.load(COS + r * sc + HALF + d, mask=m, other=0.0).to(tl.float32)
+            s1 = tl.load(SIN + r * ss + d, mask=m, other=0.0).to(tl.float32)
+            s2 = tl.load(SIN + r * ss + HALF + d, mask=m, other=0.0).to(tl.float32)
             o1 = a1 * c1 - a2 * s1                          # rotate_half(x) = (-x2, x1)
             o2 = a2 * c2 + a1 * s2
             if h < H: dst = QO + n * sqn + h * sqh
@@ -409,23 +434,34 @@ def _qkv_rotary_store_kernel():
     return qkv_rotary_store_kernel
 
 def qkv_rotary_store(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, K: torch.Tensor, V: torch.Tensor, col: torch.Tensor, H: int,
-                     q_norm: Optional[torch.nn.Module] = None, k_norm: Optional[torch.nn.Module] = None) -> torch.Tensor:
-    "One decode step's `qkv` `[N, (H + 2 Hkv) D]` split into heads, q and k RMSNormed per head where `q_norm`/`k_norm` are given, rotated (`cos`, `sin` `[N, D]`); k and v written into the caches `K`, `V` `[N, Hkv, Lmax, D]` at slot `col` (`[1]`, or `[N]`: each row's own). Returns q `[N, H, D]`; one Triton kernel."
+                     q_norm: Optional[torch.nn.Module] = None, k_norm: Optional[torch.nn.Module] = None,
+                     normed: Optional[torch.Tensor] = None, eps: float = 0.0, bias: Optional[torch.Tensor] = None,
+                     positions: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """One decode step's `qkv` `[N, (H + 2 Hkv) D]` split into heads, q and k RMSNormed per head where `q_norm`/`k_norm` are
+    given, rotated (`cos`, `sin` `[N, D]`, or with `positions` `[N]` tables `[L, D]` read at each row's position, clamped to
+    L - 1); k and v written into the caches `K`, `V` `[N, Hkv, Lmax, D]` at slot `col` (`[1]`, or `[N]`: each row's own).
+    Returns q `[N, H, D]`; one Triton kernel. `normed` `[N, M]`: `qkv` is the product of these rows before their RMSNorm
+    (its weight folded into the product's), so each row is first scaled by `1 / rms(normed row)` (`eps` inside the root);
+    `bias` `[(H + 2 Hkv) D]` is added after that scale."""
     N, Hkv, D = qkv.shape[0], K.shape[1], K.shape[-1]
     if qkv.shape[1] != (H + 2 * Hkv) * D: raise ValueError(f"qkv_rotary_store: qkv has {qkv.shape[1]} columns, not (H + 2 Hkv) D = {(H + 2 * Hkv) * D}")
     if qkv.stride(-1) != 1: qkv = qkv.contiguous()
     q = qkv.new_empty(N, H, D)
     has_norm = q_norm is not None
-    qn, kn, eps = (q_norm.weight, k_norm.weight, q_norm.variance_epsilon) if has_norm else (qkv, qkv, 0.0)
+    qn, kn, head_eps = (q_norm.weight, k_norm.weight, q_norm.variance_epsilon) if has_norm else (qkv, qkv, 0.0)
+    x = qkv if normed is None else normed
     _qkv_rotary_store_kernel()[(N, H + 2 * Hkv)](
-        qkv, cos, sin, qn, kn, K, V, col, q, qkv.stride(0), cos.stride(0), sin.stride(0), K.stride(0), K.stride(1), K.stride(2),
-        V.stride(0), V.stride(1), V.stride(2), q.stride(0), q.stride(1), 0 if col.numel() == 1 else col.stride(0), eps, H=H, HKV=Hkv, D=D, HALF=D // 2, BLOCK=_next_pow2(D // 2),
-        HAS_NORM=has_norm)
+        qkv, cos, sin, qn, kn, K, V, col, q, x, qkv if bias is None else bias, col if positions is None else positions,
+        qkv.stride(0), cos.stride(0), sin.stride(0), K.stride(0), K.stride(1), K.stride(2),
+        V.stride(0), V.stride(1), V.stride(2), q.stride(0), q.stride(1), 0 if col.numel() == 1 else col.stride(0), x.stride(0), x.shape[1], head_eps, eps, cos.shape[0] - 1,
+        H=H, HKV=Hkv, D=D, HALF=D // 2, BLOCK=_next_pow2(D // 2), HAS_NORM=has_norm, SCALED=normed is not None, HAS_BIAS=bias is not None,
+        BLOCK_M=_next_pow2(x.shape[1]), TABLE=positions is not None)
     return q
 
 
 # %% ../nbs/01b_fast_decode.ipynb #9dd2a74f
 _FUSABLE_LAYERS = ("LlamaDecoderLayer", "Qwen2DecoderLayer", "Qwen3DecoderLayer", "MistralDecoderLayer")   # pre-norm, SiLU-gated MLP, full rotary
+_STATIC_ROPE = ("default", "linear", "llama3")              # rotary kinds whose cos/sin depend on the position alone (not on the longest one seen)
 
 def _linear_weights(m: torch.nn.Module) -> Optional[tuple]:
     "`(weight, bias)` that `m` applies: a plain Linear's own, or a LoRA-wrapped Linear's with its active adapters merged in (a copy); None for anything else."
@@ -473,6 +509,9 @@ def _fused_decoder(model, rows: int = 0, slots: int = 0, dtype: Optional[torch.d
     cast = dtype if dtype is not None and dtype != inner.embed_tokens.weight.dtype else None
     to = lambda w: w if w is None or cast is None else w.to(cast)   # a weight, or its copy in `dtype`
     cat = lambda ws: torch.cat([to(w) for w in ws])         # each piece cast before the copy: no full-width copy first
+    def folded(ws, norm):                                   # [in, out]: the pieces side by side, each column of the input scaled by the norm's weight
+        dt = cast or ws[0].dtype
+        return torch.cat([(w.float() * norm.weight.float()).to(dt) for w in ws]).t().contiguous()   # each piece in fp32 alone, rounded once
     head = tuple(map(to, head))
     own = {id(p) for p in base.parameters()}                # a weight not among them is a copy made here
     size = lambda ws: sum(w.numel() * w.element_size() for w in ws if w is not None and id(w) not in own)
@@ -494,29 +533,36 @@ def _fused_decoder(model, rows: int = 0, slots: int = 0, dtype: Optional[torch.d
         L = SimpleNamespace(
             idx=at.layer_idx, H=lin["q"][0].shape[0] // at.head_dim, scaling=at.scaling,
             ln1=layer.input_layernorm, ln2=layer.post_attention_layernorm, q_norm=getattr(at, "q_norm", None), k_norm=getattr(at, "k_norm", None),
-            qkv_w=cat([lin[n][0] for n in "qkv"]), qkv_b=None if biases[0] is None else cat(biases),
-            o_w=to(lin["o"][0]), o_b=to(lin["o"][1]), gate_up_w=cat([lin["gate"][0], lin["up"][0]]), down_w=to(lin["down"][0]), down_b=to(lin["down"][1]))
-        copied += size((L.qkv_w, L.qkv_b, L.gate_up_w, L.o_w, L.down_w))
+            qkv_wt=folded([lin[n][0] for n in "qkv"], layer.input_layernorm), qkv_b=None if biases[0] is None else cat(biases),
+            o_w=to(lin["o"][0]), o_b=to(lin["o"][1]), gate_up_wt=folded([lin["gate"][0], lin["up"][0]], layer.post_attention_layernorm),
+            down_w=to(lin["down"][0]), down_b=to(lin["down"][1]))
+        copied += size((L.qkv_wt, L.qkv_b, L.gate_up_wt, L.o_w, L.down_w))
         if copied > budget: return None
         layers.append(L)
+    table = None                                            # cos/sin of every position a step can feed, where they depend on the position alone
+    if slots > 0 and getattr(inner.rotary_emb, "rope_type", "default") in _STATIC_ROPE:
+        w = inner.embed_tokens.weight
+        table = tuple(t[0] for t in inner.rotary_emb(w.new_zeros(1, 1, dtype=cast or w.dtype), torch.arange(slots + 1, device=w.device)[None]))
     return SimpleNamespace(embed=inner.embed_tokens, rotary=inner.rotary_emb, layers=layers, norm=inner.norm, head_w=head[0], head_b=head[1],
-                           dtype=cast)                      # the steps' dtype where it is not the weights' (else None)
+                           dtype=cast,                      # the steps' dtype where it is not the weights' (else None)
+                           rope_table=table)                # (cos, sin) `[slots + 1, D]`, or None: each step calls the rotary module
 
 def _fused_forward(S: SimpleNamespace) -> torch.Tensor:
-    "Logits `[n, V]` of one decode step through `S.fused` (9 kernels a layer), each layer's key and value written into `S`'s cache."
+    "Logits `[n, V]` of one decode step through `S.fused` (7 kernels a layer), each layer's key and value written into `S`'s cache."
     Z = S.fused
-    h = F.embedding(S.tok, Z.embed.weight)                  # [n, M] (not the module's forward: under FSDP2 it may hold hooks)
-    if Z.dtype is not None: h = h.to(Z.dtype)               # the residual stream in the steps' dtype
-    cos, sin = Z.rotary(h[:, None], S.pos[:, None])         # [n, 1, D]
-    cos, sin, stream = cos[:, 0], sin[:, 0], None
+    h = F.embedding(S.tok, Z.embed.weight)                  # [n, M] the residual stream (not the module's forward: under FSDP2 it may hold hooks)
+    if Z.dtype is not None: h = h.to(Z.dtype)               # in the steps' dtype
+    if Z.rope_table is not None: (cos, sin), pos = Z.rope_table, S.pos   # read at each row's position inside qkv_rotary_store
+    else: cos, sin, pos = *(t[:, 0] for t in Z.rotary(h[:, None], S.pos[:, None])), None   # [n, D]
     for L in Z.layers:
         K, V = S.keys[L.idx], S.values[L.idx]
-        x, stream = add_rms_norm(h, stream, L.ln1.weight, L.ln1.variance_epsilon)
-        q = qkv_rotary_store(F.linear(x, L.qkv_w, L.qkv_b), cos, sin, K, V, S.col, L.H, L.q_norm, L.k_norm)
+        q = qkv_rotary_store(h @ L.qkv_wt, cos, sin, K, V, S.col, L.H, L.q_norm, L.k_norm, normed=h, eps=L.ln1.variance_epsilon, bias=L.qkv_b, positions=pos)
         attn = decode_attention(q, K, V, S.mask, S.col, L.scaling, first=S.first).flatten(1)
-        x, stream = add_rms_norm(F.linear(attn, L.o_w, L.o_b), stream, L.ln2.weight, L.ln2.variance_epsilon)
-        h = F.linear(silu_mul(F.linear(x, L.gate_up_w)), L.down_w, L.down_b)
-    return F.linear(add_rms_norm(h, stream, Z.norm.weight, Z.norm.variance_epsilon)[0], Z.head_w, Z.head_b)
+        h.addmm_(attn, L.o_w.t())                           # the residual add in the product's epilogue
+        if L.o_b is not None: h.add_(L.o_b)
+        h.addmm_(silu_mul(h @ L.gate_up_wt, normed=h, eps=L.ln2.variance_epsilon), L.down_w.t())
+        if L.down_b is not None: h.add_(L.down_b)
+    return F.linear(add_rms_norm(h, None, Z.norm.weight, Z.norm.variance_epsilon)[0], Z.head_w, Z.head_b)
 
 
 # %% ../nbs/01b_fast_decode.ipynb #da921c3b
@@ -555,6 +601,38 @@ def _force_lengths(S: SimpleNamespace, tok: torch.Tensor, lp: torch.Tensor, logi
     eos_lp = lp + (z_eos - z_tok) / temp                    # log p(eos) = log p(tok) + (z_eos - z_tok) / T: no second pass over the vocabulary
     return torch.where(end, eos, tok), torch.where(end, eos_lp, lp)
 
+@functools.cache
+def _record_step_kernel():
+    "The Triton kernel of `_record_step` (built once)."
+    import triton, triton.language as tl
+
+    @triton.jit
+    def record_step_kernel(TOK, LP, DONE, ROWS, T, COL, EOS, OUT_TOK, OUT_LP, OUT_VALID, MASK, FED, POS, n_eos, pad, t_spare, s_out, s_mask,
+                           NE: tl.constexpr):
+        i = tl.program_id(0)                                # one decoding row
+        done = tl.load(DONE + i) != 0
+        tok = tl.where(done, pad, tl.load(TOK + i))
+        row, t = tl.load(ROWS + i), tl.load(T)
+        at = row * s_out + tl.where(done, t_spare, t)       # a done row writes into the spare column
+        tl.store(OUT_TOK + at, tok)
+        tl.store(OUT_LP + at, tl.where(done, 0.0, tl.load(LP + i)))
+        tl.store(OUT_VALID + at, tl.where(done, 0, 1).to(tl.uint8))
+        e = tl.arange(0, NE)
+        hit = tl.sum((tl.load(EOS + e, mask=e < n_eos, other=-1) == tok).to(tl.int32), 0) > 0
+        tl.store(DONE + i, (done | hit).to(tl.uint8))
+        tl.store(FED + i, tok)
+        tl.store(POS + i, tl.load(POS + i) + 1)
+        tl.store(MASK + i * s_mask + tl.load(COL) + 1, tl.full([], 1, tl.uint8))   # the token just sampled: visible from the next step on
+
+    return record_step_kernel
+
+def _record_step(S: SimpleNamespace, tok: torch.Tensor, lp: torch.Tensor) -> None:
+    "A step's bookkeeping when every row writes the same cache slot (no refills), in one Triton kernel: the sampled `tok`/`lp` `[n]` into the outputs (pad and 0 for done rows), done flags, fed tokens, positions, the next slot's visibility. The shared step counter and slot advance after it."
+    u8 = lambda b: b.view(torch.uint8)
+    _record_step_kernel()[(len(S.tok),)](tok, lp, u8(S.done), S.rows, S.t, S.col, S.eos, S.tokens, S.logprobs, u8(S.valid), u8(S.mask), S.tok, S.pos,
+                                         S.eos.numel(), S.pad, S.T, S.tokens.stride(0), S.mask.stride(0), NE=max(2, _next_pow2(S.eos.numel())))
+    S.t += 1; S.col += 1
+
 def _decode_step(model, S: SimpleNamespace, L: int, banned: bool):
     "One decode step (attention over at most `L` slots): forward the fed tokens, sample, record, advance. No host sync."
     if S.fused is not None: logits = _fused_forward(S)
@@ -565,6 +643,7 @@ def _decode_step(model, S: SimpleNamespace, L: int, banned: bool):
     refilling = S.slots < S.N
     t_row = S.t - S.t0 if refilling else S.t                # each row's token index: [n], or [1] shared by all rows
     tok, lp = _force_lengths(S, tok, lp, logits, t_row, S.lengths)
+    if S.fused is not None and not refilling: return _record_step(S, tok, lp)   # (Triton runs here: one kernel for the dozen below)
     live = ~S.done
     tok = torch.where(live, tok, S.pad)
     at = (S.rows, torch.where(live, t_row, S.T))            # each live row's output row and column; done rows write into column T
@@ -935,7 +1014,7 @@ def session_run(model, S, until: Optional[Callable] = None) -> list:
     out, S.finished = S.finished, []
     return out
 
-_COPIED = ("qkv_w", "qkv_b", "o_w", "o_b", "gate_up_w", "down_w", "down_b")
+_COPIED = ("qkv_wt", "qkv_b", "o_w", "o_b", "gate_up_wt", "down_w", "down_b")
 
 @torch.no_grad()
 def session_refresh(model, S) -> None:

@@ -308,7 +308,7 @@ def test_fused_decoder_takes_fsdp2_layers(tmp_path):
             Z1 = _fused_decoder(sharded)
             assert Z1 is not None and len(Z1.layers) == len(Z0.layers)
             for a, b in zip(Z0.layers, Z1.layers):
-                for k in ("qkv_w", "qkv_b", "o_w", "gate_up_w", "down_w"): torch.testing.assert_close(getattr(b, k), getattr(a, k))
+                for k in ("qkv_wt", "qkv_b", "o_w", "gate_up_wt", "down_w"): torch.testing.assert_close(getattr(b, k), getattr(a, k))
             torch.testing.assert_close(Z1.head_w, Z0.head_w)
         from rlprims.generation import _fuse_rms_norms, _unfuse
         norms = _fuse_rms_norms(sharded)                         # the final norm, an FSDP unit, among the fused ones

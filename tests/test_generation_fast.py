@@ -393,18 +393,19 @@ def test_fused_rotary_changes_no_token(setup, monkeypatch):
     torch.testing.assert_close(a.logprobs, b.logprobs, atol=1e-5, rtol=0)
 
 def _tiny(kind: str, seed: int = 0):
-    "A 2-layer random model of a fusable kind: Llama, Mistral, Qwen2 (with q/k/v biases) or Qwen3 (with per-head q/k norms), weights away from their defaults."
+    "A 2-layer random model of a fusable kind: Llama, Mistral, Qwen2 (with q/k/v biases) or Qwen3 (with per-head q/k norms), weights away from their defaults (norms' weights too)."
     import transformers as T
     torch.manual_seed(seed)
     common = dict(vocab_size=49152, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                   max_position_embeddings=256, eos_token_id=2, pad_token_id=2)
-    if kind == "llama": return tiny_test_model(seed=seed)
-    if kind == "qwen2": m = T.Qwen2ForCausalLM(T.Qwen2Config(**common))
+    if kind == "llama": m = tiny_test_model(seed=seed)
+    elif kind == "qwen2": m = T.Qwen2ForCausalLM(T.Qwen2Config(**common))
     elif kind == "mistral": m = T.MistralForCausalLM(T.MistralConfig(**common, sliding_window=None))
     else: m = T.Qwen3ForCausalLM(T.Qwen3Config(**common, head_dim=16))
     for layer in m.model.layers:
         at = layer.self_attn
-        for p in [getattr(at, n).bias for n in ("q_proj", "k_proj", "v_proj")] + [getattr(at, n, None) for n in ("q_norm", "k_norm")]:
+        for p in ([getattr(at, n).bias for n in ("q_proj", "k_proj", "v_proj")] + [getattr(at, n, None) for n in ("q_norm", "k_norm")]
+                  + [layer.input_layernorm, layer.post_attention_layernorm]):
             if p is None: continue
             with torch.no_grad():
                 if isinstance(p, torch.nn.Module): p.weight.normal_(1.0, 0.3)
@@ -419,14 +420,14 @@ def test_fused_decoder_copies_in_a_narrower_dtype():
     assert Z.dtype == torch.bfloat16
     for L, layer in zip(Z.layers, m.model.layers):
         at, mlp = layer.self_attn, layer.mlp
-        for w in (L.qkv_w, L.qkv_b, L.o_w, L.gate_up_w, L.down_w): assert w.dtype == torch.bfloat16
-        assert torch.equal(L.qkv_w, torch.cat([at.q_proj.weight, at.k_proj.weight, at.v_proj.weight]).to(torch.bfloat16))
+        for w in (L.qkv_wt, L.qkv_b, L.o_w, L.gate_up_wt, L.down_w): assert w.dtype == torch.bfloat16
+        assert torch.equal(L.qkv_wt, (torch.cat([at.q_proj.weight, at.k_proj.weight, at.v_proj.weight]) * layer.input_layernorm.weight).to(torch.bfloat16).t())
         assert torch.equal(L.qkv_b, torch.cat([at.q_proj.bias, at.k_proj.bias, at.v_proj.bias]).to(torch.bfloat16))
         assert torch.equal(L.o_w, at.o_proj.weight.to(torch.bfloat16)) and torch.equal(L.down_w, mlp.down_proj.weight.to(torch.bfloat16))
     assert Z.head_w.dtype == torch.bfloat16 and torch.equal(Z.head_w, m.lm_head.weight.to(torch.bfloat16))
     for dtype in (None, torch.float32):
         Z = _fused_decoder(m, dtype=dtype)
-        assert Z.dtype is None and Z.layers[0].o_w is m.model.layers[0].self_attn.o_proj.weight and Z.layers[0].qkv_w.dtype == torch.float32
+        assert Z.dtype is None and Z.layers[0].o_w is m.model.layers[0].self_attn.o_proj.weight and Z.layers[0].qkv_wt.dtype == torch.float32
 
 @needs_triton
 @pytest.mark.parametrize("kind", ["qwen2", "qwen3"])
@@ -471,15 +472,17 @@ def test_gpu_fused_layers_in_a_compute_dtype(setup):
 
 
 def test_fused_decoder_takes_known_kinds_only():
-    "_fused_decoder: Llama, Mistral, Qwen2 and Qwen3 layers are fused (concatenated q/k/v, gate/up); a wrapped projection or a sliding window is not."
+    "_fused_decoder: Llama, Mistral, Qwen2 and Qwen3 layers are fused (concatenated q/k/v, gate/up, each with its RMSNorm's weight folded in); a wrapped projection or a sliding window is not."
     from rlprims.fast_decode import _fused_decoder
     for kind in ("llama", "mistral", "qwen2", "qwen3"):
         m = _tiny(kind)
         Z = _fused_decoder(m)
         at, mlp = m.model.layers[1].self_attn, m.model.layers[1].mlp
         assert Z is not None and len(Z.layers) == 2 and Z.layers[1].idx == 1 and Z.layers[1].H == 4
-        assert torch.equal(Z.layers[1].qkv_w, torch.cat([at.q_proj.weight, at.k_proj.weight, at.v_proj.weight]))
-        assert torch.equal(Z.layers[1].gate_up_w, torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]))
+        ln1, ln2 = m.model.layers[1].input_layernorm.weight, m.model.layers[1].post_attention_layernorm.weight
+        assert not torch.equal(ln1, torch.ones_like(ln1))            # the norms' weights, folded into the products' weights [in, out]
+        torch.testing.assert_close(Z.layers[1].qkv_wt, torch.cat([at.q_proj.weight, at.k_proj.weight, at.v_proj.weight]).t() * ln1[:, None])
+        torch.testing.assert_close(Z.layers[1].gate_up_wt, torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]).t() * ln2[:, None])
         assert (Z.layers[1].qkv_b is None) == (kind != "qwen2") and (Z.layers[1].q_norm is None) == (kind != "qwen3")
     m = _tiny("qwen2")
     m.model.layers[1].mlp.up_proj = torch.nn.Sequential(m.model.layers[1].mlp.up_proj)   # e.g. an adapter around it
@@ -525,9 +528,10 @@ def test_fused_decoder_merges_lora():
     x = torch.randn(3, 64)
     with torch.no_grad():
         L = Z.layers[0]
-        torch.testing.assert_close(F.linear(x, L.qkv_w, L.qkv_b), torch.cat([at.q_proj(x), at.k_proj(x), at.v_proj(x)], 1), atol=1e-5, rtol=0)
+        ln1, ln2 = [m.get_base_model().model.layers[0].input_layernorm.weight, m.get_base_model().model.layers[0].post_attention_layernorm.weight]
+        torch.testing.assert_close(x @ L.qkv_wt + L.qkv_b, torch.cat([at.q_proj(x * ln1), at.k_proj(x * ln1), at.v_proj(x * ln1)], 1), atol=1e-5, rtol=0)
         torch.testing.assert_close(F.linear(x, L.o_w, L.o_b), at.o_proj(x), atol=1e-5, rtol=0)
-        torch.testing.assert_close(F.linear(x, L.gate_up_w), torch.cat([mlp.gate_proj(x), mlp.up_proj(x)], 1), atol=1e-5, rtol=0)
+        torch.testing.assert_close(x @ L.gate_up_wt, torch.cat([mlp.gate_proj(x * ln2), mlp.up_proj(x * ln2)], 1), atol=1e-5, rtol=0)
         assert (at.o_proj(x) - at.o_proj.base_layer(x)).abs().max() > 1e-2      # the adapters do change the output
     dora = peft.get_peft_model(_tiny("llama"), peft.LoraConfig(r=4, target_modules=["q_proj"], use_dora=True))
     assert _fused_decoder(dora) is None
@@ -572,6 +576,25 @@ def test_gpu_fused_layers_bf16(setup, monkeypatch, kind):
         assert torch.equal(b.completion_mask.sum(-1).long(), lengths)
         errors[fused] = ((fresh - b.logprobs).abs() * b.completion_mask).sum().item() / b.completion_mask.sum().item()
     assert errors[True] < max(2 * errors[False], 0.02), errors
+
+@needs_triton
+def test_fused_rope_table_changes_no_token(setup, monkeypatch):
+    "The fused steps read cos/sin from a table by position (made once per call, for rotary kinds that depend on the position alone): the same tokens and log-probs as calling the rotary module each step, with refills (rows at different positions)."
+    import rlprims.fast_decode as fd
+    _, tok, pids, pmask = setup
+    model, kw = _triton_device(monkeypatch, _tiny("qwen2"))
+    Z = fd._fused_decoder(model, rows=2, slots=12)
+    dev = next(model.parameters()).device
+    cos, sin = model.model.rotary_emb(torch.zeros(1, device=dev), torch.arange(13, device=dev)[None])
+    assert torch.equal(Z.rope_table[0], cos[0]) and torch.equal(Z.rope_table[1], sin[0])
+    cfg = GenerationConfig(max_new_tokens=6, min_new_tokens=6, do_sample=False)
+    run = lambda: generate_batch_fast(model, tok, pids, pmask, cfg, fused_layers=True, forced_lengths=torch.tensor([2, 6, 1, 5, 3, 6]), check_every=1, slots=2, **kw)
+    a = run()
+    monkeypatch.setattr(fd, "_STATIC_ROPE", ())                  # no table: each step calls the rotary module
+    assert fd._fused_decoder(model, rows=2, slots=12).rope_table is None
+    b = run()
+    assert torch.equal(a.completion_ids, b.completion_ids)
+    torch.testing.assert_close(a.logprobs, b.logprobs, atol=1e-5, rtol=0)
 
 @needs_triton
 def test_fused_layers_with_refills_change_no_token(setup, monkeypatch):

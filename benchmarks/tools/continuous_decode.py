@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_grpo import row_lengths
+from kernel_timing import random_shape_model, sum_prompts
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--shape", default="qwen2.5-1.5b"); ap.add_argument("--rows", type=int, default=512); ap.add_argument("--slots", type=int, default=128)
@@ -24,19 +25,14 @@ ap.add_argument("--check-every", type=int, default=16); ap.add_argument("--G", t
 ap.add_argument("--quick", action="store_true", help="CPU, a tiny random model, a few short rows: the plumbing only")
 a = ap.parse_args()
 from rlprims.core import GenerationConfig
-from rlprims.generation import tokenize_prompts, load_tokenizer
+from rlprims.generation import load_tokenizer
 from rlprims.fast_decode import generate_batch_fast, start_decode_session, session_add, session_run
 if a.quick:
     from rlprims.training import tiny_test_model
     a.rows, a.slots, a.T, a.steps, a.warmup, a.check_every, a.G = 8, 4, 16, 2, 1, 2, 2
     model, tok, dev = tiny_test_model(), load_tokenizer(), "cpu"
-else:
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-    from bench_grpo import shape_dir
-    d = shape_dir(a.shape)
-    torch.manual_seed(0)
-    model, tok, dev = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(d), dtype=torch.bfloat16).cuda(), AutoTokenizer.from_pretrained(d), "cuda"
-pids, pmask = tokenize_prompts(tok, [f"What is {i} + {2 * i + 3}? Answer with just the number." for i in range(a.rows // a.G)], n=a.G)
+else: (model, tok), dev = random_shape_model(a.shape), "cuda"
+pids, pmask = sum_prompts(tok, a.rows, a.G)
 gen = GenerationConfig(max_new_tokens=a.T, temperature=1.0, top_p=1.0, top_k=0)
 draws = [row_lengths(s, a.rows, a.T, "longtail") for s in range(a.warmup + a.steps + 1)]
 mean = round(float(torch.cat(draws).float().mean()))

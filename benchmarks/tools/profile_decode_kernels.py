@@ -7,11 +7,9 @@ graph step, the step is bound by the kernels themselves; if far below, by the ga
 
     python benchmarks/tools/profile_decode_kernels.py --shape qwen2.5-1.5b --rows 128 --T 256
 """
-import argparse, collections, sys, time
-from pathlib import Path
+import argparse, collections, time
 import torch
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench_grpo import shape_dir
+from kernel_timing import random_shape_model, sum_prompts, sampler_ms
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--shape", default="qwen2.5-1.5b"); ap.add_argument("--rows", type=int, default=128); ap.add_argument("--T", type=int, default=256)
@@ -19,21 +17,10 @@ ap.add_argument("--top", type=int, default=25)
 a = ap.parse_args()
 import rlprims.fast_decode as fd
 from rlprims.core import GenerationConfig
-from rlprims.generation import tokenize_prompts
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-d = shape_dir(a.shape)
-def time_sampler(N, V, reps=50):
-    "Milliseconds a call of `sample_softmax` takes on `[N, V]` bf16 logits, one span a row and as many as the default picks."
-    z, seed, step = torch.randn(N, V, device="cuda", dtype=torch.bfloat16) * 3, torch.tensor([1], device="cuda"), torch.tensor([0], device="cuda")
-    for spans in (1, None):
-        fd.sample_softmax(z, 1.0, seed, step, spans=spans); torch.cuda.synchronize(); t0 = time.perf_counter()
-        for _ in range(reps): fd.sample_softmax(z, 1.0, seed, step, spans=spans)
-        torch.cuda.synchronize(); print(f"sample_softmax [{N}, {V}], spans={spans}: {(time.perf_counter() - t0) / reps * 1e3:.3f} ms", flush=True)
-time_sampler(a.rows, AutoConfig.from_pretrained(d).vocab_size)
-torch.manual_seed(0)
-model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(d), dtype=torch.bfloat16).cuda()
-tok = AutoTokenizer.from_pretrained(d)
-pids, pmask = tokenize_prompts(tok, [f"What is {i} + {2 * i + 3}? Answer with just the number." for i in range(a.rows // 8)], n=8)
+model, tok = random_shape_model(a.shape)
+for spans in (1, None):                                     # one span a row, and as many as the default picks
+    print(f"sample_softmax [{a.rows}, {model.config.vocab_size}], spans={spans}: {sampler_ms(fd.sample_softmax, a.rows, model.config.vocab_size, spans=spans):.3f} ms", flush=True)
+pids, pmask = sum_prompts(tok, a.rows)
 gen = GenerationConfig(max_new_tokens=a.T, min_new_tokens=a.T, temperature=1.0, top_p=1.0, top_k=0)
 run = lambda **kw: fd.generate_batch_fast(model, tok, pids, pmask, gen, **kw)
 run(); torch.cuda.synchronize()

@@ -7,6 +7,7 @@ the L2 cache), in one CUDA graph; the bandwidth column counts the weight bytes o
 
     python benchmarks/tools/small_gemm.py --rows 128 256            # Qwen2.5-1.5B's q/k/v, o, gate/up and down
     TRITON_INTERPRET=1 python benchmarks/tools/small_gemm.py --check  # CPU: the kernel's numbers against F.linear, small sizes
+    python benchmarks/tools/small_gemm.py --rows 128 --blas           # cuBLAS ways instead: layouts, cuBLASLt, torch.compile's autotuned products
 """
 import argparse, functools, itertools, time
 import torch
@@ -17,6 +18,7 @@ ap.add_argument("--rows", type=int, nargs="+", default=[128, 256]); ap.add_argum
 ap.add_argument("--hidden", type=int, default=1536); ap.add_argument("--inter", type=int, default=8960)
 ap.add_argument("--qkv", type=int, default=2048); ap.add_argument("--reps", type=int, default=20)
 ap.add_argument("--check", action="store_true", help="correctness only, small sizes (CPU interpreter or GPU)")
+ap.add_argument("--blas", action="store_true", help="ways of calling the vendor library (and torch.compile's max-autotune) instead of the Triton kernel")
 a = ap.parse_args()
 dev = "cuda" if torch.cuda.is_available() else "cpu"
 if dev == "cpu":
@@ -100,6 +102,38 @@ if a.check:                                                 # small sizes: every
 
 H, I = a.hidden, a.inter
 shapes = {"qkv": (a.qkv, H, True), "o": (H, H, False), "gate_up": (2 * I, H, False), "down": (H, I, False)}
+if a.blas:                                                  # the same products called other ways, each over the distinct weights in one graph
+    def with_backend(name, fn):
+        "fn with `torch.backends.cuda.preferred_blas_library(name)` set while it runs (and while a graph captures it)."
+        def run():
+            old = torch.backends.cuda.preferred_blas_library(); torch.backends.cuda.preferred_blas_library(name)
+            try: return fn()
+            finally: torch.backends.cuda.preferred_blas_library(old)
+        return run
+    compiled = torch.compile(F.linear, mode="max-autotune-no-cudagraphs", dynamic=False)
+    print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}; {a.layers} distinct weights per product", flush=True)
+    for name, (N, K, bias) in shapes.items():
+        ws = [torch.randn(N, K, device=dev, dtype=torch.bfloat16) * K ** -0.5 for _ in range(a.layers)]
+        wts = [w.t().contiguous() for w in ws]              # the same weights stored [K, N]
+        bs = [torch.randn(N, device=dev, dtype=torch.bfloat16) if bias else None for _ in range(a.layers)]
+        gb = N * K * 2 / 1e9
+        for M in a.rows:
+            x = torch.randn(M, K, device=dev, dtype=torch.bfloat16)
+            nn_ = lambda wt, b: (torch.addmm(b, x, wt) if b is not None else x @ wt)
+            ways = {"F.linear (cuBLAS)": [functools.partial(F.linear, x, w, b) for w, b in zip(ws, bs)],
+                    "F.linear, cuBLASLt": [with_backend("cublaslt", functools.partial(F.linear, x, w, b)) for w, b in zip(ws, bs)],
+                    "x @ W stored [K, N]": [functools.partial(nn_, wt, b) for wt, b in zip(wts, bs)],
+                    "x @ W stored [K, N], cuBLASLt": [with_backend("cublaslt", functools.partial(nn_, wt, b)) for wt, b in zip(wts, bs)],
+                    "torch.compile max-autotune": [functools.partial(compiled, x, w, b) for w, b in zip(ws, bs)]}
+            ref = F.linear(x, ws[0], bs[0]).float()
+            line = []
+            for way, fns in ways.items():
+                try:
+                    err = (fns[0]().float() - ref).abs().max().item(); us = graph_us(fns, a.reps)
+                    line.append(f"{way} {us:6.2f} us ({gb / us * 1e6:5.0f} GB/s, err {err:.2g})")
+                except Exception as e: line.append(f"{way}: {type(e).__name__} {str(e)[:80]}")
+            print(f"{name:8s} [{M}x{K}] x [{N}x{K}]^T: " + "; ".join(line), flush=True)
+    raise SystemExit(0)
 configs = [dict(split=s, BN=bn, BK=bk, warps=wp, stages=st) for s in (1, 2, 4, 8) for bn in (32, 64, 128) for bk in (64,)
            for wp in (4, 8) for st in (3, 4)]
 print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}; {a.layers} distinct weights per product", flush=True)

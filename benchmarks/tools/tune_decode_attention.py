@@ -4,10 +4,12 @@ are cut into (a development tool; the Qwen2.5-1.5B shape by default: 12 query he
 
     python benchmarks/tools/tune_decode_attention.py --rows 128 --lengths 300 600 1064
     python benchmarks/tools/tune_decode_attention.py --rows 16 --lengths 600 1064     # a long-tailed batch's last rows
+    python benchmarks/tools/tune_decode_attention.py --rows 128 --sweep                # launch settings, one span and two
 
 Prints, per cache length, the time of `splits=1, 2, 4, 8, 16` and of the default (`attention_splits`), each as a share
 of the copy bandwidth (K and V read once), and the largest difference from one span. Each time is a CUDA graph of 20
-calls, replayed. On a CPU (`TRITON_INTERPRET=1`, small sizes) it checks the spans' agreement only.
+calls, replayed. With `--sweep`, the kernel's launch settings instead (`fd.ATTENTION_LAUNCH`: slots a block, warps,
+stages), one span and two, each against the default's time at every length. On a CPU (`TRITON_INTERPRET=1`, small sizes) it checks the spans' agreement only.
 """
 import argparse, time
 import torch
@@ -18,6 +20,7 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--rows", type=int, default=128); ap.add_argument("--H", type=int, default=12); ap.add_argument("--Hkv", type=int, default=2)
 ap.add_argument("--D", type=int, default=128); ap.add_argument("--Lmax", type=int, default=1088)
 ap.add_argument("--lengths", type=int, nargs="+", default=[300, 600, 1064]); ap.add_argument("--reps", type=int, default=200)
+ap.add_argument("--sweep", action="store_true", help="time the kernel's launch settings (fd.ATTENTION_LAUNCH) instead of the number of spans")
 a = ap.parse_args()
 N, H, Hkv, D = a.rows, a.H, a.Hkv, a.D
 dev = "cuda" if torch.cuda.is_available() else "cpu"
@@ -36,6 +39,34 @@ sync(); bw = 2 * x.numel() * 4 * 10 / (time.perf_counter() - t0); del x, y
 print(f"copy bandwidth {bw / 1e12:.2f} TB/s; N={N} H={H} Hkv={Hkv} D={D}; default spans {fd.attention_splits(N * Hkv, a.Lmax, dev)}")
 
 timed = lambda fn: graph_seconds(fn, a.reps)
+
+if a.sweep:                                                  # every launch setting, one span and two, against today's default
+    import itertools
+    default = {k: dict(v) for k, v in fd.ATTENTION_LAUNCH.items()}
+    cols = [torch.tensor([L - 1], device=dev) for L in a.lengths]
+    refs = [fd.decode_attention(q, K, V, mask, c, D ** -0.5, splits=1).float() for c in cols]
+    def row(splits, launch):
+        fd.ATTENTION_LAUNCH.update({k: dict(v) for k, v in default.items()}); fd.ATTENTION_LAUNCH["one span" if splits == 1 else "spans"] = launch
+        try:
+            err = max((fd.decode_attention(q, K, V, mask, c, D ** -0.5, splits=splits).float() - r).abs().max().item() for c, r in zip(cols, refs))
+            if err > 0.05: return f"max|diff| {err:.3g} from the default"
+            return [timed(lambda c=c: fd.decode_attention(q, K, V, mask, c, D ** -0.5, splits=splits)) for c in cols]
+        except Exception as e: return type(e).__name__   # e.g. out of shared memory
+        finally: fd.ATTENTION_LAUNCH.update({k: dict(v) for k, v in default.items()})
+    base = {s: row(s, default["one span" if s == 1 else "spans"]) for s in (1, 2)}
+    nbytes = [2 * N * Hkv * L * D * 2 for L in a.lengths]
+    results = []
+    for splits, bl, warps, stages in itertools.product((1, 2), (16, 32, 64, 128), (2, 4, 8), (1, 2, 3, 4)):
+        launch = dict(BLOCK_L=bl, num_warps=warps, num_stages=stages)
+        t = row(splits, launch)
+        if isinstance(t, str): print(f"splits={splits} {launch}: {t}", flush=True); continue
+        results.append((sum(t) / sum(base[1]), splits, launch, t))
+    results.sort(key=lambda r: r[0])
+    print("lengths " + " ".join(map(str, a.lengths)) + "; default one span: " + " ".join(f"{t * 1e6:.1f} us ({b / t / bw:.0%})" for t, b in zip(base[1], nbytes))
+          + "; default two spans: " + " ".join(f"{t * 1e6:.1f} us" for t in base[2]))
+    for r, splits, launch, t in results[:12]:
+        print(f"{r:6.3f}x the default's time  splits={splits} {launch}: " + " ".join(f"{x * 1e6:.1f} us ({b / x / bw:.0%})" for x, b in zip(t, nbytes)), flush=True)
+    raise SystemExit(0)
 
 for L in a.lengths:
     col = torch.tensor([L - 1], device=dev)
