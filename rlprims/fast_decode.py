@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from .core import *
 from .generation import (generate_batch, sample_next_token, eos_token_ids, position_ids_from_mask, _without_autocast,
-                                _fuse_rms_norms, _unfuse, _RMS_NORMS, _attention, _text_config, _own_class)
+                                check_prompt_batch, model_context_length, _fuse_rms_norms, _unfuse, _RMS_NORMS, _attention,
+                                _text_config, _own_class)
 from .distributed import is_fsdp
 
 # %% auto #0
@@ -831,6 +832,7 @@ def generate_batch_fast(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask:
     "Drop-in `generate_batch` (same arguments and result) with a preallocated KV cache and each decode step one CUDA graph."
     dev = next(model.parameters()).device
     T = config.max_new_tokens
+    check_prompt_batch(prompt_ids, prompt_mask, "generate_batch_fast", T, model_context_length(model))
     if forced_lengths is not None:
         if forced_lengths.shape != prompt_ids.shape[:1] or not bool(((forced_lengths >= 1) & (forced_lengths <= T)).all()):
             raise ValueError(f"generate_batch_fast: forced_lengths must be [N={prompt_ids.shape[0]}] integers in 1..max_new_tokens={T}; "
@@ -926,6 +928,8 @@ def start_decode_session(model, tokenizer, config: GenerationConfig, slots: int,
 
 def session_add(S, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, forced_lengths: Optional[torch.Tensor] = None) -> list:
     "Queue rows `[k, p]` (left-padded, p <= the session's prompt_len); returns their ids."
+    if isinstance(prompt_ids, torch.Tensor) and prompt_ids.ndim == 2 and len(prompt_ids) == 0: return []
+    check_prompt_batch(prompt_ids, prompt_mask, "session_add")
     k, p = prompt_ids.shape
     if p > S.P: raise ValueError(f"session_add: prompts of {p} tokens; the session holds {S.P}")
     if forced_lengths is not None and (forced_lengths.shape != (k,) or not bool(((forced_lengths >= 1) & (forced_lengths <= S.T)).all())):

@@ -16,10 +16,10 @@ from .models import *
 warnings.filterwarnings("ignore", message=".*past_key_values.*is deprecated", category=FutureWarning)  # newer transformers renamed it
 
 # %% auto #0
-__all__ = ['CHAT_ROLES', 'format_prompt', 'model_context_length', 'tokenize_prompts', 'parse_thinking', 'position_ids_from_mask',
-           'entropy_from_logits', 'token_logprobs', 'prefill', 'length_sorted', 'compute_logprobs_for_tokens',
-           'sample_from_logprobs', 'sample_next_token', 'eos_token_ids', 'generate_batch', 'decode_completions',
-           'generate', 'packed_attention']
+__all__ = ['CHAT_ROLES', 'format_prompt', 'model_context_length', 'tokenize_prompts', 'check_prompt_batch', 'parse_thinking',
+           'position_ids_from_mask', 'entropy_from_logits', 'token_logprobs', 'prefill', 'length_sorted',
+           'compute_logprobs_for_tokens', 'sample_from_logprobs', 'sample_next_token', 'eos_token_ids',
+           'generate_batch', 'decode_completions', 'generate', 'packed_attention']
 
 # %% ../nbs/01_generation.ipynb #a55d067c
 CHAT_ROLES = ("system", "user", "assistant", "tool")
@@ -99,6 +99,33 @@ def tokenize_prompts(tokenizer, prompts: Sequence[Union[str, Sequence[dict]]], n
                          "tokenizer.pad_token = tokenizer.eos_token (load_tokenizer does this for you)")
     prompt_ids, prompt_mask = pad_left(ids, tokenizer.pad_token_id), pad_left([torch.ones(len(x), dtype=torch.long) for x in ids], 0)
     return prompt_ids.repeat_interleave(n, 0), prompt_mask.repeat_interleave(n, 0)
+
+# %% ../nbs/01_generation.ipynb #918ac752
+def check_prompt_batch(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, where: str, max_new_tokens: int = 0,
+                       context_length: Optional[int] = None) -> None:
+    """Raise a ValueError naming the problem (and the row) unless `prompt_ids` is an integer `[N, P]` tensor with N, P >= 1
+    and `prompt_mask` `[N, P]` holds 0/1 with every row left-padded (its last position visible) and at least one token
+    visible; with `context_length`, each row's visible tokens plus `max_new_tokens` must fit in it. `where` names the caller."""
+    if not isinstance(prompt_ids, torch.Tensor) or not isinstance(prompt_mask, torch.Tensor):
+        raise TypeError(f"{where}: prompt_ids and prompt_mask must be tensors, got {type(prompt_ids).__name__} and {type(prompt_mask).__name__}")
+    if prompt_ids.ndim != 2 or prompt_ids.is_floating_point() or prompt_ids.is_complex():
+        raise ValueError(f"{where}: prompt_ids must be an integer tensor [N, P], got {prompt_ids.dtype} {list(prompt_ids.shape)}")
+    if prompt_mask.shape != prompt_ids.shape:
+        raise ValueError(f"{where}: prompt_mask has shape {list(prompt_mask.shape)}; prompt_ids has {list(prompt_ids.shape)}")
+    if prompt_ids.shape[0] == 0 or prompt_ids.shape[1] == 0: raise ValueError(f"{where}: no prompts (prompt_ids is {list(prompt_ids.shape)})")
+    m = prompt_mask.detach()
+    if not bool(((m == 0) | (m == 1)).all()): raise ValueError(f"{where}: prompt_mask must hold only 0 and 1")
+    visible = m.sum(1)
+    bad = lambda rows: int(rows.nonzero()[0, 0])                # the first offending row
+    if not bool((visible > 0).all()): raise ValueError(f"{where}: prompt row {bad(visible == 0)} is empty (its mask is all 0)")
+    if not bool((m[:, -1] == 1).all()):
+        raise ValueError(f"{where}: prompt row {bad(m[:, -1] == 0)} ends in padding; prompts must be left-padded "
+                         "(tokenizer.padding_side = 'left', or rlprims.tokenize_prompts)")
+    if context_length is not None and int(visible.max()) + max_new_tokens > context_length:
+        r = bad(visible + max_new_tokens > context_length)
+        raise ValueError(f"{where}: prompt row {r} has {int(visible[r])} tokens; with max_new_tokens={max_new_tokens} "
+                         f"that exceeds the model context of {context_length} tokens")
+
 
 # %% ../nbs/01_generation.ipynb #4c677abe
 def parse_thinking(token_ids: Sequence[int], tokenizer, think_end: str = "</think>") -> tuple[str, str]:
@@ -415,6 +442,7 @@ def generate_batch(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask: torc
     dev = next(model.parameters()).device
     eos = torch.tensor(eos_ids if eos_ids is not None else eos_token_ids(tokenizer, model), device=dev)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else int(eos[0])
+    check_prompt_batch(prompt_ids, prompt_mask, "generate_batch", config.max_new_tokens, model_context_length(model))
     ids, mask = prompt_ids.to(dev), prompt_mask.to(dev).long()
     N = ids.shape[0]
     pos = position_ids_from_mask(mask)
