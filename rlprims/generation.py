@@ -437,12 +437,12 @@ def _without_autocast(generator: Callable) -> Callable:
 def generate_batch(model, tokenizer, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, config: GenerationConfig,
                    compute_logprobs: bool = True, eos_ids: Optional[Sequence[int]] = None) -> RolloutBatch:
     "Sample one completion per row of left-padded `prompt_ids` `[N, P]`; returns a `RolloutBatch` with `[N, T]` completions."
+    check_prompt_batch(prompt_ids, prompt_mask, "generate_batch", config.max_new_tokens, model_context_length(model))
     from transformers import DynamicCache
     was_training = model.training; model.eval()
     dev = next(model.parameters()).device
     eos = torch.tensor(eos_ids if eos_ids is not None else eos_token_ids(tokenizer, model), device=dev)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else int(eos[0])
-    check_prompt_batch(prompt_ids, prompt_mask, "generate_batch", config.max_new_tokens, model_context_length(model))
     ids, mask = prompt_ids.to(dev), prompt_mask.to(dev).long()
     N = ids.shape[0]
     pos = position_ids_from_mask(mask)

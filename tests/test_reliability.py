@@ -182,3 +182,21 @@ def test_nonfinite_rewards_follow_on_reward_error(tok):
         compute_rewards([r, r], lambda ro, k=iter([1.0, float("inf")]): next(k))
     out = compute_rewards([r, r], {"big": lambda ro: 3e38, "one": lambda ro: 1.0}, weights=[10.0, 1.0], on_error="fallback")
     assert out.num_errors == 2 and out.rewards.tolist() == [0.0, 0.0]    # the weighted sum overflows float32: replaced, counted
+
+
+@pytest.mark.parametrize("which", ["generate_batch", "generate_batch_fast"])
+def test_bad_prompt_tensors_are_refused_before_the_model_is_touched(tok, which):
+    "A right-padded row is refused with a message naming the generator and the row; the model keeps its training mode and gets no forward."
+    from rlprims.generation import generate_batch, tokenize_prompts
+    from rlprims.fast_decode import generate_batch_fast
+    model = tiny_test_model().train()
+    calls = []
+    hook = model.register_forward_hook(lambda *a: calls.append(1))
+    ids, mask = tokenize_prompts(tok, ["What is 1+1?", "Hi"])
+    right = torch.stack([mask[0], mask[1].flip(0)])
+    gen = {"generate_batch": generate_batch, "generate_batch_fast": partial(generate_batch_fast, static=True)}[which]
+    with pytest.raises(ValueError, match=f"{which}: prompt row 1 ends in padding"):
+        gen(model, tok, ids, right, GEN)
+    hook.remove()
+    assert model.training and not calls
+    assert gen(model, tok, ids, mask, GEN).completion_ids.shape[0] == 2   # the same rows, left-padded, decode
